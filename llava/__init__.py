@@ -1,0 +1,1 @@
+"""VideoLLaMB: long-video understanding with recurrent memory bridges (LLaVA-style package)."""

@@ -1,0 +1,142 @@
+"""VideoLLaMBConfig: one nested config (text, vision, bridge) holding every constant of the original.
+
+The defaults reproduce the released VideoLLaMB-7B. `VideoLLaMBConfig.from_released_dict` reads the
+released `config.json` layout (`model_type: llava_llama` with `mm_*` keys and relative tower paths).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, LlamaConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from llava.errors import ConfigError
+
+BRIDGE_VARIANTS = ("default", "mem")
+FRAME_POOLS = ("avg", "max")
+
+
+class VisionTowerConfig(PreTrainedConfig):
+    """A LanguageBind (CLIP ViT) tower. `temporal_window` frames share temporal attention in the video tower."""
+
+    model_type = "languagebind_vision"
+    base_config_key = "vision_config"
+
+    hidden_size: int = 1024
+    intermediate_size: int = 4096
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 16
+    num_channels: int = 3
+    image_size: int = 224
+    patch_size: int = 14
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+    attention_dropout: float = 0.0
+    initializer_range: float = 0.02
+    temporal_window: int = 8
+    select_layer: int = -2
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_layers_needed(self) -> int:
+        """Encoder layers that must run to produce hidden state `select_layer` (index 0 is the embeddings)."""
+        total = self.num_hidden_layers + 1
+        index = self.select_layer if self.select_layer >= 0 else total + self.select_layer
+        if not 0 <= index < total:
+            raise ConfigError(f"select_layer {self.select_layer} is outside 0..{total - 1}")
+        return index
+
+
+class BridgeConfig(PreTrainedConfig):
+    """The Memory Bridge and SceneTilling: every constant the released model hard-codes is a field here."""
+
+    model_type = "videollamb_bridge"
+    base_config_key = "bridge_config"
+
+    hidden_size: int = 1024
+    num_attention_heads: int = 8
+    intermediate_size: int = 4096
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    num_memory_tokens: int = 32
+    pool_size: int = 12
+    frame_pool: str = "avg"
+    frames_per_segment: int = 8
+    scenetilling_k: int | None = 3
+    scenetilling_alpha: float = 0.5
+    scenetilling_max_cuts: int = 15
+    scenetilling_min_length: int = 1
+    variant: str = "default"
+    max_segment_positions: int = 1024
+    max_cache_segments: int | None = None
+    reset_memory_each_segment: bool = False
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        if self.variant not in BRIDGE_VARIANTS:
+            raise ConfigError(f"unknown bridge variant {self.variant!r}; valid: {', '.join(BRIDGE_VARIANTS)}")
+        if self.frame_pool not in FRAME_POOLS:
+            raise ConfigError(f"unknown frame_pool {self.frame_pool!r}; valid: {', '.join(FRAME_POOLS)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError("bridge hidden_size must be a multiple of num_attention_heads")
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.pool_size * self.pool_size
+
+
+class VideoLLaMBConfig(PreTrainedConfig):
+    """Composition of a causal LM (`text_config`), the LanguageBind towers (`vision_config`) and the bridge."""
+
+    model_type = "videollamb"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+        "vision_config": SubConfigSpec(config_class=VisionTowerConfig),
+        "bridge_config": SubConfigSpec(config_class=BridgeConfig),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    bridge_config: dict | PreTrainedConfig | None = None
+    num_frames: int = 16
+    image_aspect_ratio: str = "pad"
+    use_image_tower: bool = True
+    projector_hidden_act: str = "gelu"
+    tie_word_embeddings: bool = False
+
+    @classmethod
+    def from_released_dict(cls, released: dict[str, Any]) -> "VideoLLaMBConfig":
+        """Build a config from the released `llava_llama` config.json (LLaMA fields + `mm_*` keys)."""
+        if released.get("model_type") != "llava_llama":
+            raise ConfigError(f"not a released VideoLLaMB config: model_type {released.get('model_type')!r}")
+        if released.get("mm_projector_type", "rmt_r_transformer1x") != "rmt_r_transformer1x":
+            raise ConfigError(f"unsupported mm_projector_type {released['mm_projector_type']!r}")
+        text_fields = set(LlamaConfig.default_config_fields())
+        text = {k: v for k, v in released.items() if k in text_fields and not k.startswith("mm_")}
+        text.pop("architectures", None)
+        text["model_type"] = "llama"
+        bridge = {
+            "hidden_size": released.get("mm_hidden_size", 1024),
+            "num_attention_heads": released.get("mm_num_attention_heads", 8),
+            "intermediate_size": released.get("mm_intermediate_size", 4096),
+            "hidden_act": released.get("mm_hidden_act", "gelu"),
+            "hidden_dropout_prob": released.get("mm_hidden_dropout_prob", 0.1),
+            "attention_probs_dropout_prob": released.get("mm_attention_probs_dropout_prob", 0.1),
+            "layer_norm_eps": released.get("mm_layer_norm_eps", 1e-12),
+        }
+        vision = {"select_layer": released.get("mm_vision_select_layer", -2)}
+        return cls(
+            text_config=text,
+            vision_config=vision,
+            bridge_config=bridge,
+            num_frames=released.get("num_frames", 16),
+            image_aspect_ratio=released.get("image_aspect_ratio", "pad"),
+            use_image_tower="IMAGE" in released.get("X", ["VIDEO", "IMAGE"]),
+        )
