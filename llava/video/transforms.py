@@ -1,0 +1,144 @@
+"""Deterministic pixel preprocessing for the vision towers (torch + PIL, no torchvision).
+
+Video frames: x/255, resize the short side to `size` (bilinear, antialiased), centre crop, CLIP normalisation.
+Images: optional pad to square with the mean colour (LLaVA's `image_aspect_ratio=pad`), resize the short side
+(bicubic), centre crop, CLIP normalisation. No flips and no randomness: the same input gives the same tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+_FRAME_CHUNK = 32  # frames resized at once, so a long clip never holds all full-size float frames
+
+
+def _to_rgb_uint8(array: np.ndarray) -> np.ndarray:
+    """(..., H, W) gray, (..., H, W, 1|3|4) -> (..., H, W, 3) uint8 (alpha dropped)."""
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {array.dtype}")
+    if array.shape[-1] not in (1, 3, 4):
+        array = array[..., None]  # a gray image without a channel axis
+    if array.shape[-1] == 1:
+        return np.repeat(array, 3, axis=-1)
+    return array[..., :3]
+
+
+def _frames_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (T, H, W, C) array or tensor -> uint8 tensor (T, H, W, 3)."""
+    array = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if array.ndim == 3 and array.shape[-1] not in (1, 3, 4):
+        array = array[..., None]  # (T, H, W) gray
+    if array.ndim != 4:
+        raise ValueError(f"expected frames of shape (T, H, W, 3), got {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(_to_rgb_uint8(array)))
+
+
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(new_h, new_w) with the short side equal to `size` and the long side scaled (floored)."""
+    if height <= width:
+        return size, max(size, int(math.floor(width * size / height)))
+    return max(size, int(math.floor(height * size / width))), size
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop the central `size` x `size` window of (..., H, W); offsets use round() like CenterCropVideo."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} out of {h}x{w}")
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return x[..., top : top + size, left : left + size]
+
+
+def _normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(x - mean) / std along the channel axis (-3)."""
+    m = torch.tensor(mean, dtype=x.dtype).view(3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(3, 1, 1)
+    return (x - m) / s
+
+
+def preprocess_frames(
+    frames: np.ndarray | torch.Tensor,
+    size: int = 224,
+    mean: tuple[float, float, float] = CLIP_MEAN,
+    std: tuple[float, float, float] = CLIP_STD,
+) -> torch.Tensor:
+    """uint8 (T, H, W, 3) frames -> float32 (T, 3, size, size): x/255, short side to size, centre crop, normalise."""
+    x = _frames_tensor(frames)
+    t, h, w = x.shape[:3]
+    new_h, new_w = short_side_size(h, w, size)
+    out = torch.empty((t, 3, size, size), dtype=torch.float32)
+    for start in range(0, t, _FRAME_CHUNK):
+        chunk = x[start : start + _FRAME_CHUNK].permute(0, 3, 1, 2).float() / 255.0  # (t', 3, H, W)
+        if (new_h, new_w) != (h, w):
+            chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+        out[start : start + _FRAME_CHUNK] = _normalize(center_crop(chunk, size), mean, std)
+    return out
+
+
+def expand_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Pad the shorter side equally on both sides with `background` (LLaVA's expand2square)."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def preprocess_image(
+    image: np.ndarray | Image.Image,
+    size: int = 224,
+    pad_to_square: bool = False,
+    mean: tuple[float, float, float] = CLIP_MEAN,
+    std: tuple[float, float, float] = CLIP_STD,
+) -> torch.Tensor:
+    """uint8 (H, W, 3) image or PIL image -> float32 (3, size, size).
+
+    Optionally pads to square with the mean colour first, then resizes the short side to `size` (bicubic),
+    centre crops and normalises, as the CLIP image processor does.
+    """
+    if isinstance(image, Image.Image):
+        pil = image.convert("RGB")
+    else:
+        pil = Image.fromarray(_to_rgb_uint8(np.asarray(image)))
+    if pad_to_square:
+        pil = expand_to_square(pil, tuple(int(m * 255) for m in mean))
+    new_h, new_w = short_side_size(pil.height, pil.width, size)
+    if (new_h, new_w) != (pil.height, pil.width):
+        pil = pil.resize((new_w, new_h), resample=Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    return _normalize(center_crop(x, size), mean, std)
+
+
+@dataclass
+class VisualProcessor:
+    """The tower's preprocessing in one object: `video(frames)`, `image(img)`, and `denormalize` for debugging."""
+
+    size: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    pad_images: bool = False
+
+    def video(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (T, H, W, 3) -> float32 (T, 3, size, size)."""
+        return preprocess_frames(frames, self.size, self.mean, self.std)
+
+    def image(self, image: np.ndarray | Image.Image) -> torch.Tensor:
+        """uint8 (H, W, 3) or PIL image -> float32 (3, size, size)."""
+        return preprocess_image(image, self.size, self.pad_images, self.mean, self.std)
+
+    def denormalize(self, pixels: torch.Tensor) -> np.ndarray:
+        """Normalised (..., 3, H, W) -> uint8 (..., H, W, 3), for looking at what the tower sees."""
+        x = pixels.detach().float().cpu()
+        x = x * torch.tensor(self.std).view(3, 1, 1) + torch.tensor(self.mean).view(3, 1, 1)
+        x = (x * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return x.movedim(-3, -1).numpy()

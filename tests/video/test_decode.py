@@ -1,0 +1,316 @@
+"""Decoding: right frames by index, fps sampling, streaming iteration, formats, and bad input as VideoError."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from llava.errors import VideoError
+from llava.video.backends import DecordReader, FrameDirReader, GifReader, PyAVReader
+from llava.video.decode import (
+    fps_indices,
+    load_image,
+    load_video,
+    load_video_fps,
+    open_video,
+    uniform_indices,
+)
+from tests.video.conftest import FPS, HEIGHT, NUM_FRAMES, TOL, WIDTH, gray_frames, level
+
+
+def levels(frames: np.ndarray) -> np.ndarray:
+    """Mean gray level of each frame."""
+    return frames.reshape(len(frames), -1).mean(axis=1)
+
+
+def assert_levels(frames: np.ndarray, expected: list[int] | np.ndarray) -> None:
+    np.testing.assert_allclose(levels(frames), np.asarray(expected, dtype=float), atol=TOL)
+
+
+# ---------------------------------------------------------------- sampling rules
+
+
+def test_uniform_indices_follow_linspace_truncation() -> None:
+    np.testing.assert_array_equal(uniform_indices(30, 8), [0, 4, 8, 12, 16, 20, 24, 29])
+    np.testing.assert_array_equal(uniform_indices(10, 4), np.linspace(0, 9, 4).astype(int))
+    np.testing.assert_array_equal(uniform_indices(3, 5), [0, 0, 1, 1, 2])  # repeats when asked for more
+    with pytest.raises(ValueError):
+        uniform_indices(0, 4)
+
+
+def test_fps_indices() -> None:
+    np.testing.assert_array_equal(fps_indices(30, 10.0, 1.0), [0, 10, 20])
+    np.testing.assert_array_equal(fps_indices(30, 10.0, 2.5), [0, 4, 8, 12, 16, 20, 24, 28])
+    np.testing.assert_array_equal(fps_indices(5, 10.0, 50.0), np.arange(5))  # never repeats a frame
+    np.testing.assert_array_equal(fps_indices(100, 30.0, 1.0), [0, 30, 60, 90])
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_metadata(clip: Path) -> None:
+    with open_video(clip) as video:
+        assert isinstance(video, DecordReader)
+        assert (video.num_frames, video.fps, video.size) == (NUM_FRAMES, FPS, (WIDTH, HEIGHT))
+        assert video.duration == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_get_frames_returns_the_requested_frames(clip: Path, backend: str) -> None:
+    with open_video(clip, backend=backend) as video:
+        frames = video.get_frames([29, 0, 7, 7, 15])
+        assert frames.shape == (5, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
+        assert_levels(frames, [level(29), level(0), level(7), level(7), level(15)])
+        assert video.get_frames([]).shape == (0, HEIGHT, WIDTH, 3)
+
+
+def test_load_video_uniform(clip: Path) -> None:
+    frames, seconds = load_video(clip, num_frames=8)
+    idx = [0, 4, 8, 12, 16, 20, 24, 29]
+    assert frames.shape == (8, HEIGHT, WIDTH, 3)
+    assert_levels(frames, [level(i) for i in idx])
+    np.testing.assert_allclose(seconds, np.array(idx) / FPS)
+
+
+def test_load_video_accepts_an_open_reader(clip: Path) -> None:
+    with open_video(clip, backend="pyav") as video:
+        frames, _ = load_video(video, num_frames=3)
+    assert_levels(frames, [level(0), level(14), level(29)])
+
+
+def test_load_video_fps_timestamps(clip: Path) -> None:
+    frames, seconds = load_video_fps(clip, fps=1.0)
+    np.testing.assert_allclose(seconds, [0.0, 1.0, 2.0])
+    assert_levels(frames, [level(0), level(10), level(20)])
+    _, seconds = load_video_fps(clip, fps=2.5)
+    np.testing.assert_allclose(seconds, [0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8])
+
+
+def test_load_video_fps_cap_spreads_over_whole_video(clip: Path) -> None:
+    frames, seconds = load_video_fps(clip, fps=10.0, max_frames=4)
+    np.testing.assert_allclose(seconds, np.array([0, 9, 19, 29]) / FPS)
+    assert_levels(frames, [level(0), level(9), level(19), level(29)])
+
+
+def test_load_video_fps_multiple_of(clip: Path) -> None:
+    _, seconds = load_video_fps(clip, fps=10.0, multiple_of=8)  # 30 -> 24 frames
+    assert len(seconds) == 24 and seconds[0] == 0.0 and seconds[-1] == pytest.approx(2.9)
+    _, seconds = load_video_fps(clip, fps=1.0, multiple_of=8)  # 3 -> at least 8
+    np.testing.assert_allclose(seconds, uniform_indices(NUM_FRAMES, 8) / FPS)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_iter_frames_streams_one_frame_at_a_time(clip: Path, backend: str) -> None:
+    with open_video(clip, backend=backend) as video:
+        it = video.iter_frames(fps=2.5)
+        assert inspect.isgenerator(it)
+        t0, first = next(it)  # nothing after the first chunk has been decoded yet
+        assert t0 == 0.0 and first.shape == (HEIGHT, WIDTH, 3)
+        rest = list(it)
+    seconds = [t0] + [t for t, _ in rest]
+    np.testing.assert_allclose(seconds, [0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8])
+    assert_levels(np.stack([first] + [f for _, f in rest]), [level(i) for i in range(0, 30, 4)])
+
+
+def test_iter_frames_reads_in_bounded_chunks(make_video, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make_video("long.mp4", gray_frames(30) * 4)  # 120 frames
+    video = open_video(path)
+    reads: list[int] = []
+    original = video._read
+    monkeypatch.setattr(video, "_read", lambda idx: reads.append(len(idx)) or original(idx))
+    it = video.iter_frames()
+    next(it)
+    assert reads == [16]  # only the first chunk is decoded to serve the first frame
+    assert sum(1 for _ in it) == 119 and max(reads) <= 16
+
+
+def test_iter_frames_pyav_converts_only_what_it_yields(clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    video = open_video(clip, backend="pyav")
+    converted: list[int] = []
+    original = video._to_array
+    monkeypatch.setattr(video, "_to_array", lambda frame: converted.append(1) or original(frame))
+    it = video.iter_frames(fps=1.0)
+    next(it)
+    assert len(converted) == 1
+    it.close()
+
+
+def test_live_source_has_unknown_length(clip: Path) -> None:
+    with open_video(clip, live=True) as video:
+        assert isinstance(video, PyAVReader)
+        assert video.num_frames is None and video.duration is None
+        with pytest.raises(VideoError, match="clip.mp4"):
+            video.get_frames([0])
+        with pytest.raises(VideoError, match="live"):
+            load_video(video, 4)
+        stamps = [t for t, _ in video.iter_frames(fps=1.0)]
+        np.testing.assert_allclose(stamps, [0.0, 1.0, 2.0])
+        frames, seconds = load_video_fps(video, fps=5.0, max_frames=9, multiple_of=8)
+    assert frames.shape[0] == 8
+    np.testing.assert_allclose(seconds, np.arange(8) * 0.2)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".avi", ".mov", ".webm"])
+def test_other_containers(make_video, suffix: str) -> None:
+    codec = "libvpx" if suffix == ".webm" else "mpeg4"
+    path = make_video(f"clip{suffix}", gray_frames(12), codec=codec)
+    frames, _ = load_video(path, num_frames=3)
+    assert_levels(frames, [level(0), level(5), level(11)])
+
+
+# ---------------------------------------------------------------- pixel formats and rotation
+
+
+@pytest.mark.parametrize("backend", ["auto", "pyav"])
+def test_gray_and_alpha_videos_give_rgb(make_video, backend: str) -> None:
+    gray = make_video("gray.mkv", [np.full((HEIGHT, WIDTH), 40 * i, np.uint8) for i in range(5)],
+                      codec="ffv1", pix_fmt="gray", in_format="gray")
+    rgba = [np.dstack([np.full((HEIGHT, WIDTH, 3), 40 * i, np.uint8), np.full((HEIGHT, WIDTH), 99, np.uint8)])
+            for i in range(5)]
+    alpha = make_video("alpha.mov", rgba, codec="png", pix_fmt="rgba", in_format="rgba")
+    for path in (gray, alpha):
+        with open_video(path, backend=backend) as video:
+            frames = video.get_frames(range(5))
+        assert frames.shape == (5, HEIGHT, WIDTH, 3)
+        np.testing.assert_array_equal(levels(frames), [0, 40, 80, 120, 160])
+
+
+def test_rotation_metadata_is_applied(make_video) -> None:
+    frame = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    frame[: HEIGHT // 2, : WIDTH // 2] = 255  # white top-left quadrant
+    path = make_video("rotated.mp4", [frame] * 5, rotation=90)
+    with open_video(path) as video:
+        assert video.size == (HEIGHT, WIDTH)  # portrait after a quarter turn
+        got = video.get_frames([0, 4])
+    assert got.shape == (2, WIDTH, HEIGHT, 3)
+    expected = np.rot90(frame).astype(float)  # 90 degrees counter-clockwise: the quadrant moves bottom-left
+    assert np.abs(got[0].astype(float) - expected).mean() < 8
+
+
+# ---------------------------------------------------------------- gifs, folders, images
+
+
+def test_gif(gif: Path) -> None:
+    with open_video(gif) as video:
+        assert isinstance(video, GifReader)
+        assert (video.num_frames, video.size) == (10, (WIDTH, HEIGHT))
+        assert video.fps == pytest.approx(10.0)
+        frames = video.get_frames([9, 0, 4])
+    assert frames.shape == (3, HEIGHT, WIDTH, 3)
+    assert_levels(frames, [225, 0, 100])
+    _, seconds = load_video_fps(gif, fps=2.0)
+    np.testing.assert_allclose(seconds, [0.0, 0.5])
+
+
+def test_frame_folder_natural_order(frame_dir: Path) -> None:
+    with open_video(frame_dir, frames_fps=2.0) as video:
+        assert isinstance(video, FrameDirReader)
+        assert (video.num_frames, video.fps, video.size) == (12, 2.0, (WIDTH, HEIGHT))
+        frames = video.get_frames([1, 9, 10])  # f2, f10, f11
+    np.testing.assert_array_equal(levels(frames), [20, 180, 200])
+    frames, seconds = load_video(frame_dir, num_frames=4)
+    np.testing.assert_array_equal(levels(frames), [0, 60, 140, 220])
+    np.testing.assert_allclose(seconds, [0, 3, 7, 11])
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "I;16", "RGB"])
+def test_load_image_modes_give_rgb(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / f"img_{mode.replace(';', '')}.png"
+    Image.fromarray(np.full((10, 20, 3), 128, np.uint8)).convert(mode).save(path)
+    image = load_image(path)
+    assert image.shape == (10, 20, 3) and image.dtype == np.uint8
+    assert abs(float(image.mean()) - 128) < 3
+
+
+def test_load_image_applies_exif_orientation(tmp_path: Path) -> None:
+    img = Image.fromarray(np.zeros((10, 20, 3), np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    img.save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    assert load_image(tmp_path / "phone.jpg").shape == (20, 10, 3)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _bad_inputs(tmp_path: Path, clip: Path) -> dict[str, tuple[Path, str]]:
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "notes.mp4").write_text("this is not a video\n" * 20)
+    data = clip.read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    zeroed = bytearray(data)  # keep the container, wipe every coded frame
+    start, end = zeroed.index(b"mdat") + 4, zeroed.index(b"moov") - 4
+    zeroed[start:end] = bytes(end - start)
+    (tmp_path / "zeroed.mp4").write_bytes(bytes(zeroed))
+    (tmp_path / "no_frames").mkdir()
+    (tmp_path / "no_frames" / "readme.txt").write_text("x")
+    (tmp_path / "broken.gif").write_bytes(b"GIF89a" + b"\0" * 10)
+    return {
+        "missing": (tmp_path / "missing.mp4", "no such file"),
+        "empty": (tmp_path / "empty.mp4", "empty"),
+        "text": (tmp_path / "notes.mp4", "cannot open"),
+        "truncated": (tmp_path / "truncated.mp4", "cannot open"),
+        "zero_frames": (tmp_path / "zeroed.mp4", "no decodable"),
+        "empty_dir": (tmp_path / "no_frames", "no frame images"),
+        "broken_gif": (tmp_path / "broken.gif", "gif"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "empty", "text", "truncated", "zero_frames", "empty_dir", "broken_gif"]
+)
+def test_bad_input_raises_video_error_naming_the_file(tmp_path: Path, clip: Path, case: str) -> None:
+    path, problem = _bad_inputs(tmp_path, clip)[case]
+    with pytest.raises(VideoError) as info:
+        load_video(path, num_frames=4)
+    assert path.name in str(info.value) and problem in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("indices", [[30], [-1], [0, 100]])
+def test_out_of_range_indices(clip: Path, backend: str, indices: list[int]) -> None:
+    with open_video(clip, backend=backend) as video, pytest.raises(VideoError, match="clip.mp4.*out of range"):
+        video.get_frames(indices)
+
+
+def test_truncated_mkv_serves_the_frames_that_remain(make_video) -> None:
+    path = make_video("cut.mkv", gray_frames(30) * 4)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # mkv stays openable, its tail is gone
+    with open_video(path, backend="pyav") as video:
+        assert video.get_frames([0]).shape[0] == 1
+        readable = video.num_frames
+    with open_video(path) as video:  # decord: reports what it can index, decodes all of it
+        assert load_video(video, 4)[0].shape[0] == 4
+    assert readable is not None and readable < 120
+
+
+def test_load_image_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "fake.png").write_text("not an image")
+    (tmp_path / "zero.png").write_bytes(b"")
+    for name, problem in [("fake.png", "cannot read image"), ("zero.png", "empty"), ("none.png", "no such")]:
+        with pytest.raises(VideoError, match=f"{name}.*{problem}"):
+            load_image(tmp_path / name)
+
+
+def test_unknown_backend(clip: Path) -> None:
+    with pytest.raises(VideoError, match="valid: auto, decord, pyav"):
+        open_video(clip, backend="opencv")
+
+
+def test_audio_only_file(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "sound.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    with pytest.raises(VideoError, match="sound.mp4.*no video stream"):
+        open_video(path)

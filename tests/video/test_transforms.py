@@ -1,0 +1,133 @@
+"""Pixel preprocessing: shapes, CLIP normalisation values, centre crop, pad-to-square, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from llava.video.transforms import (
+    CLIP_MEAN,
+    CLIP_STD,
+    VisualProcessor,
+    center_crop,
+    preprocess_frames,
+    preprocess_image,
+    short_side_size,
+)
+
+MEAN_RGB = tuple(round(m * 255) for m in CLIP_MEAN)
+ONE_LEVEL = 1 / 255 / min(CLIP_STD)  # one uint8 step, normalised
+
+
+def expected_value(rgb: tuple[int, int, int]) -> torch.Tensor:
+    """Normalised value of a flat colour, shape (3, 1, 1)."""
+    return ((torch.tensor(rgb) / 255.0 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)).view(3, 1, 1)
+
+
+def three_bands(height: int, width: int) -> np.ndarray:
+    """Left third red, middle third green, right third blue."""
+    img = np.zeros((height, width, 3), np.uint8)
+    third = width // 3
+    img[:, :third, 0] = 255
+    img[:, third : 2 * third, 1] = 255
+    img[:, 2 * third :, 2] = 255
+    return img
+
+
+def test_frames_shape_and_dtype_from_numpy_and_torch() -> None:
+    frames = np.random.default_rng(0).integers(0, 256, (5, 48, 64, 3), dtype=np.uint8)
+    out = preprocess_frames(frames)
+    assert out.shape == (5, 3, 224, 224) and out.dtype == torch.float32
+    torch.testing.assert_close(preprocess_frames(torch.from_numpy(frames)), out)
+    torch.testing.assert_close(preprocess_frames(frames), out)  # deterministic
+
+
+def test_mean_colour_normalises_to_zero_and_white_to_known_value() -> None:
+    frames = np.stack([np.full((48, 64, 3), MEAN_RGB, np.uint8), np.full((48, 64, 3), 255, np.uint8)])
+    out = preprocess_frames(frames, size=32)
+    assert out[0].abs().max() < ONE_LEVEL
+    torch.testing.assert_close(out[1], expected_value((255, 255, 255)).expand(3, 32, 32), atol=1e-5, rtol=0)
+
+
+def test_short_side_rule() -> None:
+    assert short_side_size(48, 64, 224) == (224, 298)
+    assert short_side_size(300, 100, 50) == (150, 50)
+    assert short_side_size(224, 224, 224) == (224, 224)
+
+
+@pytest.mark.parametrize("size", [100, 50])
+def test_centre_crop_of_wide_frame_keeps_the_centre(size: int) -> None:
+    out = preprocess_frames(three_bands(100, 300)[None], size=size)[0]
+    green = expected_value((0, 255, 0))
+    assert out.shape == (3, size, size)
+    inner = out[:, :, 2:-2]  # away from the blended band edges
+    torch.testing.assert_close(inner, green.expand_as(inner), atol=1e-4, rtol=0)
+
+
+def test_centre_crop_of_tall_frame_keeps_the_centre() -> None:
+    tall = np.ascontiguousarray(three_bands(90, 300).transpose(1, 0, 2))  # bands now stacked vertically
+    out = preprocess_frames(tall[None], size=90)[0]
+    torch.testing.assert_close(out, expected_value((0, 255, 0)).expand(3, 90, 90), atol=1e-4, rtol=0)
+
+
+def test_center_crop_offsets() -> None:
+    x = torch.arange(10.0).view(1, 10).expand(3, 10)  # column index as value
+    assert center_crop(x[:, None, :].expand(3, 3, 10), 3)[0, 0].tolist() == [4.0, 5.0, 6.0]  # round(3.5) = 4
+    with pytest.raises(ValueError):
+        center_crop(torch.zeros(3, 2, 2), 3)
+
+
+def test_gray_and_alpha_frames() -> None:
+    gray = np.full((2, 20, 20), 128, np.uint8)
+    rgba = np.full((2, 20, 20, 4), 128, np.uint8)
+    for frames in (gray, gray[..., None], rgba):
+        out = preprocess_frames(frames, size=20)
+        torch.testing.assert_close(out, expected_value((128, 128, 128)).expand(2, 3, 20, 20), atol=1e-5, rtol=0)
+
+
+def test_image_shape_and_values() -> None:
+    img = np.full((60, 80, 3), 255, np.uint8)
+    out = preprocess_image(img, size=32)
+    assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+    torch.testing.assert_close(out, expected_value((255, 255, 255)).expand(3, 32, 32), atol=1e-5, rtol=0)
+    torch.testing.assert_close(preprocess_image(Image.fromarray(img), size=32), out)
+    assert preprocess_image(np.full((60, 80), 7, np.uint8), size=32).shape == (3, 32, 32)
+    assert preprocess_image(np.full((60, 80, 4), 7, np.uint8), size=32).shape == (3, 32, 32)
+
+
+def test_pad_to_square_uses_the_mean_colour() -> None:
+    wide = np.full((50, 100, 3), 255, np.uint8)  # white, twice as wide as tall
+    out = preprocess_image(wide, size=100, pad_to_square=True)
+    assert out.shape == (3, 100, 100)
+    pad_rgb = tuple(int(m * 255) for m in CLIP_MEAN)
+    torch.testing.assert_close(out[:, :20], expected_value(pad_rgb).expand(3, 20, 100), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[:, -20:], expected_value(pad_rgb).expand(3, 20, 100), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[:, 30:70], expected_value((255, 255, 255)).expand(3, 40, 100), atol=1e-5, rtol=0)
+    unpadded = preprocess_image(wide, size=100)  # crop instead: all white
+    torch.testing.assert_close(unpadded, expected_value((255, 255, 255)).expand(3, 100, 100), atol=1e-5, rtol=0)
+
+
+def test_image_centre_crop_keeps_the_centre() -> None:
+    out = preprocess_image(three_bands(100, 300), size=100)
+    torch.testing.assert_close(out[:, :, 3:-3], expected_value((0, 255, 0)).expand(3, 100, 94), atol=1e-4, rtol=0)
+
+
+def test_visual_processor_round_trip() -> None:
+    proc = VisualProcessor(size=32)
+    frames = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    video = proc.video(frames)
+    assert video.shape == (3, 3, 32, 32)
+    back = proc.denormalize(video)
+    assert back.shape == (3, 32, 32, 3) and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - frames.astype(int)).max() <= 1
+    image = proc.image(frames[0])
+    np.testing.assert_array_equal(proc.denormalize(image), back[0])
+
+
+def test_visual_processor_pads_images_when_asked() -> None:
+    wide = np.full((16, 32, 3), 255, np.uint8)
+    padded = VisualProcessor(size=32, pad_images=True).image(wide)
+    plain = VisualProcessor(size=32).image(wide)
+    assert padded[:, 0].mean() < plain[:, 0].mean()  # top rows are the grey pad, not white
