@@ -1,0 +1,47 @@
+"""Named model sizes: the released 7B layout, and tiny random configs for tests and quick demos."""
+
+from __future__ import annotations
+
+from llava.model.config import VideoLLaMBConfig
+
+
+def videollamb_7b_config(**bridge_overrides) -> VideoLLaMBConfig:
+    """The released VideoLLaMB-7B: Vicuna-7B text model, ViT-L/14 LanguageBind towers, the default bridge."""
+    text = dict(
+        model_type="llama",
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        pad_token_id=0,
+    )
+    return VideoLLaMBConfig(text_config=text, bridge_config=dict(bridge_overrides))
+
+
+def tiny_config(vocab_size: int = 512, **bridge_overrides) -> VideoLLaMBConfig:
+    """A few-hundred-thousand-parameter VideoLLaMB with the full architecture, for tests on CPU."""
+    text = dict(
+        model_type="llama",
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32, patch_size=8,
+        temporal_window=4,
+    )
+    bridge = dict(
+        hidden_size=32, intermediate_size=64, num_attention_heads=4, num_memory_tokens=4, pool_size=2,
+        frames_per_segment=4, scenetilling_k=None,
+    )
+    bridge.update(bridge_overrides)
+    return VideoLLaMBConfig(text_config=text, vision_config=vision, bridge_config=bridge, num_frames=8)

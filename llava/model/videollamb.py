@@ -1,0 +1,203 @@
+"""VideoLLaMBForCausalLM: LanguageBind towers -> SceneTilling -> Memory Bridge -> projector -> causal LM.
+
+A composition: the towers, the bridge, the projector and a transformers causal LM (built from
+`config.text_config`) are sub-modules. Media enter as lists of preprocessed pixel tensors, one per
+placeholder in reading order: `videos[i]` is (T_i, 3, H, W), `images[i]` is (3, H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from llava.constants import IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
+from llava.model.bridge import MemoryBridge
+from llava.model.config import VideoLLaMBConfig
+from llava.model.languagebind import LanguageBindTower
+from llava.model.splice import placeholder_kinds, splice_visual_tokens
+from llava.video.scenetilling import segment, segments_from_boundaries, subsample_segment
+
+
+@dataclass
+class FrameTokens:
+    """What the tower gives per frame: the CLS feature (for SceneTilling) and the pooled patch tokens."""
+
+    cls: Tensor  # (T, D)
+    patches: Tensor  # (T, pool*pool, D)
+
+
+class VideoLLaMBPreTrainedModel(PreTrainedModel):
+    config_class = VideoLLaMBConfig
+    config: VideoLLaMBConfig
+    base_model_prefix = ""
+    input_modalities = ("image", "video", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["LlamaDecoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.bridge_config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, MemoryBridge):
+            init.zeros_(module.read_memory_emb)
+            if module.segment_position_emb is not None:
+                init.zeros_(module.segment_position_emb.weight)
+        elif isinstance(module, LanguageBindTower):
+            module.init_own_parameters()
+        elif hasattr(module, "_init_weights") and module is not self:
+            module._init_weights(module)
+
+
+class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
+    def __init__(self, config: VideoLLaMBConfig) -> None:
+        super().__init__(config)
+        if config.bridge_config.hidden_size != config.vision_config.hidden_size:
+            raise ValueError("bridge hidden_size must equal the vision tower's hidden_size")
+        self.video_tower = LanguageBindTower(config.vision_config, temporal=True)
+        self.image_tower = LanguageBindTower(config.vision_config, temporal=False) if config.use_image_tower else None
+        self.bridge = MemoryBridge(config.bridge_config)
+        self.mm_projector = nn.Sequential(
+            nn.Linear(config.bridge_config.hidden_size, config.text_config.hidden_size), nn.GELU()
+        )
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+
+    # ----- the text model's pieces, as transformers expects them
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    # ----- vision
+    def frame_tokens(self, features: Tensor) -> FrameTokens:
+        """Tower hidden states (T, 1+P, D) -> CLS (T, D) and patches pooled to (T, pool*pool, D)."""
+        cls, patches = features[:, 0], features[:, 1:]
+        t, p, d = patches.shape
+        grid = int(p**0.5)
+        pool = self.config.bridge_config.pool_size
+        patches = patches.transpose(1, 2).reshape(t, d, grid, grid)
+        if self.config.bridge_config.frame_pool == "max":
+            pooled = F.adaptive_max_pool2d(patches, pool)
+        else:
+            pooled = F.adaptive_avg_pool2d(patches, pool)
+        return FrameTokens(cls=cls, patches=pooled.flatten(2).transpose(1, 2))  # (T, pool*pool, D)
+
+    def encode_video_frames(self, videos: list[Tensor]) -> list[FrameTokens]:
+        """Pixel tensors (T_i, 3, H, W) -> per-frame CLS and pooled tokens, all videos in one tower pass."""
+        return [self.frame_tokens(f) for f in self.video_tower.encode_videos(videos)]
+
+    def split_segments(self, frames: FrameTokens) -> list[Tensor]:
+        """SceneTilling on the CLS features; each segment subsampled to at most frames_per_segment frames."""
+        cfg = self.config.bridge_config
+        boundaries = segment(
+            frames.cls.detach().float(),
+            k=cfg.scenetilling_k,
+            alpha=cfg.scenetilling_alpha,
+            max_cuts=cfg.scenetilling_max_cuts,
+            min_length=cfg.scenetilling_min_length,
+        )
+        chosen = [subsample_segment(s, e, cfg.frames_per_segment) for s, e in segments_from_boundaries(boundaries)]
+        return [frames.patches[idx].flatten(0, 1) for idx in chosen]  # each (n_s * pool*pool, D)
+
+    def encode_videos(self, videos: list[Tensor]) -> list[Tensor]:
+        """Whole videos -> the projected visual tokens the LLM reads, one (N_i, h) tensor per video."""
+        if not videos:
+            return []
+        segments = [self.split_segments(f) for f in self.encode_video_frames(videos)]
+        _, outputs = self.bridge.run_segments(segments)
+        return [self.mm_projector(o) for o in outputs]
+
+    def encode_images(self, images: list[Tensor]) -> list[Tensor]:
+        """Images (3, H, W) each -> one bridge pass from the initial memory -> projected tokens."""
+        if not images:
+            return []
+        pixels = torch.stack(images)
+        tower = self.image_tower if self.image_tower is not None else self.video_tower
+        patches = self.frame_tokens(tower.encode_images(pixels)).patches  # (N, pool*pool, D)
+        _, outputs = self.bridge.run_segments([[p] for p in patches])
+        return [self.mm_projector(o) for o in outputs]
+
+    def encode_media(self, input_ids: Tensor, attention_mask: Tensor | None, videos, images) -> list[Tensor]:
+        """Encode the media and order them as their placeholders appear in `input_ids`."""
+        videos, images = list(videos or []), list(images or [])
+        kinds = placeholder_kinds(input_ids, attention_mask)
+        wanted = (kinds.count(VIDEO_TOKEN_INDEX), kinds.count(IMAGE_TOKEN_INDEX))
+        if wanted != (len(videos), len(images)):
+            raise ValueError(
+                f"prompts hold {wanted[0]} <video> and {wanted[1]} <image> placeholders, "
+                f"but {len(videos)} videos and {len(images)} images were given"
+            )
+        encoded_videos = iter(self.encode_videos(videos))
+        encoded_images = iter(self.encode_images(images))
+        return [next(encoded_videos) if k == VIDEO_TOKEN_INDEX else next(encoded_images) for k in kinds]
+
+    # ----- language
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        videos: list[Tensor] | None = None,
+        images: list[Tensor] | None = None,
+        visual_features: list[Tensor] | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """Training / scoring forward. `visual_features` (already projected) skips the encoders."""
+        if visual_features is None:
+            visual_features = self.encode_media(input_ids, attention_mask, videos, images)
+        spliced = splice_visual_tokens(
+            self.get_input_embeddings(), input_ids, visual_features, attention_mask, labels, padding_side="right"
+        )
+        return self.language_model(
+            inputs_embeds=spliced.inputs_embeds,
+            attention_mask=spliced.attention_mask,
+            position_ids=spliced.position_ids,
+            labels=spliced.labels,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        videos: list[Tensor] | None = None,
+        images: list[Tensor] | None = None,
+        visual_features: list[Tensor] | None = None,
+        **generate_kwargs,
+    ) -> Tensor:
+        """Greedy or sampled generation; returns only the new tokens (B, new)."""
+        if visual_features is None:
+            visual_features = self.encode_media(input_ids, attention_mask, videos, images)
+        spliced = splice_visual_tokens(
+            self.get_input_embeddings(), input_ids, visual_features, attention_mask, padding_side="left"
+        )
+        return self.language_model.generate(
+            inputs_embeds=spliced.inputs_embeds, attention_mask=spliced.attention_mask, **generate_kwargs
+        )
+
+    def set_memory_ablation(self, enabled: bool) -> None:
+        """Reset the bridge memory (and cache) at every segment: the ablation that shows the memory works."""
+        self.config.bridge_config.reset_memory_each_segment = enabled
+
+
+AutoConfig.register(VideoLLaMBConfig.model_type, VideoLLaMBConfig, exist_ok=True)
+AutoModelForCausalLM.register(VideoLLaMBConfig, VideoLLaMBForCausalLM, exist_ok=True)

@@ -1,0 +1,125 @@
+"""VideoLLaMBForCausalLM on tiny random configs: media, splice, generate, save/load round-trip."""
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
+from llava.conversation import get_template
+from llava.mm_utils import tokenize_prompt
+from llava.model.videollamb import VideoLLaMBForCausalLM
+from tests.model.conftest import random_video
+
+
+def chat_ids(tokenizer, question: str, answer: str | None):
+    conv = get_template("llava_v1")
+    conv.append_message("USER", question)
+    conv.append_message("ASSISTANT", answer)
+    prompt, spans = conv.render()
+    ids, labels = tokenize_prompt(prompt, tokenizer, spans if answer else None)
+    return ids, labels
+
+
+def batch(rows):
+    """Right-pad (ids, labels) rows into tensors."""
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, (ids, labs) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(ids)] = torch.tensor(labs)
+        mask[i, : len(ids)] = 1
+    return input_ids, mask, labels
+
+
+def test_video_tokens_reach_the_llm_as_last_segment_tokens(tiny_model):
+    video = random_video(10, seed=1)
+    (tokens,) = tiny_model.encode_videos([video])
+    frames = tiny_model.encode_video_frames([video])[0]
+    last = tiny_model.split_segments(frames)[-1]
+    assert tokens.shape == (last.shape[0], tiny_model.config.text_config.hidden_size)
+
+
+def test_mixed_batch_loss_and_gradients(tiny_model, tokenizer):
+    tiny_model.train()
+    rows = [
+        chat_ids(tokenizer, "<video>\nWhat was in the first scene?", "a red circle"),
+        chat_ids(tokenizer, "<image>\nWhat is this?", "a blue square"),
+        chat_ids(tokenizer, "How many scenes are there?", "three"),
+    ]
+    input_ids, mask, labels = batch(rows)
+    out = tiny_model(
+        input_ids=input_ids, attention_mask=mask, labels=labels,
+        videos=[random_video(9, seed=2)], images=[torch.randn(3, 32, 32)],
+    )
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert tiny_model.bridge.layer.selfattention.q_proj.weight.grad.abs().sum() > 0
+    assert tiny_model.mm_projector[0].weight.grad.abs().sum() > 0
+
+
+def test_media_count_mismatch_is_a_clear_error(tiny_model, tokenizer):
+    ids, _ = chat_ids(tokenizer, "<video>\nWhat?", None)
+    with pytest.raises(ValueError, match="1 <video> and 0 <image>"):
+        tiny_model(input_ids=torch.tensor([ids]), videos=[])
+
+
+def test_batched_generation_equals_one_by_one(tiny_model, tokenizer):
+    prompts = [chat_ids(tokenizer, "<video>\nWhat was in the first scene?", None)[0],
+               chat_ids(tokenizer, "<video>\nHow many scenes are there? Answer now.", None)[0]]
+    videos = [random_video(7, seed=3), random_video(12, seed=4)]
+    single = [tiny_model.generate(torch.tensor([p]), videos=[v], max_new_tokens=6, do_sample=False)[0]
+              for p, v in zip(prompts, videos)]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])  # left padded
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    both = tiny_model.generate(ids, attention_mask=mask, videos=videos, max_new_tokens=6, do_sample=False)
+    for i in range(2):
+        n = len(single[i])
+        assert torch.equal(both[i, :n], single[i])
+
+
+def test_placeholders_consume_media_in_reading_order(tiny_model, tokenizer):
+    ids, _ = chat_ids(tokenizer, "<image>\nand <video>\nwhich?", None)
+    assert ids.index(IMAGE_TOKEN_INDEX) < ids.index(VIDEO_TOKEN_INDEX)
+    image, video = torch.randn(3, 32, 32), random_video(6, seed=5)
+    feats = tiny_model.encode_media(torch.tensor([ids]), None, videos=[video], images=[image])
+    torch.testing.assert_close(feats[0], tiny_model.encode_images([image])[0])
+    torch.testing.assert_close(feats[1], tiny_model.encode_videos([video])[0])
+
+
+def scene_video(colours: torch.Tensor, frames_per_scene: int = 4) -> torch.Tensor:
+    """Flat-coloured scenes, `frames_per_scene` frames each (aligned with the tiny tower's 4-frame windows)."""
+    return colours.repeat_interleave(frames_per_scene, dim=0)[:, :, None, None].expand(-1, 3, 32, 32).clone()
+
+
+def test_memory_ablation_removes_the_first_scene(tiny_model):
+    tiny_model.config.bridge_config.scenetilling_k = 2  # exactly three segments: the three scenes
+    colours = torch.tensor([[1.0, -1.0, 0.5], [-1.0, 1.0, -0.5], [0.2, 0.2, 1.5]])
+    other = colours.clone()
+    other[0] = torch.tensor([-1.5, -0.5, 1.0])  # only the first scene differs
+    video, changed = scene_video(colours), scene_video(other)
+    segments = [tiny_model.split_segments(f) for f in tiny_model.encode_video_frames([video, changed])]
+    assert [len(s) for s in segments] == [3, 3]
+    torch.testing.assert_close(segments[0][-1], segments[1][-1])  # the last scene reads the same
+    with torch.no_grad():
+        a, b = tiny_model.encode_videos([video, changed])
+        assert not torch.allclose(a, b, atol=1e-4), "with memory, the first scene reaches the LLM's tokens"
+        tiny_model.set_memory_ablation(True)
+        a, b = tiny_model.encode_videos([video, changed])
+    torch.testing.assert_close(a, b)
+
+
+def test_save_and_load_round_trip_through_auto_classes(tiny_model, tmp_path, tokenizer):
+    tiny_model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "videollamb"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, VideoLLaMBForCausalLM)
+    ids, _ = chat_ids(tokenizer, "<video>\nWhat was in the first scene?", None)
+    video = random_video(8, seed=7)
+    with torch.no_grad():
+        a = tiny_model(input_ids=torch.tensor([ids]), videos=[video]).logits
+        b = loaded(input_ids=torch.tensor([ids]), videos=[video]).logits
+    torch.testing.assert_close(a, b)
