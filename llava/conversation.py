@@ -51,9 +51,9 @@ class Conversation:
                 text += role + ":"
                 continue
             if role == self.roles[1]:
-                text += role + ": "
-                start = len(text)
-                text += message + self.sep2
+                text += role + ":"
+                start = len(text)  # the space after the role belongs to the reply: generation starts there
+                text += " " + message + self.sep2
                 spans.append((start, len(text)))
             else:
                 text += role + ": " + message + self.sep
@@ -78,7 +78,7 @@ class Conversation:
 TEMPLATES: dict[str, Conversation] = {
     "vicuna_v1": Conversation(name="vicuna_v1", system=VICUNA_SYSTEM, roles=("USER", "ASSISTANT")),
     "llava_v1": Conversation(name="llava_v1", system=VICUNA_SYSTEM, roles=("USER", "ASSISTANT")),
-    "plain": Conversation(name="plain", system="", roles=("", ""), style="plain", sep="\n", sep2="\n"),
+    "plain": Conversation(name="plain", system="", roles=("USER", "ASSISTANT"), style="plain", sep="\n", sep2="\n"),
 }
 DEFAULT_TEMPLATE = "llava_v1"
 

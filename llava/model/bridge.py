@@ -193,11 +193,15 @@ class MemoryBridge(nn.Module):
             memory_masks=memory_masks,
         )
 
-    def run_segments(self, segments: list[list[Tensor]]) -> tuple[BridgeState, list[Tensor]]:
+    def run_segments(
+        self, segments: list[list[Tensor]], every_segment: bool = False
+    ) -> tuple[BridgeState, list[Tensor] | list[list[Tensor]]]:
         """Run whole videos: segments[i] is video i's list of (N_ij, d) segment tokens.
 
         Right-aligned batching: video i joins at step S_max - S_i. Returns the final state and, per video,
         the tokens the language model reads: H~ of its last segment ("default"), or [M_1; ...; M_S] ("mem").
+        With `every_segment`, returns per video the list of what the LLM would read after each of its
+        segments (for the loss at every recurrent iteration).
         """
         counts = [len(s) for s in segments]
         if min(counts) < 1:
@@ -205,16 +209,18 @@ class MemoryBridge(nn.Module):
         steps = max(counts)
         ref = segments[0][0]
         state = self.init_state(len(segments))
-        hidden = ref.new_zeros(0)
+        readouts: list[list[Tensor]] = [[] for _ in segments]
         for step in range(steps):
             chunk = [s[step - (steps - len(s))] if step >= steps - len(s) else None for s in segments]
             tokens, mask, active = _pad_segments(chunk, ref)
             state, hidden = self.step(state, tokens, mask, active)
-        if self.config.variant == "mem":
-            outputs = [_stream_memories(state, i) for i in range(len(segments))]
-        else:
-            outputs = [hidden[i, : s[-1].shape[0]] for i, s in enumerate(segments)]
-        return state, outputs
+            for i, c in enumerate(chunk):
+                if c is not None and (every_segment or step == steps - 1):
+                    readout = _stream_memories(state, i) if self.config.variant == "mem" else hidden[i, : c.shape[0]]
+                    readouts[i].append(readout)
+        if every_segment:
+            return state, readouts
+        return state, [r[-1] for r in readouts]
 
 
 def _pad_segments(chunk: list[Tensor | None], ref: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -71,15 +71,19 @@ def _tower_folder(folder: Path, relative: str | None) -> Path | None:
     return None
 
 
+def tower_fields(folder: Path) -> dict:
+    """VisionTowerConfig fields read from a LanguageBind folder's config.json ("vision_config")."""
+    vision = read_json(folder / "config.json").get("vision_config", {})
+    return {name: vision[key] for key, name in TOWER_FIELDS.items() if key in vision}
+
+
 def released_config(folder: Path, raw: dict, state: dict[str, torch.Tensor]) -> VideoLLaMBConfig:
     """VideoLLaMBConfig for a released checkpoint: LLaMA + mm_* keys, tower sizes from the tower folder."""
     config = VideoLLaMBConfig.from_released_dict(raw)
     tower = _tower_folder(folder, raw.get("mm_video_tower"))
     if tower is not None:
-        vision = read_json(tower / "config.json").get("vision_config", {})
-        for key, name in TOWER_FIELDS.items():
-            if key in vision:
-                setattr(config.vision_config, name, vision[key])
+        for name, value in tower_fields(tower).items():
+            setattr(config.vision_config, name, value)
     memory = state.get("model.mm_projector.projector.read_memory_emb")
     if memory is not None:
         config.bridge_config.num_memory_tokens = memory.shape[0]

@@ -117,12 +117,17 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         chosen = [subsample_segment(s, e, cfg.frames_per_segment) for s, e in segments_from_boundaries(boundaries)]
         return [frames.patches[idx].flatten(0, 1) for idx in chosen]  # each (n_s * pool*pool, D)
 
-    def encode_videos(self, videos: list[Tensor]) -> list[Tensor]:
-        """Whole videos -> the projected visual tokens the LLM reads, one (N_i, h) tensor per video."""
+    def encode_videos(self, videos: list[Tensor], every_segment: bool = False) -> list:
+        """Whole videos -> the projected visual tokens the LLM reads, one (N_i, h) tensor per video.
+
+        With `every_segment`, one list per video: what the LLM would read after each of its segments.
+        """
         if not videos:
             return []
         segments = [self.split_segments(f) for f in self.encode_video_frames(videos)]
-        _, outputs = self.bridge.run_segments(segments)
+        _, outputs = self.bridge.run_segments(segments, every_segment=every_segment)
+        if every_segment:
+            return [[self.mm_projector(o) for o in per_video] for per_video in outputs]
         return [self.mm_projector(o) for o in outputs]
 
     def encode_images(self, images: list[Tensor]) -> list[Tensor]:
@@ -149,6 +154,23 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         encoded_images = iter(self.encode_images(images))
         return [next(encoded_videos) if k == VIDEO_TOKEN_INDEX else next(encoded_images) for k in kinds]
 
+    def every_segment_copies(
+        self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, videos, images
+    ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+        """The original's "loss at every recurrent iteration": a row with a video is repeated once per
+        segment of that video, each copy reading the bridge output after that segment."""
+        per_video = iter(self.encode_videos(list(videos or []), every_segment=True))
+        per_image = iter(self.encode_images(list(images or [])))
+        rows, features = [], []
+        for b in range(input_ids.shape[0]):
+            kinds = placeholder_kinds(input_ids[b : b + 1], attention_mask[b : b + 1])
+            media = [next(per_video) if k == VIDEO_TOKEN_INDEX else [next(per_image)] for k in kinds]
+            for s in range(max((len(m) for m in media), default=1)):
+                rows.append(b)
+                features += [m[min(s, len(m) - 1)] for m in media]
+        index = torch.tensor(rows, device=input_ids.device)
+        return input_ids[index], attention_mask[index], labels[index], features
+
     # ----- language
     def forward(
         self,
@@ -158,9 +180,15 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         videos: list[Tensor] | None = None,
         images: list[Tensor] | None = None,
         visual_features: list[Tensor] | None = None,
+        loss_every_segment: bool = False,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Training / scoring forward. `visual_features` (already projected) skips the encoders."""
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        if loss_every_segment and labels is not None and visual_features is None:
+            input_ids, attention_mask, labels, visual_features = self.every_segment_copies(
+                input_ids, attention_mask, labels, videos, images
+            )
         if visual_features is None:
             visual_features = self.encode_media(input_ids, attention_mask, videos, images)
         spliced = splice_visual_tokens(

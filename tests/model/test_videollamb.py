@@ -123,3 +123,15 @@ def test_save_and_load_round_trip_through_auto_classes(tiny_model, tmp_path, tok
         a = tiny_model(input_ids=torch.tensor([ids]), videos=[video]).logits
         b = loaded(input_ids=torch.tensor([ids]), videos=[video]).logits
     torch.testing.assert_close(a, b)
+
+
+def test_loss_at_every_segment_runs_one_copy_per_segment(tiny_model, tokenizer):
+    tiny_model.config.bridge_config.scenetilling_k = 2
+    ids, labels = chat_ids(tokenizer, "<video>\nWhat was in the first scene?", "a red circle")
+    input_ids, mask, labels = batch([(ids, labels), chat_ids(tokenizer, "How many scenes?", "three")])
+    video = scene_video(torch.tensor([[1.0, -1.0, 0.5], [-1.0, 1.0, -0.5], [0.2, 0.2, 1.5]]))
+    rows, _, _, features = tiny_model.every_segment_copies(input_ids, mask, labels, [video], [])
+    assert rows.shape[0] == 4 and len(features) == 3  # three segment copies of row 0, one text-only row
+    torch.testing.assert_close(features[-1], tiny_model.encode_videos([video])[0])
+    out = tiny_model(input_ids=input_ids, attention_mask=mask, labels=labels, videos=[video], loss_every_segment=True)
+    assert torch.isfinite(out.loss) and out.logits.shape[0] == 4

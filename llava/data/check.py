@@ -1,0 +1,123 @@
+"""Check a training data file before a run: malformed rows, missing or undecodable media, counts per modality.
+
+    python -m llava.data.synthetic --out /tmp/shapes --num-videos 3 --quiet
+    python -m llava.data.check --data_path /tmp/shapes/train.json --x_folder /tmp/shapes --num-frames 4
+
+Prints every bad row (id, path, reason) and a table of rows per modality; exits 0 when every row is fine,
+1 when any is bad or the file itself is missing or invalid (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from llava.data.dataset import load_rows, media_path, row_label, row_modality, split_rows
+from llava.errors import DataError, VideoError
+from llava.video.decode import load_image, load_video
+
+MODALITIES = ("video", "image", "text")
+
+
+@dataclass
+class Report:
+    """What a check found: rows per modality, and the bad rows as (id, path, reason)."""
+
+    total: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODALITIES, 0))
+    unreadable: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODALITIES, 0))
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    malformed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _media_problem(modality: str, path: str, num_frames: int) -> str | None:
+    """Why the media file at `path` cannot be used, or None when it decodes."""
+    try:
+        if modality == "video":
+            load_video(path, num_frames)
+        else:
+            load_image(path)
+    except VideoError as error:
+        return str(error)
+    return None
+
+
+def check_rows(rows: list, x_folder: str, num_frames: int = 4, progress: bool = True) -> Report:
+    """Validate every row (the dataset's own rules) and decode every media file; a `Report` of what failed."""
+    report = Report(total=len(rows))
+    kept, malformed = split_rows(rows)
+    report.malformed = len(malformed)
+    report.problems.extend((label, "-", f"malformed: {reason}") for label, reason in malformed)
+    for index in kept:
+        report.rows[row_modality(rows[index])] += 1
+    media = [i for i in kept if row_modality(rows[i]) != "text"]
+    seen: dict[tuple[str, str], str | None] = {}  # a file shared by several rows is decoded once
+    for index in tqdm(media, desc="decoding media", unit="row", disable=not progress, file=sys.stderr):
+        row, modality = rows[index], row_modality(rows[index])
+        path = media_path(row, x_folder)
+        key = (modality, path)
+        if key not in seen:
+            seen[key] = _media_problem(modality, path, num_frames)
+        if seen[key] is not None:
+            report.unreadable[modality] += 1
+            report.problems.append((row_label(row, index), path, seen[key]))
+    return report
+
+
+def format_report(report: Report) -> str:
+    """The bad rows, then a table: modality, rows, readable, unreadable; then malformed and total."""
+    lines = [f"BAD  {label}  {path}  {reason}" for label, path, reason in report.problems]
+    if lines:
+        lines.append("")
+    lines.append(f"{'modality':<10}{'rows':>8}{'ok':>8}{'bad':>8}")
+    for modality in MODALITIES:
+        rows, bad = report.rows[modality], report.unreadable[modality]
+        lines.append(f"{modality:<10}{rows:>8}{rows - bad:>8}{bad:>8}")
+    lines.append(f"{'malformed':<10}{report.malformed:>8}{0:>8}{report.malformed:>8}")
+    bad_total = len(report.problems)
+    lines.append(f"{'total':<10}{report.total:>8}{report.total - bad_total:>8}{bad_total:>8}")
+    lines.append("all rows are fine" if report.ok else f"{bad_total} of {report.total} rows are bad")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m llava.data.check", description=__doc__.splitlines()[0])
+    parser.add_argument("--data_path", "--data-path", dest="data_path", required=True,
+                        help="conversation JSON (a list) or JSON lines")
+    parser.add_argument("--x_folder", "--x-folder", dest="x_folder", default="",
+                        help="folder that relative media paths are joined to")
+    parser.add_argument("--num-frames", "--num_frames", dest="num_frames", type=int, default=4,
+                        help="frames decoded per video (uniformly over its length)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Check the data file; print the report; 0 when every row is fine, else 1."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.num_frames < 1:
+        parser.error(f"--num-frames must be >= 1 (got {args.num_frames})")
+    try:
+        rows = load_rows(args.data_path)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"error: {args.data_path}: the file holds no rows", file=sys.stderr)
+        return 1
+    report = check_rows(rows, args.x_folder, args.num_frames, progress=not args.quiet)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

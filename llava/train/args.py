@@ -1,0 +1,51 @@
+"""Command-line arguments of `llava.train.train`, with the original's flag names where they still apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import transformers
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "a VideoLLaMB checkpoint (this project's or the released layout) or a Llama LM folder"},
+    )
+    model_config: str | None = field(
+        default=None, metadata={"help": "a VideoLLaMBConfig JSON: build a fresh model from it (no base weights)"}
+    )
+    tokenizer_path: str | None = field(default=None, metadata={"help": "tokenizer folder, if not the model's"})
+    version: str = field(default="llava_v1", metadata={"help": "conversation template"})
+    video_tower: str | None = field(default=None, metadata={"help": "LanguageBind_Video_merge folder"})
+    image_tower: str | None = field(default=None, metadata={"help": "LanguageBind_Image folder"})
+    mm_projector_type: str = field(default="rmt_r_transformer1x", metadata={"help": "only the memory bridge exists"})
+    freeze_video_tower: bool = field(default=True)
+    freeze_image_tower: bool = field(default=True)
+    freeze_backbone: bool = field(default=False, metadata={"help": "freeze the language model"})
+    tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the bridge and projector"})
+
+
+@dataclass
+class DataArguments:
+    data_path: str = field(default="", metadata={"help": "LLaVA conversation JSON (or JSONL)"})
+    x_folder: str = field(default="", metadata={"help": "root that the rows' video / image paths are joined to"})
+    num_frames: int = field(default=16, metadata={"help": "frames sampled uniformly per video"})
+    image_aspect_ratio: str = field(default="pad", metadata={"help": "pad (to square, mean colour) or crop"})
+    max_bad_fraction: float = field(default=0.01, metadata={"help": "stop when more rows than this are unreadable"})
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    model_max_length: int = field(default=2048)
+    group_by_modality_length: bool = field(default=False, metadata={"help": "each global batch holds one modality"})
+    loss_per_iteration: bool = field(
+        default=False, metadata={"help": "cross-entropy after every bridge segment (finetune_video_image_loss)"}
+    )
+    lora_enable: bool = field(default=False)
+    lora_r: int = field(default=64)
+    lora_alpha: int = field(default=16)
+    lora_dropout: float = field(default=0.05)
+    remove_unused_columns: bool = field(default=False)
+    ddp_find_unused_parameters: bool | None = field(default=True)

@@ -1,0 +1,178 @@
+"""Train the bundled demo model (checkpoints/videollamb-tiny-shapes) from scratch on a CPU.
+
+    python -m llava.train.tiny_demo --work runs/tiny-demo --out checkpoints/videollamb-tiny-shapes
+
+Stages (see shared/reference/tiny-demo-notes.md for why):
+1. synthetic scene videos and conversations (`llava.data.synthetic`), a sentencepiece tokenizer on their text;
+2. the LanguageBind-architecture video tower pretrained on per-frame attributes (no pretrained tower exists
+   here), with heads on the CLS feature (used by SceneTilling) and on the pooled tokens (read by the bridge);
+3. the bridge, projector and LLM trained through `llava.train.train` with the tower frozen, on a curriculum of
+   growing scene counts, exactly as a 7B run is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llava.conversation import VICUNA_SYSTEM
+from llava.data import synthetic
+from llava.errors import LlavaError
+from llava.model.config import VideoLLaMBConfig
+from llava.model.tokenizer import train_tokenizer
+from llava.model.videollamb import VideoLLaMBForCausalLM
+from llava.train.args import DataArguments, ModelArguments, TrainingArguments
+from llava.train.train import train
+from llava.video.decode import load_video
+from llava.video.transforms import VisualProcessor
+
+logger = logging.getLogger(__name__)
+KINDS = "caption,first_scene,last_scene"
+ATTRIBUTES = {"colour": list(synthetic.COLOURS), "shape": list(synthetic.SHAPES),
+              "background": list(synthetic.BACKGROUNDS)}
+
+
+@dataclass
+class Stage:
+    """One step of the scene-count curriculum."""
+
+    min_scenes: int
+    max_scenes: int
+    num_videos: int
+    steps: int
+
+
+CURRICULUM = [Stage(1, 2, 600, 300), Stage(2, 4, 900, 400), Stage(2, 6, 1200, 500), Stage(4, 8, 1500, 700)]
+
+
+def demo_config(vocab_size: int) -> VideoLLaMBConfig:
+    vision = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, image_size=48,
+                  patch_size=8, temporal_window=4, select_layer=-1)
+    bridge = dict(hidden_size=96, intermediate_size=192, num_attention_heads=4, num_memory_tokens=8, pool_size=2,
+                  frame_pool="max", frames_per_segment=4, scenetilling_k=None, hidden_dropout_prob=0.0,
+                  attention_probs_dropout_prob=0.0)
+    text = dict(model_type="llama", vocab_size=vocab_size, hidden_size=128, intermediate_size=256,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                pad_token_id=0)
+    return VideoLLaMBConfig(text_config=text, vision_config=vision, bridge_config=bridge, num_frames=24,
+                            use_image_tower=False)
+
+
+def make_data(folder: Path, stage: Stage, seed: int) -> Path:
+    synthetic.main(["--out", str(folder), "--num-videos", str(stage.num_videos), "--seed", str(seed),
+                    "--min-scenes", str(stage.min_scenes), "--max-scenes", str(stage.max_scenes),
+                    "--kinds", KINDS, "--quiet"])
+    return folder
+
+
+def corpus(folders: list[Path]) -> list[str]:
+    texts = [VICUNA_SYSTEM, "USER: ASSISTANT:"]
+    for folder in folders:
+        for row in json.loads((folder / "train.json").read_text()):
+            texts += [turn["value"].replace("<video>\n", "") for turn in row["conversations"]]
+    return texts
+
+
+def frame_labels(folder: Path, num_frames: int, processor: VisualProcessor):
+    """Every video of a folder: (pixels (T,3,S,S), labels {attribute: (T,)}) with each frame's scene truth."""
+    clips = []
+    for video in json.loads((folder / "truth.json").read_text())["videos"]:
+        frames, seconds = load_video(folder / video["video"], num_frames=num_frames)
+        spec = synthetic.VideoSpec.from_truth(video)
+        scenes = [spec.scenes[spec.scene_index_at(int(round(t * video["fps"])))] for t in seconds]
+        labels = {k: torch.tensor([v.index(getattr(s, k)) for s in scenes]) for k, v in ATTRIBUTES.items()}
+        clips.append((processor.video(frames), labels))
+    return clips
+
+
+def pretrain_tower(model: VideoLLaMBForCausalLM, folder: Path, steps: int, batch: int = 8) -> float:
+    """Attribute heads on the CLS feature and on the max of the pooled tokens; returns the last accuracy."""
+    clips = frame_labels(folder, model.config.num_frames // 2, VisualProcessor(size=model.config.vision_config.image_size))
+    d = model.config.vision_config.hidden_size
+    heads = nn.ModuleDict({f"{where}_{k}": nn.Linear(d, len(v)) for where in ("cls", "pool") for k, v in ATTRIBUTES.items()})
+    params = list(model.video_tower.parameters()) + list(heads.parameters())
+    optimizer = torch.optim.AdamW(params, lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    accuracy = 0.0
+    for step in range(steps):
+        chosen = [clips[i] for i in torch.randint(len(clips), (batch,), generator=generator)]
+        frames = model.encode_video_frames([c[0] for c in chosen])
+        feats = {"cls": torch.cat([f.cls for f in frames]), "pool": torch.cat([f.patches.amax(1) for f in frames])}
+        loss, correct, total = 0.0, 0, 0
+        for k in ATTRIBUTES:
+            target = torch.cat([c[1][k] for c in chosen])
+            for where, x in feats.items():
+                logits = heads[f"{where}_{k}"](x)
+                loss = loss + nn.functional.cross_entropy(logits, target)
+                correct += int((logits.argmax(-1) == target).sum())
+                total += target.numel()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        accuracy = correct / total
+        if step % 50 == 0 or step == steps - 1:
+            logger.info("tower step %d loss %.3f attribute accuracy %.3f", step, loss.item(), accuracy)
+    return accuracy
+
+
+def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int) -> None:
+    model_args = ModelArguments(model_name_or_path=str(start))
+    data_args = DataArguments(data_path=str(data / "train.json"), x_folder=str(data), num_frames=num_frames)
+    training_args = TrainingArguments(
+        output_dir=str(out), max_steps=stage.steps, per_device_train_batch_size=16, learning_rate=1e-3,
+        warmup_steps=min(100, stage.steps // 5), lr_scheduler_type="cosine", weight_decay=0.0, logging_steps=25,
+        save_strategy="no", use_cpu=True, seed=seed, dataloader_num_workers=1, disable_tqdm=True,
+    )
+    train(model_args, data_args, training_args)
+
+
+def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
+    started = time.time()
+    folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(CURRICULUM)]
+    tokenizer = train_tokenizer(corpus(folders), work / "tokenizer", vocab_size=400)
+    torch.manual_seed(seed)
+    model = VideoLLaMBForCausalLM(demo_config(len(tokenizer)))
+    tower_accuracy = pretrain_tower(model, folders[-1], tower_steps)
+    start = work / "stage_tower"
+    model.save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    for i, stage in enumerate(CURRICULUM):
+        logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
+        train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed)
+        start = work / f"stage{i}"
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(start, out)
+    return {"seed": seed, "tower_attribute_accuracy": tower_accuracy, "minutes": (time.time() - started) / 60,
+            "curriculum": [vars(s) for s in CURRICULUM]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("runs/tiny-demo"))
+    parser.add_argument("--out", type=Path, default=Path("checkpoints/videollamb-tiny-shapes"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tower-steps", type=int, default=400)
+    args = parser.parse_args(argv)
+    try:
+        summary = run(args.work, args.out, args.seed, args.tower_steps)
+    except LlavaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    (args.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

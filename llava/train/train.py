@@ -1,0 +1,96 @@
+"""Train VideoLLaMB from LLaVA-style conversation JSON with the transformers Trainer.
+
+    python -m llava.train.train --model_name_or_path checkpoints/videollamb-tiny-shapes \
+        --data_path data/shapes/train.json --x_folder data/shapes --num_frames 16 \
+        --output_dir runs/tiny --max_steps 20 --per_device_train_batch_size 4 --use_cpu True
+
+Launch with `torchrun --nproc_per_node=N -m llava.train.train ...` for DDP, add `--deepspeed scripts/zero2.json`
+for DeepSpeed. The result is saved in this project's format, which `load_pretrained_model` reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from transformers import HfArgumentParser, set_seed
+
+from llava.data.dataset import DataCollator, DataConfig, SupervisedDataset
+from llava.errors import LlavaError
+from llava.model.videollamb import VideoLLaMBForCausalLM
+from llava.train.args import DataArguments, ModelArguments, TrainingArguments
+from llava.train.model_init import build_model, set_trainable
+from llava.train.trainer import VideoLLaMBTrainer
+from llava.video.transforms import VisualProcessor
+
+logger = logging.getLogger(__name__)
+LORA_TARGETS = r"language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+def apply_lora(model: VideoLLaMBForCausalLM, args: TrainingArguments):
+    """LoRA adapters on the language model's projections; the bridge and projector train fully."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=LORA_TARGETS,
+        modules_to_save=["bridge", "mm_projector"],
+    )
+    return get_peft_model(model, config)
+
+
+def make_dataset(data_args: DataArguments, model: VideoLLaMBForCausalLM, tokenizer, template: str, max_length: int):
+    vision = model.config.vision_config
+    processor = VisualProcessor(size=vision.image_size, pad_images=data_args.image_aspect_ratio == "pad")
+    config = DataConfig(
+        data_path=data_args.data_path,
+        x_folder=data_args.x_folder,
+        num_frames=data_args.num_frames,
+        conv_template=template,
+        max_length=max_length,
+        image_size=vision.image_size,
+        pad_images=data_args.image_aspect_ratio == "pad",
+        max_bad_fraction=data_args.max_bad_fraction,
+    )
+    return SupervisedDataset(config, tokenizer, processor)
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
+    set_seed(training_args.seed)
+    model, tokenizer = build_model(model_args)
+    model.config.num_frames = data_args.num_frames
+    model.config.image_aspect_ratio = data_args.image_aspect_ratio
+    set_trainable(model, model_args)
+    if training_args.gradient_checkpointing:
+        model.language_model.config.use_cache = False
+    dataset = make_dataset(data_args, model, tokenizer, model_args.version, training_args.model_max_length)
+    trained = apply_lora(model, training_args) if training_args.lora_enable else model
+    trainer = VideoLLaMBTrainer(
+        model=trained,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=DataCollator(tokenizer),
+        processing_class=tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if training_args.lora_enable:
+        trainer.model = trainer.model.merge_and_unload()
+    trainer.save_model(training_args.output_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    try:
+        train(model_args, data_args, training_args)
+    except LlavaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
