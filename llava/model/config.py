@@ -35,6 +35,7 @@ class VisionTowerConfig(PreTrainedConfig):
     attention_dropout: float = 0.0
     initializer_range: float = 0.02
     temporal_window: int = 8
+    temporal_causal: bool = False  # True: a frame attends only to earlier frames of its window (streamable)
     select_layer: int = -2
 
     @property

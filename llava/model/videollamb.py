@@ -19,7 +19,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from llava.constants import IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
 from llava.model.bridge import MemoryBridge
 from llava.model.config import VideoLLaMBConfig
-from llava.model.languagebind import LanguageBindTower
+from llava.model.languagebind import LanguageBindTower, TowerEmbeddings, TowerEncoderLayer
 from llava.model.splice import placeholder_kinds, splice_visual_tokens
 from llava.video.scenetilling import segment, segments_from_boundaries, subsample_segment
 
@@ -56,10 +56,10 @@ class VideoLLaMBPreTrainedModel(PreTrainedModel):
             init.zeros_(module.read_memory_emb)
             if module.segment_position_emb is not None:
                 init.zeros_(module.segment_position_emb.weight)
-        elif isinstance(module, LanguageBindTower):
-            module.init_own_parameters()
-        elif hasattr(module, "_init_weights") and module is not self:
-            module._init_weights(module)
+        elif isinstance(module, TowerEmbeddings):
+            init.normal_(module.class_embedding, mean=0.0, std=std)
+        elif isinstance(module, TowerEncoderLayer) and module.temporal:
+            init.normal_(module.temporal_embedding, mean=0.0, std=std)
 
 
 class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):

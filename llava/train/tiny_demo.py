@@ -56,7 +56,7 @@ CURRICULUM = [Stage(1, 2, 600, 300), Stage(2, 4, 900, 400), Stage(2, 6, 1200, 50
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
     vision = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, image_size=48,
-                  patch_size=8, temporal_window=4, select_layer=-1)
+                  patch_size=8, temporal_window=4, temporal_causal=True, select_layer=-1)
     bridge = dict(hidden_size=96, intermediate_size=192, num_attention_heads=4, num_memory_tokens=8, pool_size=2,
                   frame_pool="max", frames_per_segment=4, scenetilling_k=None, hidden_dropout_prob=0.0,
                   attention_probs_dropout_prob=0.0)

@@ -135,3 +135,16 @@ def test_loss_at_every_segment_runs_one_copy_per_segment(tiny_model, tokenizer):
     torch.testing.assert_close(features[-1], tiny_model.encode_videos([video])[0])
     out = tiny_model(input_ids=input_ids, attention_mask=mask, labels=labels, videos=[video], loss_every_segment=True)
     assert torch.isfinite(out.loss) and out.logits.shape[0] == 4
+
+
+def test_weights_missing_from_a_checkpoint_are_initialised_not_left_empty(tiny_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny_model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    dropped = [k for k in state if "temporal_embedding" in k or "class_embedding" in k]
+    save_file({k: v for k, v in state.items() if k not in dropped}, str(tmp_path / "model.safetensors"))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    params = dict(loaded.named_parameters())
+    for name in dropped:
+        assert torch.isfinite(params[name]).all() and 0.005 < params[name].std() < 0.05, name
