@@ -19,6 +19,7 @@ from torch import Tensor
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.conversation import Conversation, get_template
+from llava.errors import CheckpointError
 from llava.mm_utils import prompt_tensor
 from llava.model.builder import load_pretrained_model
 from llava.video.decode import load_image, load_video
@@ -58,8 +59,25 @@ class ChatSession:
         self.conversation = get_template(self.conv_mode)
 
     @classmethod
-    def from_pretrained(cls, model_path: str | Path | None = None, device: str = "auto", **kwargs) -> "ChatSession":
-        tokenizer, model, processor, _ = load_pretrained_model(model_path or DEMO_CHECKPOINT, device=device)
+    def from_pretrained(
+        cls,
+        model_path: str | Path | None = None,
+        device: str = "auto",
+        model_base: str | Path | None = None,
+        load_8bit: bool = False,
+        load_4bit: bool = False,
+        **kwargs,
+    ) -> "ChatSession":
+        """model_path None = the bundled demo model; other keyword arguments go to the session."""
+        if model_path is None and not DEMO_CHECKPOINT.is_dir():
+            raise CheckpointError(
+                f"the bundled demo model {DEMO_CHECKPOINT} is missing; build it with `make demo-model` "
+                "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
+            )
+        tokenizer, model, processor, _ = load_pretrained_model(
+            model_path or DEMO_CHECKPOINT, model_base=model_base, device=device,
+            load_8bit=load_8bit, load_4bit=load_4bit,
+        )
         kwargs.setdefault("num_frames", model.config.num_frames)
         return cls(model=model, tokenizer=tokenizer, processor=processor, **kwargs)
 

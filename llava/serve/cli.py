@@ -1,0 +1,110 @@
+"""Chat about a video or an image from the terminal (a thin front end over `ChatSession`).
+
+    python -m llava.serve.cli --video-file playground/demo/shapes.mp4
+    python -m llava.serve.cli --video-file clip.mp4 --query "What was in the first scene?"
+    python -m llava.serve.cli --model-path checkpoints/videollamb-llava-1.5-7b --video-file XXX.mp4
+
+Without --model-path the bundled demo model (checkpoints/videollamb-tiny-shapes) answers; build it with
+`make demo-model`. Interactive by default: type a question after "USER: "; an empty line, "exit", EOF
+(Ctrl-D) or Ctrl-C ends the chat. With --query the answer alone is printed and the program exits.
+User errors end in one line `error: ...` on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llava.conversation import TEMPLATES
+from llava.errors import LlavaError
+from llava.serve.engine import ChatSession, GenerationSettings
+
+EXIT_WORDS = {"exit", "quit"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m llava.serve.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
+    parser.add_argument("--model-base", default=None, help="folder to read the tokenizer from if model-path has none")
+    media = parser.add_mutually_exclusive_group()
+    media.add_argument("--video-file", default=None, help="video file, gif or folder of frames")
+    media.add_argument("--image-file", default=None, help="image file")
+    parser.add_argument("--query", default=None, help="ask this one question, print the answer and exit")
+    parser.add_argument("--num-frames", type=int, default=None, help="frames sampled per video (default: the model's)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (deterministic)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass when temperature > 0")
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--conv-mode", default="llava_v1", choices=sorted(TEMPLATES), help="prompt template")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--load-8bit", action="store_true", help="8-bit weights (needs CUDA)")
+    parser.add_argument("--load-4bit", action="store_true", help="4-bit weights (needs CUDA)")
+    parser.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.video_file is None and args.image_file is None:
+        parser.error("one of --video-file or --image-file is required")
+    if args.num_frames is not None and args.num_frames < 1:
+        parser.error("--num-frames must be at least 1")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    if args.temperature < 0:
+        parser.error("--temperature must be 0 (greedy) or more")
+    return args
+
+
+def open_session(args: argparse.Namespace) -> ChatSession:
+    """Load the model and encode the video or image once."""
+    extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
+    session = ChatSession.from_pretrained(
+        args.model_path, device=args.device, model_base=args.model_base, load_8bit=args.load_8bit,
+        load_4bit=args.load_4bit, conv_mode=args.conv_mode, **extra,
+    )
+    session.model.set_memory_ablation(args.ablate_memory)
+    if args.video_file is not None:
+        session.load_video(args.video_file)
+    else:
+        session.load_image(args.image_file)
+    return session
+
+
+def chat(session: ChatSession, settings: GenerationSettings) -> None:
+    """Multi-turn chat on stdin/stdout until an empty line, "exit", EOF or Ctrl-C."""
+    user, assistant = session.conversation.roles
+    while True:
+        try:
+            question = input(f"{user}: ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if not question or question.lower() in EXIT_WORDS:
+            return
+        print(f"{assistant}: {session.ask(question, settings)}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    try:
+        session = open_session(args)
+        if args.query is not None:
+            print(session.ask(args.query, settings), flush=True)
+        else:
+            chat(session, settings)
+    except (LlavaError, OSError) as err:
+        message = " ".join(str(err).splitlines()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

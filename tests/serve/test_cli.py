@@ -1,0 +1,143 @@
+"""python -m llava.serve.cli on a tiny random checkpoint: one-shot, interactive, images, flags and user errors."""
+
+import io
+
+import pytest
+
+from llava.serve import cli, engine
+from llava.serve.engine import ChatSession, GenerationSettings
+
+GREEDY = GenerationSettings(max_new_tokens=6, temperature=0.0)
+FAST = ["--device", "cpu", "--max-new-tokens", "6", "--temperature", "0"]
+
+
+class SpySession(ChatSession):
+    """A ChatSession that remembers every instance and how many messages each turn started from."""
+
+    created: list["SpySession"] = []
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        session = super().from_pretrained(*args, **kwargs)
+        session.history_before_turn = []
+        cls.created.append(session)
+        return session
+
+    def ask(self, question, settings=None):
+        self.history_before_turn.append(len(self.conversation.messages))
+        return super().ask(question, settings)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    monkeypatch.setattr(SpySession, "created", [])
+    monkeypatch.setattr(cli, "ChatSession", SpySession)
+    return SpySession.created
+
+
+def reference(checkpoint, video, questions, **kwargs):
+    session = ChatSession.from_pretrained(checkpoint, device="cpu", **kwargs)
+    session.load_video(video)
+    return [session.ask(q, GREEDY) for q in questions]
+
+
+def assert_user_error(capsys, code, *fragments):
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_query_prints_the_session_answer(tiny_checkpoint, tiny_video, capsys):
+    question = "What was in the first scene?"
+    code = cli.main(["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--query", question, *FAST])
+    out = capsys.readouterr().out
+    assert code == 0
+    (expected,) = reference(tiny_checkpoint, tiny_video, [question])
+    assert out == expected + "\n"
+
+
+def test_interactive_two_turns_keep_history(tiny_checkpoint, tiny_video, capsys, monkeypatch, spy):
+    questions = ["What was in the first scene?", "How many scenes are there?"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(questions) + "\n\n"))
+    code = cli.main(["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), *FAST])
+    out = capsys.readouterr().out
+    assert code == 0
+    first, second = reference(tiny_checkpoint, tiny_video, questions)
+    assert out.count("USER: ") == 3  # two questions, then the empty line that ends the chat
+    assert f"ASSISTANT: {first}\n" in out and f"ASSISTANT: {second}\n" in out
+    (session,) = spy
+    assert session.history_before_turn == [0, 2]  # the second turn is asked on top of the first
+    prompt = session.conversation.get_prompt()
+    assert questions[0] in prompt and questions[1] in prompt and prompt.index(questions[0]) < prompt.index(questions[1])
+
+
+@pytest.mark.parametrize("ending", ["exit\n", ""])  # "exit" and EOF end the chat too
+def test_interactive_ends_on_exit_or_eof(tiny_checkpoint, tiny_video, capsys, monkeypatch, ending):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Describe the video.\n" + ending))
+    code = cli.main(["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), *FAST])
+    assert code == 0
+    assert capsys.readouterr().out.count("ASSISTANT: ") == 1
+
+
+def test_image_file(tiny_checkpoint, tiny_image, capsys, spy):
+    args = ["--model-path", str(tiny_checkpoint), "--image-file", str(tiny_image), "--query", "Describe it."]
+    code = cli.main([*args, *FAST])
+    assert code == 0
+    assert spy[0].media_token == "<image>" and spy[0].media is not None
+    assert capsys.readouterr().err.count("error:") == 0
+
+
+def test_num_frames_and_ablation_flags(tiny_checkpoint, tiny_video, spy):
+    base = ["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--query", "Describe it.", *FAST]
+    assert cli.main(base) == 0
+    assert cli.main([*base, "--num-frames", "4", "--ablate-memory"]) == 0
+    default, flagged = spy
+    assert default.num_frames == default.model.config.num_frames == 8
+    assert default.model.config.bridge_config.reset_memory_each_segment is False
+    assert flagged.num_frames == 4
+    assert flagged.model.config.bridge_config.reset_memory_each_segment is True
+
+
+def test_missing_video_file(tiny_checkpoint, tmp_path, capsys):
+    missing = tmp_path / "nope.mp4"
+    code = cli.main(["--model-path", str(tiny_checkpoint), "--video-file", str(missing), "--query", "hi", *FAST])
+    assert_user_error(capsys, code, str(missing))
+
+
+def test_corrupt_video_file(tiny_checkpoint, tmp_path, capsys):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n")
+    code = cli.main(["--model-path", str(tiny_checkpoint), "--video-file", str(fake), "--query", "hi", *FAST])
+    assert_user_error(capsys, code, str(fake))
+
+
+def test_missing_model_folder(tiny_video, tmp_path, capsys):
+    missing = tmp_path / "no-model"
+    code = cli.main(["--model-path", str(missing), "--video-file", str(tiny_video), "--query", "hi", *FAST])
+    assert_user_error(capsys, code, str(missing))
+
+
+def test_missing_demo_model_says_how_to_build_it(tiny_video, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(engine, "DEMO_CHECKPOINT", tmp_path / "videollamb-tiny-shapes")
+    code = cli.main(["--video-file", str(tiny_video), "--query", "hi", *FAST])
+    assert_user_error(capsys, code, "make demo-model", "scripts/train_tiny_demo.sh")
+
+
+@pytest.mark.parametrize("flag", ["--load-4bit", "--load-8bit"])
+def test_quantised_loading_needs_cuda(tiny_checkpoint, tiny_video, capsys, flag):
+    args = ["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--query", "hi", flag]
+    code = cli.main([*args, *FAST])
+    assert_user_error(capsys, code, "CUDA")
+
+
+@pytest.mark.parametrize("media", [[], ["--video-file", "a.mp4", "--image-file", "b.png"]])
+def test_exactly_one_media_flag(media, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--query", "hi", *media])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "Traceback" not in err and "--video-file" in err and "--image-file" in err
