@@ -136,12 +136,18 @@ class MemoryBridge(nn.Module):
         return BridgeState(memory=memory, num_segments=counts)
 
     def step(
-        self, state: BridgeState, tokens: Tensor, token_mask: Tensor | None = None, active: Tensor | None = None
+        self,
+        state: BridgeState,
+        tokens: Tensor,
+        token_mask: Tensor | None = None,
+        active: Tensor | None = None,
+        cache_cap: int | None = None,
     ) -> tuple[BridgeState, Tensor]:
         """Advance every stream by one segment.
 
         tokens (B, N, d) with token_mask (B, N) (True = real token); active (B,) bool, False leaves that
-        stream's state as it was. Returns the new state and the bridged segment tokens H~ (B, N, d).
+        stream's state as it was; `cache_cap` keeps at most that many cache blocks (default: the config's
+        max_cache_segments). Returns the new state and the bridged segment tokens H~ (B, N, d).
         """
         b, n, _ = tokens.shape
         token_mask = tokens.new_ones(b, n, dtype=torch.bool) if token_mask is None else token_mask
@@ -163,7 +169,8 @@ class MemoryBridge(nn.Module):
         kv = torch.cat([*cache, block], dim=1)
         kv_mask = torch.cat([*cache_masks, block_mask], dim=1)
         retrieved = self.retriever(memory_tilde, kv, kv_mask)
-        new_state = self._advance(state, cache, cache_masks, block, block_mask & active[:, None], retrieved, active)
+        cap = cfg.max_cache_segments if cache_cap is None else cache_cap
+        new_state = self._advance(state, cache, cache_masks, block, block_mask & active[:, None], retrieved, active, cap)
         return new_state, hidden
 
     def _advance(
@@ -175,9 +182,9 @@ class MemoryBridge(nn.Module):
         block_mask: Tensor,
         retrieved: Tensor,
         active: Tensor,
+        cap: int | None,
     ) -> BridgeState:
         cache, cache_masks = [*cache, block], [*cache_masks, block_mask]
-        cap = self.config.max_cache_segments
         if cap is not None and len(cache) > cap:
             cache, cache_masks = cache[-cap:], cache_masks[-cap:]
         memory = torch.where(active[:, None, None], retrieved, state.memory)

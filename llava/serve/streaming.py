@@ -1,0 +1,239 @@
+"""StreamingSession: incremental VideoLLaMB over a live stream, with flat memory.
+
+    session = StreamingSession.from_pretrained()                 # the bundled demo model
+    for t, frame in open_video("playground/demo/shapes.mp4").iter_frames(fps=1):
+        for event in session.push(frame, t):
+            print(event)                                         # (Video Time = 3.0s) Assistant: a green triangle
+    session.finish()
+
+Each frame passes the tower once (`encode_stream_frame`), the online SceneTilling segmenter decides cuts from
+the frames seen so far, each closed segment passes the Memory Bridge once (`bridge.step`), and captions and
+answers read the current state. What is kept: the bridge state (memory plus a cache capped at
+`max_cache_segments` blocks), the tower's window cache, and at most 2 x frames_per_segment frames of the open
+segment (decimated as it grows). Nothing grows with the length of the stream.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from llava.conversation import get_template
+from llava.errors import LlavaError
+from llava.mm_utils import prompt_tensor
+from llava.model.bridge import BridgeState
+from llava.model.builder import load_pretrained_model
+from llava.model.languagebind import StreamCache
+from llava.serve.engine import DEMO_CHECKPOINT, GenerationSettings
+from llava.video.scenetilling import OnlineSceneTiller, subsample_segment
+from llava.video.transforms import VisualProcessor
+
+CAPTION_PROMPT = "Describe the video in one sentence."
+
+
+@dataclass
+class StreamingPolicy:
+    """When segments close and when a caption is spoken."""
+
+    alpha: float = 0.5  # online SceneTilling: standard deviations above the running mean depth
+    min_depth: float = 0.1  # online SceneTilling: absolute floor of a cut's depth
+    min_segment_frames: int = 1
+    max_segment_frames: int | None = None  # force a cut in a long static scene
+    min_caption_gap: float = 0.0  # seconds between two captions
+    skip_repeated: bool = True  # do not say the same caption twice in a row
+    max_cache_segments: int = 64  # bridge cache cap: memory stays flat however long the stream
+    prompt: str = CAPTION_PROMPT
+
+
+@dataclass
+class StreamEvent:
+    time: float
+    role: str  # "User" or "Assistant"
+    text: str
+
+    def __str__(self) -> str:
+        return f"(Video Time = {self.time:g}s) {self.role}: {self.text}"
+
+
+@dataclass
+class StreamState:
+    """Everything a stream carries: saved and loaded as one file."""
+
+    bridge: BridgeState
+    tiller: dict
+    tower_cache: StreamCache = field(default_factory=StreamCache)
+    open_tokens: list[Tensor] = field(default_factory=list)  # pooled tokens of kept frames of the open segment
+    open_stride: int = 1  # keep every open_stride-th frame of the open segment
+    open_seen: int = 0  # frames of the open segment seen so far
+    open_start: float = 0.0
+    last_time: float = 0.0
+    readout: Tensor | None = None  # what the LLM reads after the last closed segment (unprojected)
+    segments: list[tuple[float, float]] = field(default_factory=list)
+    last_caption: str | None = None
+    last_caption_time: float = float("-inf")
+
+
+class StreamingSession:
+    def __init__(self, model, tokenizer, processor: VisualProcessor, policy: StreamingPolicy | None = None,
+                 conv_mode: str = "llava_v1", settings: GenerationSettings | None = None) -> None:
+        self.model, self.tokenizer, self.processor = model, tokenizer, processor
+        self.policy = policy or StreamingPolicy()
+        self.conv_mode = conv_mode
+        self.settings = settings or GenerationSettings(max_new_tokens=32)
+        self.state = self._fresh_state()
+
+    @classmethod
+    def from_pretrained(cls, model_path: str | Path | None = None, device: str = "auto", **kwargs) -> "StreamingSession":
+        tokenizer, model, processor, _ = load_pretrained_model(model_path or DEMO_CHECKPOINT, device=device)
+        return cls(model, tokenizer, processor, **kwargs)
+
+    def _fresh_state(self) -> StreamState:
+        p = self.policy
+        tiller = OnlineSceneTiller(alpha=p.alpha, min_depth=p.min_depth, min_length=p.min_segment_frames,
+                                   max_length=p.max_segment_frames)
+        return StreamState(bridge=self.model.bridge.init_state(1), tiller=tiller.state_dict())
+
+    @property
+    def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        param = next(self.model.parameters())
+        return param.device, param.dtype
+
+    # ----- frames in
+    @torch.no_grad()
+    def push(self, frame: np.ndarray, time: float) -> list[StreamEvent]:
+        """One decoded frame (H, W, 3) uint8 at `time` seconds -> the captions this frame triggers."""
+        device, dtype = self._device_dtype
+        pixels = self.processor.video(frame[None])[0].to(device=device, dtype=dtype)
+        features, self.state.tower_cache = self.model.video_tower.encode_stream_frame(pixels, self.state.tower_cache)
+        tokens = self.model.frame_tokens(features[None])
+        tiller = OnlineSceneTiller()
+        tiller.load_state_dict(self.state.tiller)
+        cut = tiller.push(tokens.cls[0].float().cpu().numpy())
+        self.state.tiller = tiller.state_dict()
+        events = self._close_segment() if cut and self.state.open_seen else []
+        self._keep_frame(tokens.patches[0], time)
+        self.state.last_time = time
+        return events
+
+    def _keep_frame(self, patches: Tensor, time: float) -> None:
+        s = self.state
+        if s.open_seen == 0:
+            s.open_start = time
+        if s.open_seen % s.open_stride == 0:
+            s.open_tokens.append(patches)
+        s.open_seen += 1
+        if len(s.open_tokens) > 2 * self.model.config.bridge_config.frames_per_segment:
+            s.open_tokens, s.open_stride = s.open_tokens[::2], s.open_stride * 2
+
+    def _segment_tokens(self) -> Tensor:
+        kept = self.state.open_tokens
+        chosen = subsample_segment(0, len(kept) - 1, self.model.config.bridge_config.frames_per_segment)
+        return torch.cat([kept[i] for i in chosen])[None]  # (1, n * pool*pool, D)
+
+    def _step(self, state: BridgeState) -> tuple[BridgeState, Tensor]:
+        """The bridge over the open segment; returns the new state and the LLM's (unprojected) readout."""
+        new_state, hidden = self.model.bridge.step(state, self._segment_tokens(),
+                                                   cache_cap=self.policy.max_cache_segments)
+        if self.model.config.bridge_config.variant == "mem":
+            memories = new_state.memories[-self.policy.max_cache_segments :]
+            new_state.memories, new_state.memory_masks = memories, new_state.memory_masks[-len(memories) :]
+            return new_state, torch.cat([m[0] for m in memories])
+        return new_state, hidden[0]
+
+    def _close_segment(self) -> list[StreamEvent]:
+        s = self.state
+        s.bridge, s.readout = self._step(s.bridge)
+        s.segments.append((s.open_start, s.last_time))
+        s.open_tokens, s.open_stride, s.open_seen = [], 1, 0
+        return self._caption(s.last_time)
+
+    def _caption(self, time: float) -> list[StreamEvent]:
+        s, p = self.state, self.policy
+        if time - s.last_caption_time < p.min_caption_gap:
+            return []
+        text = self._answer(p.prompt, s.readout)
+        if p.skip_repeated and text == s.last_caption:
+            return []
+        s.last_caption, s.last_caption_time = text, time
+        return [StreamEvent(time, "Assistant", text)]
+
+    def finish(self) -> list[StreamEvent]:
+        """End of stream: close the open segment (and caption it)."""
+        return self._close_segment() if self.state.open_seen else []
+
+    # ----- questions
+    @torch.no_grad()
+    def ask(self, question: str) -> str:
+        """Answer from the current state, including the open segment (passed through the bridge tentatively)."""
+        readout = self.state.readout
+        if self.state.open_seen:
+            _, readout = self._step(self.state.bridge)
+        if readout is None:
+            raise LlavaError("no frames have been seen yet")
+        return self._answer(question, readout)
+
+    def _answer(self, question: str, readout: Tensor) -> str:
+        conv = get_template(self.conv_mode)
+        conv.append_message(conv.roles[0], f"<video>\n{question}")
+        conv.append_message(conv.roles[1], None)
+        device, _ = self._device_dtype
+        input_ids = prompt_tensor(conv.get_prompt(), self.tokenizer).to(device)
+        output = self.model.generate(input_ids, visual_features=[self.model.mm_projector(readout)],
+                                     pad_token_id=self.tokenizer.pad_token_id, **self.settings.kwargs())
+        return self.tokenizer.decode(output[0], skip_special_tokens=True).strip()
+
+    # ----- persistence
+    def save_state(self, path: str | Path) -> None:
+        """Write the whole stream state (memory, cache, clock, segment times) atomically."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(_state_to_dict(self.state), tmp)
+        tmp.replace(path)
+
+    def load_state(self, path: str | Path) -> None:
+        try:
+            raw = torch.load(Path(path), map_location=self._device_dtype[0], weights_only=True)
+            self.state = _state_from_dict(raw)
+        except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as err:
+            raise LlavaError(f"{path}: not a saved stream state ({err})") from None
+
+
+def _state_to_dict(state: StreamState) -> dict:
+    """Plain containers of tensors and numbers, loadable with `torch.load(weights_only=True)`."""
+    b = state.bridge
+    return {
+        "bridge": {"memory": b.memory, "cache": b.cache, "cache_masks": b.cache_masks,
+                   "num_segments": b.num_segments, "memories": b.memories, "memory_masks": b.memory_masks},
+        "tiller": state.tiller,
+        "tower_cache": {"inputs": state.tower_cache.inputs, "position": state.tower_cache.position},
+        "open": {"tokens": state.open_tokens, "stride": state.open_stride, "seen": state.open_seen,
+                 "start": state.open_start},
+        "last_time": state.last_time,
+        "readout": state.readout,
+        "segments": [list(seg) for seg in state.segments],
+        "last_caption": state.last_caption,
+        "last_caption_time": state.last_caption_time,
+    }
+
+
+def _state_from_dict(raw: dict) -> StreamState:
+    opened = raw["open"]
+    return StreamState(
+        bridge=BridgeState(**raw["bridge"]),
+        tiller=raw["tiller"],
+        tower_cache=StreamCache(**raw["tower_cache"]),
+        open_tokens=list(opened["tokens"]),
+        open_stride=opened["stride"],
+        open_seen=opened["seen"],
+        open_start=opened["start"],
+        last_time=raw["last_time"],
+        readout=raw["readout"],
+        segments=[tuple(seg) for seg in raw["segments"]],
+        last_caption=raw["last_caption"],
+        last_caption_time=raw["last_caption_time"],
+    )

@@ -1,0 +1,116 @@
+"""StreamingSession: each frame encoded once, each segment bridged once, flat state, save and resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from llava.errors import LlavaError
+from llava.model.builder import load_pretrained_model
+from llava.serve.streaming import StreamingPolicy, StreamingSession
+from llava.video.decode import open_video
+
+
+def sharpen(model):
+    """A random tower's CLS barely depends on the frame; larger weights make scene changes visible to it."""
+    with torch.no_grad():
+        for name, param in model.video_tower.named_parameters():
+            if param.dim() >= 2 and "position" not in name:
+                param.mul_(20)
+    return model
+
+
+def make_session(checkpoint) -> StreamingSession:
+    tokenizer, model, processor, _ = load_pretrained_model(checkpoint, device="cpu")
+    return StreamingSession(sharpen(model), tokenizer, processor, StreamingPolicy(max_cache_segments=3))
+
+
+@pytest.fixture
+def session(tiny_checkpoint):
+    return make_session(tiny_checkpoint)
+
+
+def flat_scenes(num_scenes: int, frames_per_scene: int = 4, seed: int = 0) -> list[tuple[float, np.ndarray]]:
+    """(time, frame) pairs at 4 fps of flat-coloured scenes: the cut times are exact."""
+    palette = np.array([(255, 0, 0), (0, 0, 255), (255, 255, 0), (0, 160, 0), (255, 255, 255), (160, 0, 160)])
+    colours = np.roll(palette, seed, axis=0)[np.arange(num_scenes) % len(palette)].astype(np.uint8)
+    count = num_scenes * frames_per_scene
+    return [(i / 4, np.broadcast_to(colours[i // frames_per_scene], (32, 32, 3)).copy()) for i in range(count)]
+
+
+def stream_frames(video, fps=4.0):
+    with open_video(video) as reader:
+        return list(reader.iter_frames(fps=fps))
+
+
+def test_each_frame_encoded_once_and_each_segment_bridged_once(session, tiny_video, monkeypatch):
+    calls = {"frames": 0, "steps": 0}
+    encode, step = session.model.video_tower.encode_stream_frame, session.model.bridge.step
+
+    def counting_encode(*args, **kwargs):
+        calls["frames"] += 1
+        return encode(*args, **kwargs)
+
+    def counting_step(*args, **kwargs):
+        calls["steps"] += 1
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(session.model.video_tower, "encode_stream_frame", counting_encode)
+    monkeypatch.setattr(session.model.bridge, "step", counting_step)
+    frames = flat_scenes(4) + stream_frames(tiny_video)
+    for t, frame in frames:
+        session.push(frame, t)
+    session.finish()
+    assert calls["frames"] == len(frames)
+    assert calls["steps"] == len(session.state.segments) >= 2
+
+
+def test_segments_close_at_the_colour_changes(session):
+    for t, frame in flat_scenes(6):
+        session.push(frame, t)
+    session.finish()
+    starts = [start for start, _ in session.state.segments]
+    assert starts[0] == 0.0 and set(starts) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}  # cuts only where the colour changes
+    assert len(starts) >= 5  # and (with random tower weights) nearly all of them are found
+
+
+def test_state_stays_flat_over_a_long_stream(session):
+    sizes = []
+    for t, frame in flat_scenes(40):
+        session.push(frame, t)
+        sizes.append(len(session.state.bridge.cache) + len(session.state.open_tokens))
+    assert len(session.state.segments) > 10
+    assert len(session.state.bridge.cache) == 3  # the configured cap
+    assert max(sizes) <= 3 + 2 * session.model.config.bridge_config.frames_per_segment
+
+
+def test_save_and_resume_gives_the_same_captions_and_answers(session, tiny_checkpoint, tiny_video, tmp_path):
+    frames = flat_scenes(5) + stream_frames(tiny_video)
+    half = len(frames) // 2
+    uninterrupted = [str(e) for t, f in frames for e in session.push(f, t)] + [str(e) for e in session.finish()]
+    answer = session.ask("What was in the first scene?")
+
+    first = make_session(tiny_checkpoint)
+    events = [str(e) for t, f in frames[:half] for e in first.push(f, t)]
+    first.save_state(tmp_path / "stream.pt")
+    second = make_session(tiny_checkpoint)
+    second.load_state(tmp_path / "stream.pt")
+    events += [str(e) for t, f in frames[half:] for e in second.push(f, t)] + [str(e) for e in second.finish()]
+    assert events == uninterrupted
+    assert second.ask("What was in the first scene?") == answer
+
+
+def test_questions_before_any_frame_and_bad_state_files_are_clear_errors(session, tmp_path):
+    with pytest.raises(LlavaError, match="no frames"):
+        session.ask("What is happening?")
+    (tmp_path / "bad.pt").write_bytes(b"not a state")
+    with pytest.raises(LlavaError, match="not a saved stream state"):
+        session.load_state(tmp_path / "bad.pt")
+
+
+def test_a_question_mid_segment_reads_the_open_segment(session, tiny_video):
+    frames = stream_frames(tiny_video)
+    for t, frame in frames[:3]:
+        session.push(frame, t)
+    assert session.state.readout is None and session.state.open_seen == 3
+    assert isinstance(session.ask("What is happening?"), str)
+    torch.testing.assert_close(session.state.bridge.memory, session.model.bridge.init_state(1).memory)
