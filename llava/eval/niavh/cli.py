@@ -1,0 +1,147 @@
+"""Needle In A Video Haystack: hide a one-second needle (text, image or video) in a long video at every length
+and depth of a grid, ask the model about it, score, and draw a heatmap per modality.
+
+    python -m llava.eval.niavh --modality image --lengths 8,16,32 --depths 0,50,100 --output-dir runs/niavh
+    python -m llava.eval.niavh --model-path checkpoints/videollamb-llava-1.5-7b --haystack-dir ego_videos/ \\
+        --needle-video needle.mp4 --needle-description "a man seated on a cloud" \\
+        --distractors "a dog on a beach;a man riding a bike;a bird on a tree" --output-dir runs/niavh-7b
+
+Defaults: the bundled demo model, the original grid (lengths round(linspace(1, 320, 40)) seconds, depths
+round(linspace(0, 100, 12)) percent), all three modalities, a synthetic haystack at 1 fps, the needle a
+purple triangle (reserved: the haystack never shows one), multiple choice with circular evaluation.
+Writes OUT/cells/*.json (one per cell; a rerun skips finished cells), OUT/summary.json and
+OUT/heatmap_{modality}.png; test videos are cached in OUT/videos (or --cache-dir).
+User errors end in one line `error: ...` on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from llava.errors import ConfigError, LlavaError
+from llava.eval.niavh.grid import ORIGINAL_DEPTHS, ORIGINAL_LENGTHS, parse_values, place
+from llava.eval.niavh.haystack import Haystack, SyntheticHaystack, VideoHaystack
+from llava.eval.niavh.needles import MODALITIES, NeedleOptions, build_needles, parse_object
+from llava.eval.niavh.report import write_report
+from llava.eval.niavh.runner import RunSettings, SessionGenerator, run_grid
+from llava.eval.niavh.scoring import SCORINGS, make_scorer
+
+DEMO_NAME = "videollamb-tiny-shapes"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m llava.eval.niavh", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
+    p.add_argument("--model-name", default=None, help="label in the results (default: the checkpoint folder name)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--modality", default=",".join(MODALITIES), help="comma list of: text, image, video")
+    p.add_argument("--lengths", default=None, help="seconds, comma list (default: the original 40 lengths)")
+    p.add_argument("--depths", default=None, help="percent, comma list (default: the original 12 depths)")
+    p.add_argument("--output-dir", default="runs/niavh", type=Path)
+    p.add_argument("--cache-dir", default=None, type=Path, help="test videos (default: OUTPUT_DIR/videos)")
+    p.add_argument("--haystack-dir", default=None, type=Path,
+                   help="folder of videos looped into the haystack (default: the synthetic world)")
+    p.add_argument("--haystack-seed", type=int, default=0, help="seed of the synthetic haystack")
+    p.add_argument("--needle-object", default="purple-triangle",
+                   help="COLOUR-SHAPE of the synthetic needle (kept out of the synthetic haystack)")
+    p.add_argument("--needle-text", default=None, help="text of the text needle (default: the object's caption)")
+    p.add_argument("--needle-image", default=None, help="image file for the image needle")
+    p.add_argument("--needle-video", default=None, help="video file for the video needle")
+    p.add_argument("--needle-description", default=None, help="reference answer for --needle-image/--needle-video")
+    p.add_argument("--distractors", default=None, help="three wrong answers 'a;b;c' (needed by mc with own needles)")
+    p.add_argument("--question", default=None, help="the question asked about the needle (default per modality)")
+    p.add_argument("--needle-duration", type=float, default=1.0, help="seconds the needle shows")
+    p.add_argument("--needle-scale", type=float, default=0.5, help="a file needle's size, of the frame's side")
+    p.add_argument("--scoring", default="mc", choices=SCORINGS,
+                   help="mc: circular multiple choice; exact: exact/keyword match; judge: LLM judge 1-10")
+    p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    p.add_argument("--judge-key", default=None, help="API key of the judge (default: $OPENAI_API_KEY)")
+    p.add_argument("--judge-model", default="gpt-3.5-turbo")
+    p.add_argument("--fps", type=float, default=1.0, help="frame rate of the test videos")
+    p.add_argument("--size", type=int, default=224, help="test video frames are SIZE x SIZE pixels")
+    p.add_argument("--num-frames", type=int, default=None, help="frames the model samples uniformly (default: its own)")
+    p.add_argument("--sample-fps", type=float, default=None, help="sample the test video at this rate instead")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    checks = [
+        (not args.fps > 0, f"--fps must be positive, got {args.fps}"),
+        (args.size < 16, f"--size must be at least 16, got {args.size}"),
+        (not args.needle_duration > 0, f"--needle-duration must be positive, got {args.needle_duration}"),
+        (not 0 < args.needle_scale <= 1, f"--needle-scale must be in (0, 1], got {args.needle_scale}"),
+        (args.num_frames is not None and args.num_frames < 1, "--num-frames must be at least 1"),
+        (args.sample_fps is not None and not args.sample_fps > 0, "--sample-fps must be positive"),
+        (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise ConfigError(message)
+
+
+def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, object, RunSettings]:
+    """Everything but the model, checked before it loads: needles, haystack, scorer, grid."""
+    _check_numbers(args)
+    lengths = parse_values(args.lengths, "--lengths", 0) if args.lengths else list(ORIGINAL_LENGTHS)
+    depths = parse_values(args.depths, "--depths", 0, 100) if args.depths else list(ORIGINAL_DEPTHS)
+    for length in lengths:  # every length must give at least one frame
+        place(length, 0, args.fps, args.needle_duration)
+    modalities = [m.strip() for m in args.modality.split(",") if m.strip()]
+    distractors = tuple(d.strip() for d in args.distractors.split(";") if d.strip()) if args.distractors else None
+    if distractors is not None and len(distractors) < 3:
+        raise ConfigError(f"--distractors needs three wrong answers separated by ';', got {len(distractors)}")
+    obj = parse_object(args.needle_object)
+    options = NeedleOptions(obj=obj, text=args.needle_text, image=args.needle_image, video=args.needle_video,
+                            description=args.needle_description, distractors=distractors, question=args.question,
+                            scale=args.needle_scale)
+    needles = build_needles(list(dict.fromkeys(modalities)), options, need_distractors=args.scoring == "mc")
+    haystack = VideoHaystack(args.haystack_dir) if args.haystack_dir else SyntheticHaystack(args.haystack_seed, obj)
+    scorer = make_scorer(args.scoring, args.judge_url, args.judge_key or os.environ.get("OPENAI_API_KEY"),
+                         args.judge_model)
+    settings = RunSettings(tuple(lengths), tuple(depths), fps=args.fps, size=args.size,
+                           needle_duration=args.needle_duration)
+    return needles, haystack, scorer, settings
+
+
+def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
+    from llava.serve.engine import ChatSession
+
+    session = ChatSession.from_pretrained(args.model_path, device=args.device)
+    session.model.set_memory_ablation(args.ablate_memory)
+    generator = SessionGenerator(session, args.num_frames, args.sample_fps, max_new_tokens=args.max_new_tokens)
+    name = args.model_name or (Path(args.model_path).resolve().name if args.model_path else DEMO_NAME)
+    sampling = {"sample_fps": args.sample_fps} if args.sample_fps else {"num_frames": generator.num_frames}
+    model = {"name": name + (" (memory ablated)" if args.ablate_memory else ""), "ablate_memory": args.ablate_memory,
+             "max_new_tokens": args.max_new_tokens, **sampling}
+    return generator, model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m llava.eval.niavh --modality image --lengths 4,8 --depths 0,100 --output-dir runs/niavh-small"""
+    args = build_parser().parse_args(argv)
+    try:
+        needles, haystack, scorer, settings = prepare(args)
+        generator, model = _generator(args)
+        settings = dataclasses.replace(settings, model=model)
+        records = run_grid(generator.generate, needles, haystack, scorer, settings, args.output_dir,
+                           args.cache_dir, progress=not args.quiet)
+        summary = write_report(records, args.output_dir)
+    except (LlavaError, OSError) as err:
+        message = " ".join(str(err).splitlines()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    per = ", ".join(f"{m} {v:g}" for m, v in summary["per_modality"].items())
+    print(f"NIAVH {summary['model']}: mean {summary['mean']:g} ({summary['scoring']}, {summary['num_cells']} cells; "
+          f"{per}); wrote {args.output_dir / 'summary.json'} and {len(summary['heatmaps'])} heatmap(s)")
+    return 0

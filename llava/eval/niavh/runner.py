@@ -1,0 +1,175 @@
+"""The NIAVH loop: for every modality x length x depth, build (or reuse) the test video, ask, score, save.
+
+Any model plugs in through `generate(instruction, video_path) -> str`, as in the original harness; the model
+samples the video's frames itself. `SessionGenerator` wraps a `ChatSession` that way.
+
+    records = run_grid(SessionGenerator(session).generate, needles, SyntheticHaystack(exclude=obj),
+                       MultipleChoiceScorer(), RunSettings(lengths=(8, 16), depths=(0, 50, 100)), "runs/niavh")
+
+Test videos are cached in CACHE/ under a key of everything they are made of (haystack source, length, depth,
+needle identity, fps, size, needle duration), so changing the needle never reuses a stale video. Each cell's
+result is written atomically to OUT/cells/ under a key that adds the model and the scoring; a cell whose file
+exists is not asked again, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from tqdm import tqdm
+
+from llava.data.synthetic import write_json_atomic
+from llava.eval.niavh.grid import Placement, place
+from llava.eval.niavh.haystack import Haystack
+from llava.eval.niavh.needles import Needle, insert_needle
+from llava.eval.niavh.scoring import Scorer
+from llava.video.write import write_mp4
+
+Generate = Callable[[str, Path], str]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    lengths: tuple[int | float, ...]
+    depths: tuple[int | float, ...]
+    fps: float = 1.0  # frame rate of the test videos
+    size: int = 224  # test video frames are size x size
+    needle_duration: float = 1.0  # seconds
+    model: Mapping[str, Any] = field(default_factory=lambda: {"name": "model"})  # name + what changes answers
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cell_stem(modality: str, placement: Placement) -> str:
+    return f"{modality}_L{placement.length:g}_D{placement.depth:g}"
+
+
+def video_key(haystack: Haystack, needle: Needle, placement: Placement, size: int, needle_duration: float) -> str:
+    return _digest({"haystack": haystack.identity, "length": placement.length, "depth": placement.depth,
+                    "needle": needle.identity, "fps": placement.fps, "size": size,
+                    "needle_duration": needle_duration})[:16]
+
+
+def build_test_video(cache_dir: Path, haystack: Haystack, needle: Needle, placement: Placement, size: int,
+               needle_duration: float = 1.0) -> Path:
+    """The cell's test video (built once, then reused from the cache)."""
+    key = video_key(haystack, needle, placement, size, needle_duration)
+    path = Path(cache_dir) / f"{_cell_stem(needle.modality, placement)}_{key}.mp4"
+    if not path.is_file():
+        frames = haystack.frames(placement.num_frames, placement.fps, size)
+        frames = insert_needle(frames, needle, placement.start_frame, placement.needle_frames, placement.fps)
+        write_mp4(frames, path, placement.fps)
+    return path
+
+
+def cell_path(output_dir: Path, haystack: Haystack, needle: Needle, placement: Placement, scorer: Scorer,
+              settings: RunSettings) -> Path:
+    """Where the cell's result goes: its key adds the model, the scoring and the question to the video's."""
+    key = _digest({"video": video_key(haystack, needle, placement, settings.size, settings.needle_duration),
+                   "model": dict(settings.model), "scoring": scorer.name, "probe": asdict(needle.probe())})[:12]
+    return Path(output_dir) / "cells" / f"{_cell_stem(needle.modality, placement)}_{key}.json"
+
+
+def read_cell(path: Path) -> dict[str, Any] | None:
+    """A finished cell's record, or None when it was never written (or cannot be read: it is redone)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "score" in record else None
+
+
+def run_cell(generate: Generate, video: Path, needle: Needle, placement: Placement, scorer: Scorer,
+             settings: RunSettings, haystack: Haystack) -> dict[str, Any]:
+    """Ask and score one cell; the record follows the original's fields, plus what makes it reproducible."""
+    probe = needle.probe()
+    began = time.perf_counter()
+    scored = scorer.score(probe, lambda instruction: generate(instruction, video))
+    return {
+        "model": settings.model.get("name", "model"),
+        "model_settings": dict(settings.model),
+        "modality": needle.modality,
+        "context_length": placement.length,
+        "depth_percent": placement.depth,
+        "needle": needle.identity,
+        "question": probe.question,
+        "reference": probe.answer,
+        "options": list(probe.options),
+        "scoring": scorer.name,
+        "score_range": list(scorer.score_range),
+        **scored,
+        "needle_start_seconds": placement.start_seconds,
+        "needle_end_seconds": placement.end_seconds,
+        "num_frames": placement.num_frames,
+        "trivial": placement.trivial,
+        "fps": placement.fps,
+        "size": settings.size,
+        "haystack": haystack.identity,
+        "video": str(video),
+        "test_duration_seconds": round(time.perf_counter() - began, 3),
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_grid(generate: Generate, needles: Mapping[str, Needle], haystack: Haystack, scorer: Scorer,
+             settings: RunSettings, output_dir: str | Path, cache_dir: str | Path | None = None,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """Every cell of needles x lengths x depths, in that order; finished cells are read back, not redone."""
+    output_dir = Path(output_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else output_dir / "videos"
+    cells = [(needle, place(length, depth, settings.fps, settings.needle_duration))
+             for needle in needles.values() for length in settings.lengths for depth in settings.depths]
+    records, reused = [], 0
+    bar = tqdm(cells, desc="niavh", unit="cell", disable=not progress)
+    for needle, placement in bar:
+        bar.set_postfix_str(_cell_stem(needle.modality, placement), refresh=False)
+        path = cell_path(output_dir, haystack, needle, placement, scorer, settings)
+        record = read_cell(path)
+        if record is None:
+            video = build_test_video(cache_dir, haystack, needle, placement, settings.size, settings.needle_duration)
+            record = run_cell(generate, video, needle, placement, scorer, settings, haystack)
+            write_json_atomic(record, path)
+        else:
+            reused += 1
+        records.append(record)
+    if progress and reused:
+        tqdm.write(f"niavh: {reused} of {len(cells)} cells were already done in {output_dir / 'cells'}")
+    return records
+
+
+class SessionGenerator:
+    """`generate(instruction, video_path)` over a ChatSession: the video is sampled (uniformly, num_frames;
+    or at sample_fps) and encoded once per path, then every instruction is a fresh greedy first turn."""
+
+    def __init__(self, session: Any, num_frames: int | None = None, sample_fps: float | None = None,
+                 max_frames: int = 512, max_new_tokens: int = 32) -> None:
+        from llava.serve.engine import GenerationSettings
+
+        self.session = session
+        self.num_frames = num_frames or session.num_frames
+        self.sample_fps, self.max_frames = sample_fps, max_frames
+        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0)
+        self._loaded: Path | None = None
+
+    def generate(self, instruction: str, video_path: str | Path) -> str:
+        from llava.video.decode import load_video, load_video_fps
+
+        path = Path(video_path)
+        if path != self._loaded:
+            if self.sample_fps:
+                frames, _ = load_video_fps(path, fps=self.sample_fps, max_frames=self.max_frames)
+            else:
+                frames, _ = load_video(path, num_frames=self.num_frames)
+            self.session.load_frames(frames)
+            self._loaded = path
+        self.session.reset()
+        return self.session.ask(instruction, self.settings)

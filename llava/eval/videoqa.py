@@ -1,0 +1,186 @@
+"""Multiple-choice video QA in the original evaluation format: EgoSchema, NExT-QA, EgoPlan, MVBench, synthetic.
+
+    python -m llava.data.synthetic --out runs/shapes_mc --num-videos 4 --seed 1 --format mc --quiet
+    python -m llava.eval.videoqa --benchmark synthetic --question-file runs/shapes_mc/test_q.json \\
+        --answer-file runs/shapes_mc/test_a.json --video-dir runs/shapes_mc/videos --output-dir runs/eval_shapes
+
+One process per GPU takes a contiguous chunk (--num-chunks K --chunk-idx i) and appends one JSONL row per
+question to OUT/chunk_{i}_of_{K}.jsonl as it goes; a restarted chunk skips the questions already answered.
+The last chunk to finish (or --merge-only) writes OUT/merge.jsonl (question-file order) and OUT/scores.json.
+Decoding is greedy and nothing is random: two runs write identical files.
+
+--protocol letter (default, the release's): the model sees the question and lettered options and its
+answer is read by `llava.eval.answers.extract_choice`. --protocol likelihood (EgoPlan's official protocol):
+the model sees the question alone and the option whose text has the lowest mean token cross-entropy as
+the reply is chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from llava.errors import LlavaError, VideoError
+from llava.eval import results
+from llava.eval.answers import LETTERS, extract_choice, format_table, letter_prompt, score_rows
+from llava.eval.benchmarks import BENCHMARKS, Question, find_video, get_benchmark, load_questions
+from llava.eval.likelihood import option_losses
+
+PROTOCOLS = ("letter", "likelihood")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m llava.eval.videoqa", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--benchmark", required=True, choices=tuple(BENCHMARKS))
+    parser.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
+    parser.add_argument("--question-file", required=True, type=Path, help="test_q.json")
+    parser.add_argument("--answer-file", required=True, type=Path, help="test_a.json")
+    parser.add_argument("--video-dir", type=Path, default=None, help="videos (default: videos/ beside the questions)")
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--num-frames", type=int, default=None,
+                        help="frames sampled per video (default: 16 EgoSchema/EgoPlan, 8 NExT-QA/MVBench, "
+                             "the checkpoint's for synthetic)")
+    parser.add_argument("--num-chunks", type=int, default=1)
+    parser.add_argument("--chunk-idx", type=int, default=0)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="letter")
+    parser.add_argument("--merge-only", action="store_true", help="only merge the chunk files and score")
+    parser.add_argument("--conv-mode", default="llava_v1")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.num_chunks < 1:
+        parser.error(f"--num-chunks must be at least 1, got {args.num_chunks}")
+    if not 0 <= args.chunk_idx < args.num_chunks:
+        parser.error(f"--chunk-idx must be in [0, {args.num_chunks - 1}], got {args.chunk_idx}")
+    if args.num_frames is not None and args.num_frames < 1:
+        parser.error(f"--num-frames must be at least 1, got {args.num_frames}")
+    if args.max_new_tokens < 1:
+        parser.error(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if args.video_dir is None:
+        args.video_dir = args.question_file.parent / "videos"
+    if args.num_frames is None:
+        args.num_frames = get_benchmark(args.benchmark).num_frames
+    return args
+
+
+def run_record(args: argparse.Namespace) -> dict:
+    """What the rows depend on; num_frames None (the checkpoint's) is filled in once the model is loaded."""
+    from llava.serve.engine import DEMO_CHECKPOINT
+
+    return {"benchmark": args.benchmark, "model_path": str(args.model_path or DEMO_CHECKPOINT),
+            "num_frames": args.num_frames, "protocol": args.protocol, "conv_mode": args.conv_mode,
+            "max_new_tokens": args.max_new_tokens if args.protocol == "letter" else None}
+
+
+# --- answering ---------------------------------------------------------------------------------------------
+class Answerer:
+    """A ChatSession that encodes each video once, however many questions in a row ask about it."""
+
+    def __init__(self, args: argparse.Namespace):
+        from llava.serve.engine import ChatSession, GenerationSettings
+
+        extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
+        self.session = ChatSession.from_pretrained(args.model_path, device=args.device, conv_mode=args.conv_mode,
+                                                   **extra)
+        self.settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=0.0)
+        self.args = args
+        self.loaded: Path | None = None
+
+    def _load(self, video: Path) -> None:
+        if video != self.loaded:
+            self.loaded = None
+            self.session.load_video(video)
+            self.loaded = video
+        self.session.reset()
+
+    def __call__(self, question: Question) -> dict:
+        row = {"question_id": question.question_id, "video_name": question.video_name, "type": question.type,
+               "answer": question.answer}
+        try:
+            self._load(find_video(self.args.video_dir, question.video_name))
+        except VideoError as err:
+            return row | {"pred": None, "output": None, "correct": False, "error": str(err)}
+        if self.args.protocol == "likelihood":
+            losses = option_losses(self.session, question.question, question.options)
+            pred = min(range(len(losses)), key=losses.__getitem__)
+            row |= {"output": LETTERS[pred], "losses": [round(loss, 6) for loss in losses]}
+        else:
+            output = self.session.ask(letter_prompt(question.question, question.options), self.settings)
+            pred = extract_choice(output, question.options)
+            row["output"] = output
+        return row | {"pred": pred, "correct": pred == question.answer}
+
+
+def run_chunk(args: argparse.Namespace, questions: list[Question], record: dict) -> None:
+    """Answer this chunk's questions that its file does not hold yet, appending each row as it comes."""
+    chunk = questions[results.chunk_slice(len(questions), args.num_chunks, args.chunk_idx)]
+    path = results.chunk_path(args.output_dir, args.chunk_idx, args.num_chunks)
+    done = results.resume_chunk(path, [q.question_id for q in chunk])
+    todo = [q for q in chunk if str(q.question_id) not in done]
+    if not todo:
+        return
+    answer = Answerer(args)
+    record["num_frames"] = answer.session.num_frames
+    results.check_run(args.output_dir, record)
+    results.save_run(args.output_dir, record)
+    with open(path, "a", encoding="utf-8") as handle, tqdm(
+        total=len(chunk), initial=len(chunk) - len(todo), desc=f"{args.benchmark} chunk {args.chunk_idx}",
+        unit="q", disable=args.quiet,
+    ) as progress:
+        for question in todo:
+            results.append_row(handle, answer(question))
+            progress.update()
+
+
+def merge(args: argparse.Namespace, questions: list[Question], required: bool) -> dict | None:
+    """Merge and score when every question has its row; otherwise None (or a DataError when `required`)."""
+    rows, missing = results.collect(args.output_dir, args.num_chunks, [q.question_id for q in questions])
+    if missing:
+        if required:
+            shown = ", ".join(repr(m) for m in missing[:5])
+            raise LlavaError(f"{len(missing)} of {len(questions)} questions have no row in {args.output_dir} "
+                             f"(first: {shown}); run the missing chunks (--num-chunks {args.num_chunks})")
+        return None
+    run = results.load_run(args.output_dir)
+    scores = {"benchmark": args.benchmark, **score_rows(rows, get_benchmark(args.benchmark).group_of),
+              "model_path": run["model_path"], "num_frames": run["num_frames"], "protocol": run["protocol"]}
+    results.write_merge(args.output_dir, rows, scores)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        questions = load_questions(args.question_file, args.answer_file)
+        record = run_record(args)
+        results.check_run(args.output_dir, record)
+        if not args.merge_only:
+            if not args.video_dir.is_dir():
+                raise LlavaError(f"--video-dir {args.video_dir}: no such folder")
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+            run_chunk(args, questions, record)
+        scores = merge(args, questions, required=args.merge_only)
+    except LlavaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if scores is None:
+        print(f"chunk {args.chunk_idx} of {args.num_chunks} done; merge once every chunk has finished "
+              "(or run with --merge-only)")
+        return 0
+    print(format_table(scores))
+    print(f"wrote {args.output_dir / 'merge.jsonl'} and {args.output_dir / 'scores.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

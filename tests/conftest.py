@@ -1,0 +1,48 @@
+"""Fixtures shared by several test folders: a tiny random checkpoint (real sentencepiece tokenizer), a tiny
+synthetic video and a small image, each built once per session."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from llava.data.synthetic import main as synth
+from llava.model.presets import tiny_config
+from llava.model.tokenizer import train_tokenizer
+from llava.model.videollamb import VideoLLaMBForCausalLM
+
+CORPUS = [
+    "A chat between a curious human and an artificial intelligence assistant.",
+    "USER: What was in the first scene? ASSISTANT: a red circle</s>",
+    "USER: How many scenes are there? ASSISTANT: three</s>",
+    "Describe the video in one sentence. a blue square on a gray background",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-ckpt")
+    tokenizer = train_tokenizer(CORPUS * 20, tmp_path_factory.mktemp("tok"), vocab_size=320)
+    torch.manual_seed(0)
+    model = VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer))).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    synth(["--out", str(out), "--num-videos", "1", "--seed", "0", "--size", "32", "--quiet"])
+    return out / "videos" / "synth_000000.mp4"
+
+
+@pytest.fixture(scope="session")
+def tiny_image(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "square.png"
+    pixels = np.full((40, 32, 3), 90, dtype=np.uint8)
+    pixels[8:24, 8:24] = (200, 30, 30)
+    Image.fromarray(pixels).save(path)
+    return path
