@@ -43,6 +43,10 @@ class TrainingArguments(transformers.TrainingArguments):
     loss_per_iteration: bool = field(
         default=False, metadata={"help": "cross-entropy after every bridge segment (finetune_video_image_loss)"}
     )
+    log_row_ids: bool = field(
+        default=False,
+        metadata={"help": "append {rank, step, ids} JSON lines to output_dir/row_ids.rank{r}.jsonl per batch"},
+    )
     lora_enable: bool = field(default=False)
     lora_r: int = field(default=64)
     lora_alpha: int = field(default=16)

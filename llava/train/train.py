@@ -5,22 +5,25 @@
         --output_dir runs/tiny --max_steps 20 --per_device_train_batch_size 4 --use_cpu True
 
 Launch with `torchrun --nproc_per_node=N -m llava.train.train ...` for DDP, add `--deepspeed scripts/zero2.json`
-for DeepSpeed. The result is saved in this project's format, which `load_pretrained_model` reads.
+for DeepSpeed. The result is saved in this project's format, which `load_pretrained_model` reads, with
+trainer_state.json (the logged losses). `--log_row_ids True` writes which rows each process trained on to
+output_dir/row_ids.rank{r}.jsonl (see llava.train.trainer).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from transformers import HfArgumentParser, set_seed
 
-from llava.data.dataset import DataCollator, DataConfig, SupervisedDataset
+from llava.data.dataset import DataConfig, SupervisedDataset
 from llava.errors import LlavaError
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.model_init import build_model, set_trainable
-from llava.train.trainer import VideoLLaMBTrainer
+from llava.train.trainer import RowIdCollator, VideoLLaMBTrainer
 from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
@@ -71,13 +74,25 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
         model=trained,
         args=training_args,
         train_dataset=dataset,
-        data_collator=DataCollator(tokenizer),
+        data_collator=RowIdCollator(tokenizer),
         processing_class=tokenizer,
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_state()  # trainer_state.json (log_history) in output_dir, also when save_strategy is "no"
     if training_args.lora_enable:
         trainer.model = trainer.model.merge_and_unload()
     trainer.save_model(training_args.output_dir)
+
+
+def error_line(error: LlavaError) -> str:
+    """The error's message on one line. A DataLoader worker re-raises its error with the worker's traceback in
+    the message ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): keep the original
+    message, the traceback's last line, without its class name."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = re.sub(r"^[\w.]+: ", "", last.strip())
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(model_args, data_args, training_args)
     except LlavaError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_line(err)}", file=sys.stderr)
         return 1
     return 0
 
