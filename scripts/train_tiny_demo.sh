@@ -12,3 +12,4 @@ PY=${PY:-python}
 "$PY" -m llava.eval.synthetic_scores --model-path "$OUT_DIR" --seed 1001 --num-videos 40 --out "$OUT_DIR/scores.json"
 "$PY" -m llava.eval.synthetic_scores --model-path "$OUT_DIR" --seed 1001 --num-videos 40 --ablate-memory \
     --out "$OUT_DIR/scores_ablated.json"
+"$PY" -m llava.train.model_card "$OUT_DIR"

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import shutil
 import sys
 import time
@@ -124,7 +126,8 @@ def pretrain_tower(model: VideoLLaMBForCausalLM, folder: Path, steps: int, batch
     return accuracy
 
 
-def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int) -> None:
+def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int) -> float:
+    """One curriculum stage through `llava.train.train`; returns the last logged training loss."""
     model_args = ModelArguments(model_name_or_path=str(start))
     data_args = DataArguments(data_path=str(data / "train.json"), x_folder=str(data), num_frames=num_frames)
     training_args = TrainingArguments(
@@ -133,6 +136,8 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
         save_strategy="no", use_cpu=True, seed=seed, dataloader_num_workers=1, disable_tqdm=True,
     )
     train(model_args, data_args, training_args)
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry][-1]
 
 
 def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
@@ -145,15 +150,17 @@ def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
     start = work / "stage_tower"
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)
+    losses = []
     for i, stage in enumerate(CURRICULUM):
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
-        train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed)
+        losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
         start = work / f"stage{i}"
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(start, out)
     return {"seed": seed, "tower_attribute_accuracy": tower_accuracy, "minutes": (time.time() - started) / 60,
-            "curriculum": [vars(s) for s in CURRICULUM]}
+            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "curriculum": [vars(s) for s in CURRICULUM],
+            "stage_losses": losses}
 
 
 def main(argv: list[str] | None = None) -> int:
