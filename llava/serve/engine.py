@@ -10,16 +10,19 @@ question after that reuses the projected visual tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.conversation import Conversation, get_template
-from llava.errors import CheckpointError
+from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.builder import load_pretrained_model
 from llava.video.decode import load_image, load_video
@@ -40,6 +43,69 @@ class GenerationSettings:
         if sample:
             settings.update(temperature=self.temperature, top_p=self.top_p)
         return settings
+
+
+@dataclass
+class Reply:
+    """One generated assistant turn and what it cost."""
+
+    text: str
+    prompt_tokens: int  # text tokens of the prompt plus the visual tokens spliced in for its placeholders
+    completion_tokens: int
+    finish_reason: str  # "stop" (end of sequence or stopped on request) or "length" (max_new_tokens reached)
+
+
+class TextPieces(BaseStreamer):
+    """A transformers streamer that calls `on_text(piece)` with each new piece of the answer as it is generated.
+
+    The pieces joined equal the answer `ChatSession.reply` returns (decoded, special tokens skipped, stripped).
+    Text that may still change is held back until more follows: trailing whitespace, replacement characters
+    of an unfinished multi-byte character, and the text of trailing byte-fallback tokens (<0xNN>).
+    """
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None]) -> None:
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.tokens: list[int] = []
+        self.sent = ""
+        self.prompt_seen = False
+
+    def put(self, value: Tensor) -> None:
+        if not self.prompt_seen:  # generate() hands over the prompt first
+            self.prompt_seen = True
+            return
+        self.tokens.extend(value.reshape(-1).tolist())
+        stable = len(self.tokens)
+        while stable and self._is_byte(self.tokens[stable - 1]):
+            stable -= 1
+        text = self._text(self.tokens[:stable])
+        while text and (text[-1].isspace() or text[-1] == "\ufffd"):
+            text = text[:-1]
+        self._send(text)
+
+    def end(self) -> None:
+        self._send(self._text(self.tokens).strip())
+
+    def _is_byte(self, token_id: int) -> bool:
+        piece = self.tokenizer.convert_ids_to_tokens(token_id)
+        return isinstance(piece, str) and len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">")
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).lstrip()
+
+    def _send(self, text: str) -> None:
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            piece, self.sent = text[len(self.sent) :], text
+            self.on_text(piece)
+
+
+class _StopWhen(StoppingCriteria):
+    """Stop generating as soon as `should_stop()` is true (e.g. the client went away)."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids: Tensor, scores, **kwargs) -> Tensor:
+        return torch.full((input_ids.shape[0],), self.should_stop(), dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass
@@ -81,6 +147,10 @@ class ChatSession:
         kwargs.setdefault("num_frames", model.config.num_frames)
         return cls(model=model, tokenizer=tokenizer, processor=processor, **kwargs)
 
+    def fork(self, **changes) -> "ChatSession":
+        """A new session on the same model, tokenizer and processor (and media, unless changed), with no turns."""
+        return replace(self, **changes)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -109,19 +179,50 @@ class ChatSession:
         """Forget the turns, keep the encoded media."""
         self.conversation = get_template(self.conv_mode)
 
-    @torch.no_grad()
     def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
         """One turn: the media tag goes in front of the first question; the answer joins the history."""
-        settings = settings or GenerationSettings()
         first = not self.conversation.messages
         text = f"{self.media_token}\n{question}" if first and self.media is not None else question
         self.conversation.append_message(self.conversation.roles[0], text)
         self.conversation.append_message(self.conversation.roles[1], None)
-        input_ids = prompt_tensor(self.conversation.get_prompt(), self.tokenizer).to(self.device)
-        visual = [self.media] * int((input_ids < 0).sum())
+        return self.reply(settings).text
+
+    @torch.no_grad()
+    def reply(
+        self,
+        settings: GenerationSettings | None = None,
+        on_text: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Reply:
+        """Generate the pending assistant turn (the conversation's last message, None); the answer fills it.
+
+        `on_text` receives the answer piece by piece while it is generated (see `TextPieces`); `should_stop`
+        is polled after every token and ends generation early when it returns True.
+        """
+        settings = settings or GenerationSettings()
+        if not self.conversation.messages or self.conversation.messages[-1] != [self.conversation.roles[1], None]:
+            raise ValueError("the conversation has no pending assistant turn; append one with text None")
+        input_ids = prompt_tensor(self.conversation.get_prompt(), self.tokenizer).to(self.device)  # (1, L)
+        placeholders = int((input_ids < 0).sum())
+        if placeholders and self.media is None:
+            raise LlavaError("the prompt holds a <video> or <image> placeholder but no video or image is loaded")
+        extra: dict = {}
+        if on_text is not None:
+            extra["streamer"] = TextPieces(self.tokenizer, on_text)
+        if should_stop is not None:
+            extra["stopping_criteria"] = StoppingCriteriaList([_StopWhen(should_stop)])
         output = self.model.generate(
-            input_ids, visual_features=visual, pad_token_id=self.tokenizer.pad_token_id, **settings.kwargs()
-        )
-        answer = self.tokenizer.decode(output[0], skip_special_tokens=True).strip()
+            input_ids, visual_features=[self.media] * placeholders, pad_token_id=self.tokenizer.pad_token_id,
+            **settings.kwargs(), **extra,
+        )  # (1, new)
+        new = output[0].tolist()
+        answer = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         self.conversation.messages[-1][1] = answer
-        return answer
+        ended = bool(new) and new[-1] == self.tokenizer.eos_token_id
+        visual = placeholders * (int(self.media.shape[0]) if placeholders else 0)
+        return Reply(
+            text=answer,
+            prompt_tokens=input_ids.shape[1] - placeholders + visual,
+            completion_tokens=len(new),
+            finish_reason="length" if not ended and len(new) >= settings.max_new_tokens else "stop",
+        )
