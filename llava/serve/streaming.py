@@ -24,12 +24,13 @@ import torch
 from torch import Tensor
 
 from llava.conversation import get_template
-from llava.errors import LlavaError
+from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.bridge import BridgeState
 from llava.model.builder import load_pretrained_model
 from llava.model.languagebind import StreamCache
-from llava.serve.engine import DEMO_CHECKPOINT, GenerationSettings
+from llava.serve import engine
+from llava.serve.engine import GenerationSettings
 from llava.video.scenetilling import OnlineSceneTiller, subsample_segment
 from llava.video.transforms import VisualProcessor
 
@@ -89,7 +90,15 @@ class StreamingSession:
 
     @classmethod
     def from_pretrained(cls, model_path: str | Path | None = None, device: str = "auto", **kwargs) -> "StreamingSession":
-        tokenizer, model, processor, _ = load_pretrained_model(model_path or DEMO_CHECKPOINT, device=device)
+        """model_path None = the bundled demo model; other keyword arguments go to the session."""
+        if model_path is None:
+            model_path = engine.DEMO_CHECKPOINT
+            if not model_path.is_dir():
+                raise CheckpointError(
+                    f"the bundled demo model {model_path} is missing; build it with `make demo-model` "
+                    "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
+                )
+        tokenizer, model, processor, _ = load_pretrained_model(model_path, device=device)
         return cls(model, tokenizer, processor, **kwargs)
 
     def _fresh_state(self) -> StreamState:
@@ -198,9 +207,19 @@ class StreamingSession:
     def load_state(self, path: str | Path) -> None:
         try:
             raw = torch.load(Path(path), map_location=self._device_dtype[0], weights_only=True)
-            self.state = _state_from_dict(raw)
+            state = _state_from_dict(raw)
         except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as err:
             raise LlavaError(f"{path}: not a saved stream state ({err})") from None
+        expected = tuple(self.model.bridge.init_state(1).memory.shape)
+        if tuple(state.bridge.memory.shape) != expected:
+            raise LlavaError(f"{path}: saved by a different model (memory {tuple(state.bridge.memory.shape)}, "
+                             f"this model's {expected})")
+        self.state = state
+
+    @property
+    def frames_seen(self) -> bool:
+        """Whether any frame has been pushed into this stream (restored states included)."""
+        return bool(self.state.segments) or self.state.open_seen > 0
 
 
 def _state_to_dict(state: StreamState) -> dict:

@@ -1,0 +1,328 @@
+"""Caption a video or a live stream as it plays, and answer questions typed while it runs.
+
+    python -m llava.serve.cli_streaming                                   # the demo video, the demo model
+    python -m llava.serve.cli_streaming --video-file clip.mp4 --fps 1 --realtime --output history.json
+    python -m llava.serve.cli_streaming --video-file rtsp://camera/live --save-state cam.pt
+    python -m llava.serve.cli_streaming --video-file clip.mp4 --resume-state cam.pt --save-state cam.pt
+
+A thin front end over `StreamingSession`: every frame is encoded once and each scene passes the memory bridge
+once, so a long stream costs the same per frame at its end as at its start. A caption is printed when a scene
+ends, as `(Video Time = 12s) Assistant: ...`. Files are read as fast as the model goes (--realtime paces them to
+the video clock); URLs and /dev/video* devices are paced by the source itself.
+
+Type a question (and Enter) while the video runs: it is answered from everything seen so far, at the next
+frame, as a `User:` line and an `Assistant:` line. "exit" or "quit" stops the stream. Ctrl-C stops it after
+the current frame (a second Ctrl-C stops at once). When the stream ends, stops or fails, --output gets the
+whole history as JSON and --save-state the stream's memory; --resume-state continues from such a state (a file
+skips the frames already seen; a live source's clock continues from the saved one). Both are written
+atomically (temp file, then rename): never half-written. User errors end in one line `error: ...` on stderr and
+exit code 1; an interrupted stream exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import queue
+import select
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import numpy as np
+
+from llava.conversation import TEMPLATES
+from llava.data.synthetic import write_json_atomic
+from llava.errors import LlavaError
+from llava.serve.cli import EXIT_WORDS
+from llava.serve.engine import GenerationSettings
+from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
+from llava.video.decode import VideoReader, open_video
+
+DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
+EOF_GRACE_S = 0.5  # at the end of a file, how long to wait for piped questions not yet read
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m llava.serve.cli_streaming", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-path", "--model_path", dest="model_path", default=None,
+                        help="checkpoint folder (default: the bundled demo model)")
+    parser.add_argument("--video-file", "--video_file", dest="video_file", default=str(DEFAULT_VIDEO),
+                        help="video file, URL (rtsp://, http://, ...) or capture device /dev/videoN "
+                             "(default: playground/demo/shapes.mp4)")
+    parser.add_argument("--fps", type=float, default=1.0, help="frames per second taken from the video")
+    parser.add_argument("--realtime", action="store_true", help="play a file at the speed of its own clock")
+    parser.add_argument("--prompt", default=CAPTION_PROMPT, help="what the model is asked at each scene end")
+    parser.add_argument("--min-caption-gap", type=float, default=0.0, help="seconds of video between two captions")
+    parser.add_argument("--until", type=float, default=None,
+                        help="stop (as Ctrl-C does) once the video clock passes this many seconds")
+    parser.add_argument("--output", type=Path, default=None, help="write the history (captions, questions) here")
+    parser.add_argument("--save-state", type=Path, default=None, help="write the stream state here at the end")
+    parser.add_argument("--resume-state", type=Path, default=None, help="continue the stream saved in this file")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="longest caption or answer, in tokens")
+    parser.add_argument("--conv-mode", default="llava_v1", choices=sorted(TEMPLATES), help="prompt template")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.fps > 0:
+        parser.error("--fps must be positive")
+    if args.min_caption_gap < 0:
+        parser.error("--min-caption-gap must be 0 or more")
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    for name in ("output", "save_state"):
+        path = getattr(args, name)
+        if path is not None and path.is_dir():
+            parser.error(f"--{name.replace('_', '-')} {path} is a directory; give a file name")
+    return args
+
+
+class QuestionReader:
+    """Reads stdin lines on a background thread into a queue, so the stream never waits for the keyboard.
+
+    Real files and terminals are polled with select (the thread can be stopped); anything without a file
+    descriptor (io.StringIO in tests) is read line by line until EOF. Read errors count as EOF.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.eof = threading.Event()
+        self._closed = threading.Event()
+        try:
+            self.interactive = stream.isatty()
+        except (OSError, ValueError, AttributeError):
+            self.interactive = False
+        self._thread = threading.Thread(target=self._run, args=(stream,), name="stdin-questions", daemon=True)
+        self._thread.start()
+
+    def _run(self, stream: TextIO) -> None:
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError, AttributeError):
+            fd = None
+        try:
+            for line in _lines_from_fd(fd, self._closed) if fd is not None else iter(stream.readline, ""):
+                if line.strip():
+                    self.lines.put(line.strip())
+        except (OSError, ValueError):
+            pass  # stdin closed, or not readable (as under pytest's capture): no questions
+        finally:
+            self.eof.set()
+
+    def drain(self) -> list[str]:
+        """Every question typed since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self.lines.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait_for_eof(self, timeout: float) -> None:
+        """Give piped input a moment to arrive in full (a terminal is never waited for)."""
+        if not self.interactive:
+            self.eof.wait(timeout)
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def _lines_from_fd(fd: int, closed: threading.Event) -> Iterator[str]:
+    """Lines from a file descriptor, polling so that `closed` can stop the reader between polls."""
+    pending = b""
+    while not closed.is_set():
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from (line.decode("utf-8", "replace") for line in lines)
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+@dataclass
+class History:
+    """What was said, and when (video seconds), written as one JSON file."""
+
+    video: str
+    prompt: str
+    fps: float
+    entries: list[dict] = field(default_factory=list)
+
+    def say(self, event: StreamEvent) -> None:
+        print(event, flush=True)
+        self.entries.append({"time": event.time, "role": event.role, "text": event.text})
+
+    def write(self, path: Path, ended: str, error: str | None = None) -> None:
+        record = {"video": self.video, "prompt": self.prompt, "fps": self.fps, "history": self.entries,
+                  "ended": ended}
+        if error is not None:
+            record["error"] = error
+        write_json_atomic(record, path)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[threading.Event]:
+    """The first Ctrl-C sets the event (the loop stops after its frame); a second one interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this frame (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Pacer:
+    """Sleeps until the wall clock has run as long as the video clock since the first frame."""
+
+    def __init__(self, enabled: bool, stop: threading.Event) -> None:
+        self.enabled, self.stop, self.origin = enabled, stop, None
+
+    def wait(self, t: float) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.origin is None:
+            self.origin = (now, t)
+        delay = (t - self.origin[1]) - (now - self.origin[0])
+        if delay > 0:
+            self.stop.wait(delay)  # wakes early on Ctrl-C
+
+
+@dataclass
+class Streamer:
+    """The main loop: frames in, captions out, questions answered between frames."""
+
+    session: StreamingSession
+    questions: QuestionReader
+    history: History
+    stop: threading.Event
+    until: float | None = None
+    ended: str = "finished"
+
+    def answer(self, t: float) -> None:
+        for question in self.questions.drain():
+            if question.lower() in EXIT_WORDS:
+                self.ended = "stopped"
+                self.stop.set()
+                return
+            self.history.say(StreamEvent(t, "User", question))
+            self.history.say(StreamEvent(t, "Assistant", self.session.ask(question)))
+
+    def run(self, frames: Iterator[tuple[float, np.ndarray]], pacer: Pacer) -> None:
+        t = self.session.state.last_time
+        for t, frame in frames:
+            if self.until is not None and t > self.until:
+                self.ended = "stopped"
+                return
+            pacer.wait(t)
+            for event in self.session.push(frame, t):
+                self.history.say(StreamEvent(t, event.role, event.text))  # said now, when the scene is seen to end
+            self.answer(t)
+            if self.stop.is_set():
+                self.ended = "stopped" if self.ended == "stopped" else "interrupted"
+                return
+        for event in self.session.finish():
+            self.history.say(StreamEvent(t, event.role, event.text))
+        self.questions.wait_for_eof(EOF_GRACE_S)
+        if self.session.frames_seen:
+            self.answer(t)
+
+
+def timed_frames(reader: VideoReader, fps: float, session: StreamingSession) -> Iterator[tuple[float, np.ndarray]]:
+    """The reader's frames at `fps`; after a resume a file skips what was seen, a live clock continues."""
+    frames = reader.iter_frames(fps)
+    if not session.frames_seen:
+        yield from frames
+    elif reader.num_frames is None:
+        offset = session.state.last_time + 1.0 / fps
+        yield from ((t + offset, frame) for t, frame in frames)
+    else:
+        clock = session.state.last_time + 1e-6
+        yield from ((t, frame) for t, frame in frames if t > clock)
+
+
+def open_session(args: argparse.Namespace) -> StreamingSession:
+    policy = StreamingPolicy(min_caption_gap=args.min_caption_gap, prompt=args.prompt)
+    session = StreamingSession.from_pretrained(
+        args.model_path, device=args.device, policy=policy, conv_mode=args.conv_mode,
+        settings=GenerationSettings(max_new_tokens=args.max_new_tokens),
+    )
+    if args.resume_state is not None:
+        session.load_state(args.resume_state)
+    return session
+
+
+def error_line(err: BaseException) -> int:
+    message = " ".join(str(err).splitlines()) or type(err).__name__
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def save(args: argparse.Namespace, streamer: Streamer, error: str | None = None) -> None:
+    """The history and the stream state, each written atomically."""
+    if args.output is not None:
+        streamer.history.write(args.output, "error" if error else streamer.ended, error)
+    if args.save_state is not None:
+        streamer.session.save_state(args.save_state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    questions = QuestionReader(sys.stdin)
+    try:
+        with contextlib.ExitStack() as stack:
+            reader = stack.enter_context(open_video(args.video_file))
+            session = open_session(args)
+            stop = stack.enter_context(deferred_interrupt())
+            history = History(str(args.video_file), args.prompt, args.fps)
+            streamer = Streamer(session, questions, history, stop, args.until)
+            pacer = Pacer(args.realtime and reader.num_frames is not None, stop)
+            try:
+                streamer.run(timed_frames(reader, args.fps, session), pacer)
+            except LlavaError as err:  # the source failed midway: keep what was seen, then report
+                save(args, streamer, error=" ".join(str(err).splitlines()))
+                raise
+            except KeyboardInterrupt:  # a second Ctrl-C, possibly inside a frame: the state may be torn
+                streamer.ended = "interrupted"
+                if args.output is not None:
+                    history.write(args.output, "interrupted")
+                print(file=sys.stderr)
+                return 130
+            save(args, streamer)
+    except (LlavaError, OSError) as err:
+        return error_line(err)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    finally:
+        questions.close()
+    return 130 if streamer.ended == "interrupted" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
