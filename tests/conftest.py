@@ -22,9 +22,14 @@ CORPUS = [
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
+def tokenizer(tmp_path_factory):
+    """A real sentencepiece tokenizer trained on a tiny corpus, loaded as a transformers Llama tokenizer."""
+    return train_tokenizer(CORPUS * 20, tmp_path_factory.mktemp("tok"), vocab_size=320)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tokenizer) -> Path:
     folder = tmp_path_factory.mktemp("tiny-ckpt")
-    tokenizer = train_tokenizer(CORPUS * 20, tmp_path_factory.mktemp("tok"), vocab_size=320)
     torch.manual_seed(0)
     model = VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer))).eval()
     model.save_pretrained(folder)

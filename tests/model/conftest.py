@@ -1,23 +1,10 @@
-"""Tiny models and a real (sentencepiece) tokenizer, shared by the model tests."""
+"""Tiny models and scene videos for the model tests (the tokenizer fixture lives in tests/conftest.py)."""
 
 import pytest
 import torch
 
 from llava.model.presets import tiny_config
-from llava.model.tokenizer import train_tokenizer
 from llava.model.videollamb import VideoLLaMBForCausalLM
-
-CORPUS = [
-    "A chat between a curious human and an artificial intelligence assistant.",
-    "USER: What was in the first scene? ASSISTANT: a red circle</s>",
-    "USER: How many scenes are there? ASSISTANT: three</s>",
-    "Describe the video in one sentence. a blue square on a gray background",
-]
-
-
-@pytest.fixture(scope="session")
-def tokenizer(tmp_path_factory):
-    return train_tokenizer(CORPUS * 20, tmp_path_factory.mktemp("tok"), vocab_size=320)
 
 
 @pytest.fixture
