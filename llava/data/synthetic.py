@@ -15,7 +15,6 @@ Multiple-choice evaluation files (test_q.json, test_a.json):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+from llava.atomic import write_json_atomic
 
 # --- the vocabulary (kept small: a tiny tokenizer is trained on it) ---------------------------------------
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -450,23 +451,6 @@ def video_name(index: int) -> str:
 def video_rng(seed: int, index: int) -> np.random.Generator:
     """Video `index`'s own stream: the same video whatever the number of videos generated."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 0)))
-
-
-def write_json_atomic(obj: Any, path: Path) -> Path:
-    """Write `obj` as JSON to a temp file next to `path`, then rename it into place."""
-    from llava.video.write import temp_path_for
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def generate(out: str | os.PathLike, num_videos: int, seed: int, *, kinds: Sequence[str] = KINDS,

@@ -9,12 +9,11 @@ OUT/merge.jsonl, scores.json written at the end, each to a temp file renamed int
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import IO, Iterable, Sequence
 
 from llava.errors import DataError
-from llava.video.write import temp_path_for
+from llava.atomic import write_text_atomic
 
 RUN_FILE = "run.json"
 
@@ -28,21 +27,6 @@ def chunk_slice(num_questions: int, num_chunks: int, chunk_idx: int) -> slice:
 
 def chunk_path(out: Path, chunk_idx: int, num_chunks: int) -> Path:
     return out / f"chunk_{chunk_idx}_of_{num_chunks}.jsonl"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a fresh temp file next to `path`, then rename it into place: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_rows(path: Path) -> list[dict]:

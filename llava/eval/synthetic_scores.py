@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from llava.atomic import write_json_atomic
 from llava.data import synthetic
 from llava.errors import LlavaError
 from llava.serve.engine import ChatSession
@@ -89,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     scores |= {"seed": args.seed, "num_videos": args.num_videos, "ablate_memory": args.ablate_memory}
     print(json.dumps(scores, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(scores, indent=2))
+        write_json_atomic(scores, args.out)
     return 0
 
 

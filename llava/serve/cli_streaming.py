@@ -37,7 +37,7 @@ from typing import Iterator, TextIO
 import numpy as np
 
 from llava.conversation import TEMPLATES
-from llava.data.synthetic import write_json_atomic
+from llava.atomic import write_json_atomic
 from llava.errors import LlavaError
 from llava.serve.cli import EXIT_WORDS
 from llava.serve.engine import GenerationSettings

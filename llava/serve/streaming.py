@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from llava.atomic import atomic_path
 from llava.conversation import get_template
 from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
@@ -199,10 +200,8 @@ class StreamingSession:
     # ----- persistence
     def save_state(self, path: str | Path) -> None:
         """Write the whole stream state (memory, cache, clock, segment times) atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(_state_to_dict(self.state), tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(_state_to_dict(self.state), tmp)
 
     def load_state(self, path: str | Path) -> None:
         try:

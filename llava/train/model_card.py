@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from llava.atomic import write_text_atomic
+
 TEMPLATE = """# videollamb-tiny-shapes
 
 The bundled demo model of this project: a complete VideoLLaMB (LanguageBind-architecture video tower,
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError, KeyError) as err:
         print(f"error: {folder}: cannot write the model card ({err})", file=sys.stderr)
         return 1
-    (folder / "README.md").write_text(text)
+    write_text_atomic(folder / "README.md", text)
     print(f"wrote {folder / 'README.md'}")
     return 0
 

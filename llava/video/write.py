@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import os
-import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from llava.atomic import atomic_path
 
 
 def write_mp4(
@@ -36,22 +37,10 @@ def write_mp4(
     if not fps or fps <= 0:
         raise ValueError(f"write_mp4: fps must be positive, got {fps!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
-        count = _encode(frames, tmp, fps, crf, preset, threads)
-        if count == 0:
+    with atomic_path(path) as tmp:
+        if _encode(frames, tmp, fps, crf, preset, threads) == 0:
             raise ValueError(f"write_mp4: no frames to write to {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
-
-
-def temp_path_for(path: Path) -> Path:
-    """A fresh hidden name next to `path` (same folder, so the final rename is atomic)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def _encode(

@@ -6,14 +6,12 @@ heatmap picture per modality (depth x length, as the original's), OUT/heatmap_{m
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from llava.data.synthetic import write_json_atomic
-from llava.video.write import temp_path_for
+from llava.atomic import atomic_path, write_json_atomic
 
 ANNOTATE_MAX_CELLS = 120  # small grids show each cell's score in its square
 
@@ -99,13 +97,8 @@ def write_heatmap(records: Sequence[dict], path: str | Path, title: str,
     fig.colorbar(image, ax=ax, label="score")
     fig.tight_layout()
     path = Path(path)
-    tmp = temp_path_for(path)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

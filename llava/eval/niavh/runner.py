@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from tqdm import tqdm
 
-from llava.data.synthetic import write_json_atomic
+from llava.atomic import write_json_atomic
 from llava.eval.niavh.grid import Placement, place
 from llava.eval.niavh.haystack import Haystack
 from llava.eval.niavh.needles import Needle, insert_needle
