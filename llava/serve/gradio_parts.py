@@ -1,0 +1,125 @@
+"""Helpers of the gradio demo (`llava.serve.gradio_demo`) that need no gradio: the per-user chat state, the
+chatbot's view of a conversation, the upload size check, and the two generators the UI streams from (a
+growing answer, a growing caption log)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
+from llava.errors import LlavaError
+from llava.serve.cli_streaming import timed_frames
+from llava.serve.engine import ChatSession, GenerationSettings
+from llava.serve.streaming import StreamEvent, StreamingPolicy, StreamingSession
+from llava.video.decode import open_video
+
+MB = 2**20
+_MEDIA_TAGS = (f"{DEFAULT_VIDEO_TOKEN}\n", f"{DEFAULT_IMAGE_TOKEN}\n")
+
+
+@dataclass
+class DemoSettings:
+    """What the demo's command line sets."""
+
+    max_upload_mb: float = 200.0
+    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=256))
+    stream_fps: float = 1.0  # frames per second the Streaming tab takes from a video
+    stream_max_new_tokens: int = 32  # longest caption
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+
+@dataclass
+class UserChat:
+    """One browser tab's chat: its own session (sharing the model) and which file its media came from."""
+
+    session: ChatSession
+    source: str | None = None  # path of the loaded video or image; None = no media
+    kind: str | None = None  # "video" or "image" (which input it came from)
+
+
+def too_large(path: str | Path, max_mb: float) -> str | None:
+    """The message to show when the file at `path` is over the upload limit, else None."""
+    size = Path(path).stat().st_size
+    if size <= max_mb * MB:
+        return None
+    return f"{Path(path).name} is {size / MB:.1f} MB; uploads are limited to {max_mb:g} MB (--max-upload-mb)"
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).splitlines()) or type(err).__name__
+
+
+def chat_messages(session: ChatSession, pending: str | None = None) -> list[dict]:
+    """The conversation as the chatbot shows it: the media tag dropped, a pending answer shown as `pending`."""
+    user = session.conversation.roles[0]
+    shown = []
+    for role, text in session.conversation.messages:
+        text = pending if text is None else text
+        if text is None:
+            continue
+        for tag in _MEDIA_TAGS:
+            text = text.removeprefix(tag)
+        shown.append({"role": "user" if role == user else "assistant", "content": text})
+    return shown
+
+
+def stream_reply(session: ChatSession, settings: GenerationSettings) -> Iterator[str]:
+    """Yield the growing answer to the session's pending turn while `reply` runs in a worker thread.
+
+    The last value yielded is the whole answer (the text `reply` returns). Closing the generator early (the user
+    went away or pressed stop) stops generation after the current token.
+    """
+    pieces: queue.Queue = queue.Queue()
+    done, stop, outcome = object(), threading.Event(), {}
+
+    def work() -> None:
+        try:
+            outcome["reply"] = session.reply(settings, on_text=pieces.put, should_stop=stop.is_set)
+        except Exception as err:  # re-raised in the caller's thread
+            outcome["error"] = err
+        finally:
+            pieces.put(done)
+
+    worker = threading.Thread(target=work, name="gradio-reply", daemon=True)
+    worker.start()
+    text = ""
+    try:
+        while (piece := pieces.get()) is not done:
+            text += piece
+            yield text
+    finally:
+        stop.set()
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield outcome["reply"].text
+
+
+def streaming_session(base: ChatSession, max_new_tokens: int) -> StreamingSession:
+    """A fresh stream on the model of `base` (nothing is loaded twice)."""
+    return StreamingSession(base.model, base.tokenizer, base.processor, StreamingPolicy(), conv_mode=base.conv_mode,
+                            settings=GenerationSettings(max_new_tokens=max_new_tokens))
+
+
+def caption_log(make_session: Callable[[], StreamingSession], path: str, fps: float) -> Iterator[tuple[str, float]]:
+    """Caption a video as it is read: yields (the log so far, the video time reached) after every frame.
+
+    Each log line reads `(Video Time = 12s) Assistant: ...`. A video that cannot be read raises LlavaError,
+    after the lines seen so far were yielded.
+    """
+    stream, lines, t = make_session(), [], 0.0
+    with open_video(path) as reader:
+        for t, frame in timed_frames(reader, fps, stream):
+            lines += [str(StreamEvent(t, event.role, event.text)) for event in stream.push(frame, t)]
+            yield "\n".join(lines), t
+        lines += [str(StreamEvent(t, event.role, event.text)) for event in stream.finish()]
+    if not stream.frames_seen:
+        raise LlavaError(f"{Path(path).name}: no frames could be read")
+    yield "\n".join(lines), t
