@@ -7,8 +7,9 @@
 2. Spatial path: the image tower (select_layer -2, so 23 of 24 layers run) against transformers'
    `CLIPVisionModel` holding the same weights (all 24 layers run, `hidden_states[-2]` taken, as the model
    uses it): largest absolute difference and the time ratio ours / CLIP on the same input.
-Torch's default thread count is kept; the three models are timed in interleaved rounds (best time reported, medians kept in the JSON)
-so that load from other processes on a shared machine affects them alike. Prints a table and writes JSON (the output folder is created).
+Torch's default thread count is kept. The three models are timed in interleaved rounds, so that load from
+other processes on a shared machine affects them alike; the best time of the rounds is reported (medians are
+kept in the JSON). Prints a table and writes JSON (the output folder is created).
 """
 
 from __future__ import annotations
