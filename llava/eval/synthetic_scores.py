@@ -6,6 +6,9 @@
 - scene captions: for every scene j of every video, the video up to the end of scene j is asked
   "Describe the video in one sentence."; correct when the answer is scene j's caption ("a red circle").
 - first-scene recall: videos of six or more scenes are asked "What was in the first scene?".
+- streaming captions (`--stream-fps`, default 1): each video is streamed through `StreamingSession`; a scene
+  counts when a caption arrives within one second after it ends (at the first frame of the next scene, or at
+  the end of the stream for the last scene) and names the scene that ended.
 With --ablate-memory the bridge memory is reset at every segment: first-scene recall should fall to chance.
 """
 
@@ -24,6 +27,7 @@ from llava.atomic import write_json_atomic
 from llava.data import synthetic
 from llava.errors import LlavaError
 from llava.serve.engine import ChatSession
+from llava.serve.streaming import StreamingSession
 from llava.video.decode import open_video, uniform_indices
 
 CAPTION_QUESTION = synthetic.TEMPLATES["caption"]
@@ -51,15 +55,34 @@ def score_video(session: ChatSession, folder: Path, video: dict) -> tuple[list[b
     return captions, first
 
 
-def evaluate(session: ChatSession, folder: Path) -> dict:
+def score_stream(stream: StreamingSession, path: Path, video: dict, fps: float) -> list[bool]:
+    """Per scene: was it captioned correctly within one second after it ended?"""
+    stream.reset()
+    heard: list[tuple[float, str]] = []
+    with open_video(path) as reader:
+        for t, frame in reader.iter_frames(fps):
+            heard += [(t, normalise(e.text)) for e in stream.push(frame, t)]
+        end = video["scenes"][-1]["end"]
+        heard += [(end, normalise(e.text)) for e in stream.finish()]
+    return [
+        any(scene["end"] - 1e-6 <= t <= scene["end"] + 1.0 and text == normalise(scene["caption"]) for t, text in heard)
+        for scene in video["scenes"]
+    ]
+
+
+def evaluate(session: ChatSession, folder: Path, stream_fps: float) -> dict:
     truth = json.loads((folder / "truth.json").read_text())
-    captions, firsts = [], []
+    stream = StreamingSession(session.model, session.tokenizer, session.processor)
+    captions, firsts, streamed = [], [], []
     for video in tqdm(truth["videos"], desc="videos"):
         per_scene, first = score_video(session, folder, video)
         captions += per_scene
         if first is not None:
             firsts.append(first)
+        streamed += score_stream(stream, folder / video["video"], video, stream_fps)
     return {
+        "streaming_caption_accuracy": float(np.mean(streamed)) if streamed else None,
+        "stream_fps": stream_fps,
         "scene_caption_accuracy": float(np.mean(captions)) if captions else None,
         "scenes": len(captions),
         "first_scene_accuracy_6plus": float(np.mean(firsts)) if firsts else None,
@@ -75,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-scenes", type=int, default=2)
     parser.add_argument("--max-scenes", type=int, default=8)
     parser.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
+    parser.add_argument("--stream-fps", type=float, default=1.0, help="frame rate of the streaming-caption check")
     parser.add_argument("--out", type=Path, default=None, help="write the scores as JSON here")
     args = parser.parse_args(argv)
     try:
@@ -83,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             synthetic.main(["--out", tmp, "--num-videos", str(args.num_videos), "--seed", str(args.seed),
                             "--min-scenes", str(args.min_scenes), "--max-scenes", str(args.max_scenes), "--quiet"])
-            scores = evaluate(session, Path(tmp))
+            scores = evaluate(session, Path(tmp), args.stream_fps)
     except LlavaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -102,6 +102,10 @@ class StreamingSession:
         tokenizer, model, processor, _ = load_pretrained_model(model_path, device=device)
         return cls(model, tokenizer, processor, **kwargs)
 
+    def reset(self) -> None:
+        """Start a new stream: fresh memory, segmenter, clock and history."""
+        self.state = self._fresh_state()
+
     def _fresh_state(self) -> StreamState:
         p = self.policy
         tiller = OnlineSceneTiller(alpha=p.alpha, min_depth=p.min_depth, min_length=p.min_segment_frames,

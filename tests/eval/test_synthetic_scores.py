@@ -1,0 +1,21 @@
+"""The demo-model scorer runs end to end and reports fractions over the scenes it generated."""
+
+import json
+
+from llava.eval.synthetic_scores import main
+
+
+def test_scores_cover_every_generated_scene(tiny_checkpoint, tmp_path):
+    out = tmp_path / "scores.json"
+    args = ["--model-path", str(tiny_checkpoint), "--seed", "5", "--num-videos", "2", "--min-scenes", "2",
+            "--max-scenes", "2", "--out", str(out)]
+    assert main(args) == 0
+    scores = json.loads(out.read_text())
+    assert scores["scenes"] == 4 and scores["videos_6plus"] == 0
+    for key in ("scene_caption_accuracy", "streaming_caption_accuracy"):
+        assert 0.0 <= scores[key] <= 1.0
+
+
+def test_a_missing_model_is_one_clear_error(tmp_path, capsys):
+    assert main(["--model-path", str(tmp_path / "nowhere"), "--num-videos", "1"]) == 1
+    assert capsys.readouterr().err.startswith("error:")
