@@ -99,6 +99,8 @@ def load_rows(path: str | os.PathLike[str]) -> list[Any]:
         if error.msg == "Extra data":  # several top-level values: JSON lines in a .json file
             return _json_lines(file, text)
         raise DataError(f"{file}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise DataError(f"{file}: invalid JSON: nested too deeply") from None
     if not isinstance(data, list):
         raise DataError(f"{file}: expected a JSON list of rows (or JSON lines), got a {type(data).__name__}")
     return data
@@ -112,6 +114,8 @@ def _json_lines(file: Path, text: str) -> list[Any]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise DataError(f"{file}: invalid JSON on line {number}: {error.msg}") from None
+            except RecursionError:
+                raise DataError(f"{file}: invalid JSON on line {number}: nested too deeply") from None
     return rows
 
 

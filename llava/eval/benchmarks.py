@@ -67,7 +67,7 @@ def _read_rows(path: Path) -> list[dict]:
         rows = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise DataError(f"{path}: not a readable JSON file ({err})") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise DataError(f"{path}: expected a JSON list of objects")
@@ -98,7 +98,7 @@ def _options(row: dict, path: Path) -> tuple[str, ...]:
         return tuple(str(o) for o in option)
     try:
         keyed = sorted((int(str(key).split()[-1]), str(text)) for key, text in option.items())
-    except (AttributeError, ValueError):
+    except (AttributeError, ValueError, IndexError):  # not a dict, "option x", an empty key
         raise DataError(f"{path}: question {row['question_id']!r}: option must be {{\"option 0\": ...}}") from None
     if [k for k, _ in keyed] != list(range(len(keyed))) or len(keyed) < 2:
         raise DataError(f"{path}: question {row['question_id']!r}: options must be numbered 0..n-1 (n >= 2)")

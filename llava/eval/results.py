@@ -85,11 +85,14 @@ def check_run(out: Path, record: dict) -> None:
 def load_run(out: Path) -> dict:
     path = out / RUN_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: no run record; run the chunks before --merge-only") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise DataError(f"{path}: unreadable run record ({err})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: unreadable run record (not a JSON object)")
+    return record
 
 
 def save_run(out: Path, record: dict) -> None:

@@ -7,6 +7,7 @@ loading never executes code from a checkpoint.
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -40,18 +41,24 @@ RELEASED_UNUSED = [
 
 def read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got a {type(data).__name__}")
+    return data
 
 
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors shards of a folder (via the index when there is one)."""
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        names = sorted(set(read_json(index).get("weight_map", {}).values()))
+        weight_map = read_json(index).get("weight_map", {})
+        if not isinstance(weight_map, dict) or not all(isinstance(n, str) for n in weight_map.values()):
+            raise CheckpointError(f"{index}: 'weight_map' must map weight names to shard file names")
+        names = sorted(set(weight_map.values()))
         files = [folder / n for n in names]
     else:
         files = sorted(folder.glob("*.safetensors"))
@@ -80,6 +87,11 @@ def load_tower_weights(folder: Path) -> dict[str, torch.Tensor]:
         for file in bins:
             try:
                 state.update(torch.load(file, map_location="cpu", weights_only=True))
+            except pickle.UnpicklingError:  # weights_only refused a non-tensor object: never run it
+                raise CheckpointError(
+                    f"{file}: refused: holds pickled objects other than tensors (loading it could run code); "
+                    "convert it to safetensors"
+                ) from None
             except (RuntimeError, OSError, EOFError) as err:
                 raise CheckpointError(f"{file}: unreadable weights ({err})") from None
     else:

@@ -144,8 +144,9 @@ class ApiServer:
                 raise too_large
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ApiError(400, f"the request body is not valid JSON: {err}", "invalid_json") from err
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            message = f"the request body is not valid JSON: {type(err).__name__}: {err}"
+            raise ApiError(400, message, "invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the request body must be a JSON object", "invalid_request")
         return data

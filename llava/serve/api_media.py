@@ -111,18 +111,22 @@ def from_data_url(ref: MediaRef, max_bytes: int) -> Media:
 
 def from_file_url(ref: MediaRef, allowed_dirs: tuple[Path, ...], max_bytes: int) -> Media:
     """`file:///path` -> the file, only if it lies (symlinks resolved) under one of `allowed_dirs`."""
-    parsed = urlparse(ref.url)
-    if parsed.netloc not in ("", "localhost"):
-        raise MediaError(400, f"file URLs must name a local path, not host {parsed.netloc!r}", "invalid_url")
-    path = Path(unquote(parsed.path)).resolve()
-    if not any(path.is_relative_to(folder) for folder in allowed_dirs):
-        hint = "" if allowed_dirs else " (the server allows no directories; start it with --allowed-dir)"
-        raise MediaError(403, f"{ref.url} is not under an allowed directory{hint}", "path_not_allowed")
-    if not path.is_file():
-        raise MediaError(400, f"{ref.url}: no such file", "media_not_found")
-    if path.stat().st_size > max_bytes:
-        raise _too_large(str(path), max_bytes)
-    return _media(ref, path.read_bytes(), path.suffix.lower() or ".mp4", path=path)
+    try:
+        parsed = urlparse(ref.url)
+        if parsed.netloc not in ("", "localhost"):
+            raise MediaError(400, f"file URLs must name a local path, not host {parsed.netloc!r}", "invalid_url")
+        path = Path(unquote(parsed.path)).resolve()
+        if not any(path.is_relative_to(folder) for folder in allowed_dirs):
+            hint = "" if allowed_dirs else " (the server allows no directories; start it with --allowed-dir)"
+            raise MediaError(403, f"{ref.url} is not under an allowed directory{hint}", "path_not_allowed")
+        if not path.is_file():
+            raise MediaError(400, f"{ref.url}: no such file", "media_not_found")
+        if path.stat().st_size > max_bytes:
+            raise _too_large(str(path), max_bytes)
+        data = path.read_bytes()
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte, a malformed host, unreadable
+        raise MediaError(400, f"{ref.url!r}: not a usable file URL ({err})", "invalid_url") from None
+    return _media(ref, data, path.suffix.lower() or ".mp4", path=path)
 
 
 async def from_http_url(ref: MediaRef, max_bytes: int, timeout: float) -> Media:
@@ -143,7 +147,7 @@ async def from_http_url(ref: MediaRef, max_bytes: int, timeout: float) -> Media:
                         raise _too_large(ref.url, max_bytes)
                     chunks.append(chunk)
                 mime = response.headers.get("content-type")
-    except httpx.HTTPError as err:
+    except (httpx.HTTPError, httpx.InvalidURL) as err:
         message = f"{ref.url}: download failed: {type(err).__name__} {err}".strip()
         raise MediaError(400, message, "download_failed") from err
     if not size:

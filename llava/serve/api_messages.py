@@ -73,7 +73,7 @@ def _parse_content(content, role: str, where: str) -> tuple[str, list[MediaRef]]
             if not isinstance(part.get("text"), str):
                 raise _invalid(f"{at}.text must be a string", "invalid_content_part")
             texts.append(_clean(part["text"]))
-        elif kind in MEDIA_PARTS:
+        elif isinstance(kind, str) and kind in MEDIA_PARTS:  # a list or object type is unhashable
             if role != "user":
                 raise _invalid(f"{at}: only user messages may hold a {kind} part", "invalid_content_part")
             value = part.get(kind)

@@ -46,7 +46,10 @@ class UserChat:
 
 def too_large(path: str | Path, max_mb: float) -> str | None:
     """The message to show when the file at `path` is over the upload limit, else None."""
-    size = Path(path).stat().st_size
+    try:
+        size = Path(path).stat().st_size
+    except OSError:  # missing or unreadable: the loader that follows names the problem
+        return None
     if size <= max_mb * MB:
         return None
     return f"{Path(path).name} is {size / MB:.1f} MB; uploads are limited to {max_mb:g} MB (--max-upload-mb)"

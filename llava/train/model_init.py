@@ -24,7 +24,12 @@ def build_model(args: ModelArguments) -> tuple[VideoLLaMBForCausalLM, object]:
     if args.mm_projector_type != "rmt_r_transformer1x":
         raise ConfigError(f"unknown mm_projector_type {args.mm_projector_type!r}; valid: rmt_r_transformer1x")
     if args.model_config:
-        model = VideoLLaMBForCausalLM(VideoLLaMBConfig.from_json_file(args.model_config))
+        try:
+            config = VideoLLaMBConfig.from_json_file(args.model_config)
+        except (OSError, ValueError, TypeError, RecursionError) as err:  # missing, not JSON, unknown fields
+            problem = f"{type(err).__name__}: {err}"
+            raise ConfigError(f"--model_config {args.model_config}: cannot read it ({problem})") from None
+        model = VideoLLaMBForCausalLM(config)
     elif not args.model_name_or_path:
         raise ConfigError("give --model_name_or_path (a checkpoint or an LM) or --model_config")
     elif read_json(Path(args.model_name_or_path) / "config.json").get("model_type") in VIDEOLLAMB_TYPES:

@@ -170,7 +170,8 @@ class PyAVReader(VideoReader):
     def _open(self, source: str) -> av.container.InputContainer:
         """Open the source for reading; FFmpeg errors become VideoError."""
         try:
-            return av.open(source, mode="r", format=self._fmt, timeout=self._timeout)
+            # metadata that is not UTF-8 (a corrupt or foreign tag) is replaced, not a reason to refuse the video
+            return av.open(source, mode="r", format=self._fmt, timeout=self._timeout, metadata_errors="replace")
         except av.FFmpegError as err:
             reason = getattr(err, "strerror", None) or str(err)
             hint = " (not a video, or truncated/corrupt?)" if Path(source).is_file() else ""
@@ -181,6 +182,8 @@ class PyAVReader(VideoReader):
         if not container.streams.video:
             raise VideoError(f"{source}: holds no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # a codec FFmpeg does not know, or a corrupt sample description
+            raise VideoError(f"{source}: cannot decode its video stream (unknown codec or corrupt header)")
         stream.thread_type = "AUTO"
         return stream
 

@@ -75,11 +75,15 @@ def open_video(
         fmt = "v4l2" if _is_device(src) else None
         return PyAVReader(src, live=is_live, fmt=fmt, timeout=timeout)
     path = Path(src)
-    if not path.exists():
-        raise VideoError(f"{src}: no such file or directory")
-    if path.is_dir():
-        return FrameDirReader(src, fps=frames_fps)
-    if path.stat().st_size == 0:
+    try:
+        if not path.exists():
+            raise VideoError(f"{src}: no such file or directory")
+        if path.is_dir():
+            return FrameDirReader(src, fps=frames_fps)
+        empty = path.stat().st_size == 0
+    except OSError as err:  # a name too long, a folder we may not list, ...
+        raise VideoError(f"{src}: cannot access ({err.strerror or err})") from None
+    if empty:
         raise VideoError(f"{src}: file is empty (0 bytes)")
     if live:
         return PyAVReader(src, live=True)
@@ -191,8 +195,12 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB: gray, palette and alpha become RGB; EXIF rotation applied."""
     src = os.fspath(path)
     file = Path(src)
-    if not file.is_file():
-        raise VideoError(f"{src}: no such image file")
-    if file.stat().st_size == 0:
+    try:
+        if not file.is_file():
+            raise VideoError(f"{src}: no such image file")
+        empty = file.stat().st_size == 0
+    except OSError as err:  # a name too long, ...
+        raise VideoError(f"{src}: cannot access ({err.strerror or err})") from None
+    if empty:
         raise VideoError(f"{src}: file is empty (0 bytes)")
     return load_image_file(file)

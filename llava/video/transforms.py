@@ -18,6 +18,7 @@ from PIL import Image
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 _FRAME_CHUNK = 32  # frames resized at once, so a long clip never holds all full-size float frames
+_CHUNK_PIXELS = 1 << 24  # and at most this many pixels (~200 MB as float RGB): one 8K frame at a time
 
 
 def _to_rgb_uint8(array: np.ndarray) -> np.ndarray:
@@ -75,8 +76,9 @@ def preprocess_frames(
     t, h, w = x.shape[:3]
     new_h, new_w = short_side_size(h, w, size)
     out = torch.empty((t, 3, size, size), dtype=torch.float32)
-    for start in range(0, t, _FRAME_CHUNK):
-        chunk = x[start : start + _FRAME_CHUNK].permute(0, 3, 1, 2).float() / 255.0  # (t', 3, H, W)
+    step = max(1, min(_FRAME_CHUNK, _CHUNK_PIXELS // max(1, h * w)))
+    for start in range(0, t, step):
+        chunk = x[start : start + step].permute(0, 3, 1, 2).float().div_(255.0)  # (t', 3, H, W)
         if (new_h, new_w) != (h, w):
             chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
         out[start : start + _FRAME_CHUNK] = _normalize(center_crop(chunk, size), mean, std)
