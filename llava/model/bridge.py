@@ -123,6 +123,8 @@ class MemoryBridge(nn.Module):
         super().__init__()
         self.config = config
         self.read_memory_emb = nn.Parameter(torch.zeros(config.num_memory_tokens, config.hidden_size))
+        if config.memory_init_std > 0:
+            nn.init.normal_(self.read_memory_emb, std=config.memory_init_std)
         self.layer = BridgeLayer(config)
         self.retriever = Retriever(config)
         self.segment_position_emb = None
@@ -189,7 +191,7 @@ class MemoryBridge(nn.Module):
             cache, cache_masks = cache[-cap:], cache_masks[-cap:]
         memory = torch.where(active[:, None, None], retrieved, state.memory)
         memories, memory_masks = state.memories, state.memory_masks
-        if self.config.variant == "mem":
+        if self.config.readout_mode == "memories":
             memories, memory_masks = [*memories, retrieved], [*memory_masks, active]
         return BridgeState(
             memory=memory,
@@ -223,11 +225,20 @@ class MemoryBridge(nn.Module):
             state, hidden = self.step(state, tokens, mask, active)
             for i, c in enumerate(chunk):
                 if c is not None and (every_segment or step == steps - 1):
-                    readout = _stream_memories(state, i) if self.config.variant == "mem" else hidden[i, : c.shape[0]]
-                    readouts[i].append(readout)
+                    readouts[i].append(self.readout(state, hidden, i, c.shape[0]))
         if every_segment:
             return state, readouts
         return state, [r[-1] for r in readouts]
+
+
+    def readout(self, state: BridgeState, hidden: Tensor, index: int, length: int) -> Tensor:
+        """What the LLM reads for stream `index` after a step whose bridged segment is hidden[index, :length]."""
+        mode = self.config.readout_mode
+        if mode == "memories":
+            return _stream_memories(state, index)
+        if mode == "memory_and_last_segment":
+            return torch.cat([state.memory[index], hidden[index, :length]])
+        return hidden[index, :length]
 
 
 def _pad_segments(chunk: list[Tensor | None], ref: Tensor) -> tuple[Tensor, Tensor, Tensor]:

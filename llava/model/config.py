@@ -14,6 +14,7 @@ from transformers.configuration_utils import SubConfigSpec
 from llava.errors import ConfigError
 
 BRIDGE_VARIANTS = ("default", "mem")
+LLM_INPUTS = ("last_segment", "memories", "memory_and_last_segment")
 FRAME_POOLS = ("avg", "max")
 
 
@@ -75,6 +76,8 @@ class BridgeConfig(PreTrainedConfig):
     scenetilling_max_cuts: int = 15
     scenetilling_min_length: int = 1
     variant: str = "default"
+    llm_input: str | None = None  # what the LLM reads; None = the variant's own (see `readout_mode`)
+    memory_init_std: float = 0.0  # 0 = the original's zero-initialised memory (its tokens start identical)
     max_segment_positions: int = 1024
     max_cache_segments: int | None = None
     reset_memory_each_segment: bool = False
@@ -83,10 +86,20 @@ class BridgeConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.variant not in BRIDGE_VARIANTS:
             raise ConfigError(f"unknown bridge variant {self.variant!r}; valid: {', '.join(BRIDGE_VARIANTS)}")
+        if self.llm_input is not None and self.llm_input not in LLM_INPUTS:
+            raise ConfigError(f"unknown llm_input {self.llm_input!r}; valid: {', '.join(LLM_INPUTS)}")
         if self.frame_pool not in FRAME_POOLS:
             raise ConfigError(f"unknown frame_pool {self.frame_pool!r}; valid: {', '.join(FRAME_POOLS)}")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError("bridge hidden_size must be a multiple of num_attention_heads")
+
+    @property
+    def readout_mode(self) -> str:
+        """What the LLM reads: "last_segment" (default variant: H~ of the last segment), "memories" (mem
+        variant: [M_1; ...; M_S]) or "memory_and_last_segment" ([M_S; H~_S]: the final memory and the last segment)."""
+        if self.llm_input is not None:
+            return self.llm_input
+        return "memories" if self.variant == "mem" else "last_segment"
 
     @property
     def tokens_per_frame(self) -> int:

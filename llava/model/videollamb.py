@@ -53,7 +53,10 @@ class VideoLLaMBPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, MemoryBridge):
-            init.zeros_(module.read_memory_emb)
+            if module.config.memory_init_std > 0:
+                init.normal_(module.read_memory_emb, mean=0.0, std=module.config.memory_init_std)
+            else:
+                init.zeros_(module.read_memory_emb)
             if module.segment_position_emb is not None:
                 init.zeros_(module.segment_position_emb.weight)
         elif isinstance(module, TowerEmbeddings):

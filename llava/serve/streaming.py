@@ -151,13 +151,12 @@ class StreamingSession:
 
     def _step(self, state: BridgeState) -> tuple[BridgeState, Tensor]:
         """The bridge over the open segment; returns the new state and the LLM's (unprojected) readout."""
-        new_state, hidden = self.model.bridge.step(state, self._segment_tokens(),
-                                                   cache_cap=self.policy.max_cache_segments)
-        if self.model.config.bridge_config.variant == "mem":
-            memories = new_state.memories[-self.policy.max_cache_segments :]
-            new_state.memories, new_state.memory_masks = memories, new_state.memory_masks[-len(memories) :]
-            return new_state, torch.cat([m[0] for m in memories])
-        return new_state, hidden[0]
+        tokens = self._segment_tokens()
+        new_state, hidden = self.model.bridge.step(state, tokens, cache_cap=self.policy.max_cache_segments)
+        if new_state.memories:  # the mem variant keeps every memory for the LLM: cap them like the cache
+            new_state.memories = new_state.memories[-self.policy.max_cache_segments :]
+            new_state.memory_masks = new_state.memory_masks[-self.policy.max_cache_segments :]
+        return new_state, self.model.bridge.readout(new_state, hidden, 0, tokens.shape[1])
 
     def _close_segment(self) -> list[StreamEvent]:
         s = self.state

@@ -61,6 +61,8 @@ def direct_video(bridge: MemoryBridge, segments: list[torch.Tensor]) -> torch.Te
         cache.append(hidden if mem_variant else memory_tilde)
         memory = direct_attention(bridge.retriever.crossattention, memory_tilde, torch.cat(cache))
         memories.append(memory)
+    if bridge.config.readout_mode == "memory_and_last_segment":
+        return torch.cat([memory, hidden])
     return torch.cat(memories) if mem_variant else hidden
 
 
@@ -126,3 +128,18 @@ def test_gradients_reach_the_first_segment_and_the_initial_memory():
     (out * torch.randn_like(out)).sum().backward()  # a plain sum of a layernorm output has no gradient
     assert video[0].grad is not None and video[0].grad.abs().sum() > 0
     assert bridge.read_memory_emb.grad.abs().sum() > 0
+
+
+def test_memory_and_last_segment_readout_matches_direct_equations_and_ablation_removes_the_past():
+    bridge = make_bridge("default", llm_input="memory_and_last_segment", memory_init_std=0.5)
+    memory_rows = bridge.read_memory_emb
+    assert not torch.allclose(memory_rows[0], memory_rows[1]), "a random initial memory breaks the slots' symmetry"
+    video = random_video(3, seed=7)
+    _, (ours,) = bridge.run_segments([video])
+    torch.testing.assert_close(ours, direct_video(bridge, video), atol=1e-5, rtol=1e-5)
+    assert ours.shape[0] == MEM + video[-1].shape[0]
+    other_start = [torch.randn_like(video[0])] + video[1:]
+    bridge.config.reset_memory_each_segment = True
+    _, (a,) = bridge.run_segments([video])
+    _, (b,) = bridge.run_segments([other_start])
+    torch.testing.assert_close(a, b)
