@@ -24,9 +24,9 @@ synthetic scene videos (`llava.data.synthetic`: coloured shapes moving over a ba
 - command: `bash scripts/train_tiny_demo.sh` (= `python -m llava.train.tiny_demo` then the two score runs below)
 - time: {minutes:.1f} minutes on {machine}
 - data seeds: {seed} .. {last_seed} (one per curriculum stage); tower attribute accuracy at the end of pretraining: {tower:.3f}
-- curriculum (scene counts, videos, steps) and final training loss per stage:
+- curriculum (scene counts, videos, steps) and mean training loss per stage:
 
-| stage | scenes | videos | steps | final train loss |
+| stage | scenes | videos | steps | mean train loss |
 |---|---|---|---|---|
 {stages}
 
@@ -39,8 +39,18 @@ Measured with `python -m llava.eval.synthetic_scores --model-path {folder} --see
 | first scene of videos with 6+ scenes ({six} videos) | {first:.3f} | {first_ab:.3f} |
 
 Chance for the first-scene question is about 1/18 (6 colours x 3 shapes). Scene captions are asked of the video
-cut at the end of each scene (what a live captioner says when a scene ends).
+cut at the end of each scene (what a live captioner says when a scene ends). Streaming captions at
+{stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.
+
+{verdict}
 """
+
+MEMORY_WORKS = "The memory carries the first scene: resetting it at every segment drops first-scene recall."
+MEMORY_FAILS = (
+    "Known limitation: the memory does not carry the first scene yet. First-scene recall is no better with the "
+    "memory than with it reset at every segment, so this model answers from the last segment only. Captions "
+    "(which need no memory) are reliable; questions about earlier scenes are not."
+)
 
 
 def render(folder: Path) -> str:
@@ -57,7 +67,10 @@ def render(folder: Path) -> str:
         stages=stages, eval_seed=scores["seed"], folder=folder, videos=scores["num_videos"], scenes=scores["scenes"],
         cap=scores["scene_caption_accuracy"], cap_ab=ablated["scene_caption_accuracy"],
         six=scores["videos_6plus"], first=scores["first_scene_accuracy_6plus"],
-        first_ab=ablated["first_scene_accuracy_6plus"],
+        first_ab=ablated["first_scene_accuracy_6plus"], stream_fps=scores["stream_fps"],
+        stream=scores["streaming_caption_accuracy"],
+        verdict=MEMORY_WORKS if scores["first_scene_accuracy_6plus"] >= ablated["first_scene_accuracy_6plus"] + 0.2
+        else MEMORY_FAILS,
     )
 
 

@@ -127,7 +127,7 @@ def pretrain_tower(model: VideoLLaMBForCausalLM, folder: Path, steps: int, batch
 
 
 def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int) -> float:
-    """One curriculum stage through `llava.train.train`; returns the last logged training loss."""
+    """One curriculum stage through `llava.train.train`; returns the stage's mean training loss."""
     model_args = ModelArguments(model_name_or_path=str(start))
     data_args = DataArguments(data_path=str(data / "train.json"), x_folder=str(data), num_frames=num_frames)
     training_args = TrainingArguments(
@@ -137,7 +137,7 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
     )
     train(model_args, data_args, training_args)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
-    return [entry["loss"] for entry in history if "loss" in entry][-1]
+    return [entry["train_loss"] for entry in history if "train_loss" in entry][-1]
 
 
 def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
