@@ -2,7 +2,7 @@
 
     python -m llava.serve.cli --video-file playground/demo/shapes.mp4
     python -m llava.serve.cli --video-file clip.mp4 --query "What was in the first scene?"
-    python -m llava.serve.cli --model-path checkpoints/videollamb-llava-1.5-7b --video-file XXX.mp4
+    python -m llava.serve.cli --model-path checkpoints/videollamb-llava-1.5-7b --video-file clip.mp4
 
 Without --model-path the bundled demo model (checkpoints/videollamb-tiny-shapes) answers; build it with
 `make demo-model`. Interactive by default: type a question after "USER: "; an empty line, "exit", EOF
