@@ -21,13 +21,13 @@ SceneTilling, Memory Bridge, Llama decoder, sentencepiece tokenizer) at CPU size
 synthetic scene videos (`llava.data.synthetic`: coloured shapes moving over a background, hard cuts).
 
 ## How it was trained
-- command: `bash scripts/train_tiny_demo.sh` (= `python -m llava.train.tiny_demo` then the two score runs below)
+- command: {command}
 - time: {minutes:.1f} minutes on {machine}
-- data seeds: {seed} .. {last_seed} (one per curriculum stage); tower attribute accuracy at the end of pretraining: {tower:.3f}
-- curriculum (scene counts, videos, steps) and mean training loss per stage:
+- data seeds: {seeds} (one per stage); tower attribute accuracy at the end of pretraining: {tower:.3f}
+- curriculum (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
-| stage | scenes | videos | steps | mean train loss |
-|---|---|---|---|---|
+| stage | scenes | kinds | videos | steps | mean train loss |
+|---|---|---|---|---|---|
 {stages}
 
 ## What it scores (held-out videos generated with seed {eval_seed}, never seen in training)
@@ -58,12 +58,14 @@ def render(folder: Path) -> str:
     scores = json.loads((folder / "scores.json").read_text())
     ablated = json.loads((folder / "scores_ablated.json").read_text())
     stages = "\n".join(
-        f"| {i} | {s['min_scenes']}-{s['max_scenes']} | {s['num_videos']} | {s['steps']} | {loss:.3f} |"
+        f"| {i} | {s['min_scenes']}-{s['max_scenes']} | {s.get('kinds', 'caption,first_scene,last_scene')} "
+        f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for i, (s, loss) in enumerate(zip(summary["curriculum"], summary["stage_losses"]))
     )
+    seeds = summary.get("seeds", list(range(summary["seed"], summary["seed"] + len(summary["curriculum"]))))
     return TEMPLATE.format(
-        minutes=summary["minutes"], machine=summary["machine"], seed=summary["seed"],
-        last_seed=summary["seed"] + len(summary["curriculum"]) - 1, tower=summary["tower_attribute_accuracy"],
+        minutes=summary["minutes"], machine=summary["machine"], seeds=", ".join(map(str, seeds)),
+        command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"), tower=summary["tower_attribute_accuracy"],
         stages=stages, eval_seed=scores["seed"], folder=folder, videos=scores["num_videos"], scenes=scores["scenes"],
         cap=scores["scene_caption_accuracy"], cap_ab=ablated["scene_caption_accuracy"],
         six=scores["videos_6plus"], first=scores["first_scene_accuracy_6plus"],

@@ -7,7 +7,11 @@ Stages (see shared/reference/tiny-demo-notes.md for why):
 2. the LanguageBind-architecture video tower pretrained on per-frame attributes (no pretrained tower exists
    here), with heads on the CLS feature (used by SceneTilling) and on the pooled tokens (read by the bridge);
 3. the bridge, projector and LLM trained through `llava.train.train` with the tower frozen, on a curriculum of
-   growing scene counts, exactly as a 7B run is trained.
+   growing scene counts, exactly as a 7B run is trained (the captions stages);
+4. the memory stages: the LLM is switched to read the final memory with the last segment
+   (`llm_input="memory_and_last_segment"`) and the memory slots get a random start (`memory_init_std`), then it
+   is trained on two-scene videos with first/last-scene questions until it recalls the first scene, and on 3-8
+   scenes. This mirrors how the bundled checkpoint was made; starting with those options is untested.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from torch import nn
 from llava.conversation import VICUNA_SYSTEM
 from llava.data import synthetic
 from llava.errors import LlavaError
+from llava.model.builder import load_model_weights, load_tokenizer
 from llava.model.config import VideoLLaMBConfig
 from llava.model.tokenizer import train_tokenizer
 from llava.model.videollamb import VideoLLaMBForCausalLM
@@ -51,9 +56,18 @@ class Stage:
     max_scenes: int
     num_videos: int
     steps: int
+    kinds: str = KINDS
+    schedule: str = "cosine"
 
 
-CURRICULUM = [Stage(1, 2, 600, 300), Stage(2, 4, 900, 400), Stage(2, 6, 1200, 500), Stage(4, 8, 1500, 700)]
+CAPTION_STAGES = [Stage(1, 2, 600, 300), Stage(2, 4, 900, 400), Stage(2, 6, 1200, 500), Stage(4, 8, 1500, 700)]
+MEMORY_STAGES = [
+    Stage(2, 2, 1200, 400, schedule="constant_with_warmup"),
+    Stage(2, 2, 1500, 600, kinds="first_scene,last_scene", schedule="constant_with_warmup"),
+    Stage(3, 8, 1500, 600),
+]
+CURRICULUM = CAPTION_STAGES + MEMORY_STAGES
+MEMORY_INIT_STD = 1.0
 
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
@@ -72,7 +86,7 @@ def demo_config(vocab_size: int) -> VideoLLaMBConfig:
 def make_data(folder: Path, stage: Stage, seed: int) -> Path:
     synthetic.main(["--out", str(folder), "--num-videos", str(stage.num_videos), "--seed", str(seed),
                     "--min-scenes", str(stage.min_scenes), "--max-scenes", str(stage.max_scenes),
-                    "--kinds", KINDS, "--quiet"])
+                    "--kinds", stage.kinds, "--quiet"])
     return folder
 
 
@@ -132,12 +146,25 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
     data_args = DataArguments(data_path=str(data / "train.json"), x_folder=str(data), num_frames=num_frames)
     training_args = TrainingArguments(
         output_dir=str(out), max_steps=stage.steps, per_device_train_batch_size=16, learning_rate=1e-3,
-        warmup_steps=min(100, stage.steps // 5), lr_scheduler_type="cosine", weight_decay=0.0, logging_steps=25,
+        warmup_steps=min(100, stage.steps // 5), lr_scheduler_type=stage.schedule, weight_decay=0.0, logging_steps=25,
         save_strategy="no", use_cpu=True, seed=seed, dataloader_num_workers=1, disable_tqdm=True,
     )
     train(model_args, data_args, training_args)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     return [entry["train_loss"] for entry in history if "train_loss" in entry][-1]
+
+
+def switch_to_memory_readout(start: Path, out: Path, seed: int) -> Path:
+    """The LLM reads the final memory too, and the memory slots start random (so they are not all identical)."""
+    model, _ = load_model_weights(start)
+    model.config.bridge_config.llm_input = "memory_and_last_segment"
+    model.config.bridge_config.memory_init_std = MEMORY_INIT_STD
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model.bridge.read_memory_emb.normal_(0.0, MEMORY_INIT_STD)
+    model.save_pretrained(out)
+    load_tokenizer(start, None).save_pretrained(out)
+    return out
 
 
 def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
@@ -152,6 +179,8 @@ def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
     tokenizer.save_pretrained(start)
     losses = []
     for i, stage in enumerate(CURRICULUM):
+        if i == len(CAPTION_STAGES):
+            start = switch_to_memory_readout(start, work / "stage_memory_init", seed)
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
         losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
         start = work / f"stage{i}"
