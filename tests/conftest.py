@@ -21,6 +21,15 @@ CORPUS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One torch thread per test process: the machines that run the suite have 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tokenizer(tmp_path_factory):
     """A real sentencepiece tokenizer trained on a tiny corpus, loaded as a transformers Llama tokenizer."""

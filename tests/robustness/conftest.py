@@ -13,7 +13,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 
 from llava.video.write import write_mp4
@@ -170,10 +169,3 @@ def assert_one_error_line(capsys, code: int, *fragments: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    """One torch thread: this machine has 2 cores and other work running."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from llava.conversation import VICUNA_SYSTEM
 from llava.data.synthetic import main as synthesize
@@ -21,14 +20,6 @@ from llava.model.presets import tiny_config
 from llava.model.tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
