@@ -42,11 +42,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llava.conversation import TEMPLATES
 from llava.errors import ConfigError, LlavaError
 from llava.serve.api_media import MediaCache, MediaError, from_data_url, from_file_url, from_http_url
 from llava.serve.api_messages import ChatRequest, parse_chat_request
 from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, Reply
+from llava.serve.options import add_inference_options
 
 log = logging.getLogger("llava.serve.api")
 MB = 2**20
@@ -378,8 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--download-timeout", type=float, default=30, help="seconds for each network step of an http(s) download")
     add("--default-max-tokens", type=int, default=256, help="max_tokens when a request gives none")
     add("--num-frames", type=int, default=None, help="frames sampled per video (default: the model's)")
-    add("--conv-mode", default="llava_v1", choices=sorted(TEMPLATES), help="prompt template")
-    add("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_inference_options(parser)
     add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llava.conversation import TEMPLATES
 from llava.errors import LlavaError
+from llava.serve.options import add_inference_options
 from llava.serve.engine import ChatSession, GenerationSettings
 
 EXIT_WORDS = {"exit", "quit"}
@@ -36,8 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (deterministic)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass when temperature > 0")
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--conv-mode", default="llava_v1", choices=sorted(TEMPLATES), help="prompt template")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_inference_options(parser)
     parser.add_argument("--load-8bit", action="store_true", help="8-bit weights (needs CUDA)")
     parser.add_argument("--load-4bit", action="store_true", help="4-bit weights (needs CUDA)")
     parser.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")

@@ -36,9 +36,9 @@ from typing import Iterator, TextIO
 
 import numpy as np
 
-from llava.conversation import TEMPLATES
 from llava.atomic import write_json_atomic
 from llava.errors import LlavaError
+from llava.serve.options import add_inference_options
 from llava.serve.cli import EXIT_WORDS
 from llava.serve.engine import GenerationSettings
 from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
@@ -66,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-state", type=Path, default=None, help="write the stream state here at the end")
     parser.add_argument("--resume-state", type=Path, default=None, help="continue the stream saved in this file")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest caption or answer, in tokens")
-    parser.add_argument("--conv-mode", default="llava_v1", choices=sorted(TEMPLATES), help="prompt template")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_inference_options(parser)
     return parser
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from llava.conversation import TEMPLATES
 from llava.errors import LlavaError
+from llava.serve.options import add_inference_options
 from llava.serve.cli_streaming import DEFAULT_VIDEO, error_line
 from llava.serve.engine import ChatSession, GenerationSettings
 from llava.serve.gradio_parts import (DemoSettings, UserChat, caption_log, chat_messages, one_line,
@@ -219,8 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass when temperature > 0")
     parser.add_argument("--num-frames", type=int, default=None, help="frames sampled per video (default: the model's)")
     parser.add_argument("--stream-fps", type=float, default=1.0, help="frames per second read by the Streaming tab")
-    parser.add_argument("--conv-mode", default="llava_v1", choices=sorted(TEMPLATES), help="prompt template")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_inference_options(parser)
     return parser
 
 
