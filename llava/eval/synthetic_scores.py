@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-fps", type=float, default=1.0, help="frame rate of the streaming-caption check")
     parser.add_argument("--out", type=Path, default=None, help="write the scores as JSON here")
     args = parser.parse_args(argv)
+    if not args.stream_fps > 0:
+        parser.error(f"--stream-fps must be positive, got {args.stream_fps}")
+    if args.num_videos < 1:
+        parser.error(f"--num-videos must be at least 1, got {args.num_videos}")
     try:
         session = ChatSession.from_pretrained(args.model_path, device="cpu")
         session.model.set_memory_ablation(args.ablate_memory)

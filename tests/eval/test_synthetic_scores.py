@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from llava.eval.synthetic_scores import main
 
 
@@ -19,3 +21,10 @@ def test_scores_cover_every_generated_scene(tiny_checkpoint, tmp_path):
 def test_a_missing_model_is_one_clear_error(tmp_path, capsys):
     assert main(["--model-path", str(tmp_path / "nowhere"), "--num-videos", "1"]) == 1
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_a_non_positive_stream_rate_is_a_usage_error(tiny_checkpoint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model-path", str(tiny_checkpoint), "--num-videos", "1", "--stream-fps", "0"])
+    assert exit_info.value.code == 2
+    assert "--stream-fps must be positive" in capsys.readouterr().err
