@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) -m llava.serve.cli --video-file playground/demo/shapes.mp4 --query "What was in the last scene?"
+	$(PY) -m llava.serve.cli --video-file playground/demo/shapes.mp4 --query "What was in the first scene?"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -1,6 +1,6 @@
 """Memory of the OpenAI-compatible API server under sustained concurrent load.
 
-    python benchmarks/bench_api_memory.py                        # bundled demo model, 6 rounds of 16 clients
+    python benchmarks/bench_api_memory.py                        # bundled demo model, 20 rounds of 16 clients
     python benchmarks/bench_api_memory.py --rounds 2 --clients 4 --out benchmarks/results/api_memory.json
 
 Starts the real server (`python -m llava.serve.api`) in its own process on a free loopback port, then runs
@@ -35,7 +35,7 @@ QUESTION = "Describe the video in one sentence."
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=16, help="concurrent requests per round")
     parser.add_argument("--max-concurrency", type=int, default=2, help="the server's generation slots")
     parser.add_argument("--cache-size", type=int, default=8, help="the server's media cache entries")

@@ -5,13 +5,13 @@
 Stages (see shared/reference/tiny-demo-notes.md for why):
 1. synthetic scene videos and conversations (`llava.data.synthetic`), a sentencepiece tokenizer on their text;
 2. the LanguageBind-architecture video tower pretrained on per-frame attributes (no pretrained tower exists
-   here), with heads on the CLS feature (used by SceneTilling) and on the pooled tokens (read by the bridge);
+   here), with heads on the CLS feature (compared by SceneTilling) and on every pooled token (read by the
+   bridge): the memory slots attend to those tokens, so each must carry colour and shape linearly;
 3. the bridge, projector and LLM trained through `llava.train.train` with the tower frozen, on a curriculum of
-   growing scene counts, exactly as a 7B run is trained (the captions stages);
-4. the memory stages: the LLM is switched to read the final memory with the last segment
-   (`llm_input="memory_and_last_segment"`) and the memory slots get a random start (`memory_init_std`), then it
-   is trained on two-scene videos with first/last-scene questions until it recalls the first scene, and on 3-8
-   scenes. This mirrors how the bundled checkpoint was made; starting with those options is untested.
+   growing scene counts (1-2 scenes first, 6-8 last), exactly as a 7B run is trained. The bridge starts its
+   memory slots at random (`memory_init_std`; the original's zero start makes them identical) and the LLM reads
+   the final memory with the last segment (`llm_input="memory_and_last_segment"`), so questions about earlier
+   scenes can only be answered through the memory.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from torch import nn
 from llava.conversation import VICUNA_SYSTEM
 from llava.data import synthetic
 from llava.errors import LlavaError
-from llava.model.builder import load_model_weights, load_tokenizer
 from llava.model.config import VideoLLaMBConfig
 from llava.model.tokenizer import train_tokenizer
 from llava.model.videollamb import VideoLLaMBForCausalLM
@@ -60,22 +59,17 @@ class Stage:
     schedule: str = "cosine"
 
 
-CAPTION_STAGES = [Stage(1, 2, 600, 300), Stage(2, 4, 900, 400), Stage(2, 6, 1200, 500), Stage(4, 8, 1500, 700)]
-MEMORY_STAGES = [
-    Stage(2, 2, 1200, 400, schedule="constant_with_warmup"),
-    Stage(2, 2, 1500, 600, kinds="first_scene,last_scene", schedule="constant_with_warmup"),
-    Stage(3, 8, 1500, 600),
-]
-CURRICULUM = CAPTION_STAGES + MEMORY_STAGES
-MEMORY_INIT_STD = 1.0
+CURRICULUM = [Stage(1, 2, 1200, 600), Stage(2, 4, 1200, 500), Stage(3, 6, 1500, 600), Stage(4, 8, 1500, 700),
+              Stage(6, 8, 1200, 400)]
 
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
     vision = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, image_size=48,
                   patch_size=8, temporal_window=4, temporal_causal=True, select_layer=-1)
     bridge = dict(hidden_size=96, intermediate_size=192, num_attention_heads=4, num_memory_tokens=8, pool_size=2,
-                  frame_pool="max", frames_per_segment=4, scenetilling_k=None, hidden_dropout_prob=0.0,
-                  attention_probs_dropout_prob=0.0)
+                  frame_pool="max", frames_per_segment=4, scenetilling_k=None, scenetilling_alpha=0.0,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, memory_init_std=1.0,
+                  llm_input="memory_and_last_segment")
     text = dict(model_type="llama", vocab_size=vocab_size, hidden_size=128, intermediate_size=256,
                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
                 pad_token_id=0)
@@ -111,10 +105,12 @@ def frame_labels(folder: Path, num_frames: int, processor: VisualProcessor):
 
 
 def pretrain_tower(model: VideoLLaMBForCausalLM, folder: Path, steps: int, batch: int = 8) -> float:
-    """Attribute heads on the CLS feature and on the max of the pooled tokens; returns the last accuracy."""
+    """Attribute heads on the CLS feature (what SceneTilling compares) and on every pooled token (what the
+    bridge reads), so that each token the memory attends to carries the frame's colour and shape linearly;
+    returns the last accuracy of the token heads."""
     clips = frame_labels(folder, model.config.num_frames // 2, VisualProcessor(size=model.config.vision_config.image_size))
     d = model.config.vision_config.hidden_size
-    heads = nn.ModuleDict({f"{where}_{k}": nn.Linear(d, len(v)) for where in ("cls", "pool") for k, v in ATTRIBUTES.items()})
+    heads = nn.ModuleDict({f"{where}_{k}": nn.Linear(d, len(v)) for where in ("cls", "token") for k, v in ATTRIBUTES.items()})
     params = list(model.video_tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=2e-3)
     generator = torch.Generator().manual_seed(0)
@@ -122,21 +118,23 @@ def pretrain_tower(model: VideoLLaMBForCausalLM, folder: Path, steps: int, batch
     for step in range(steps):
         chosen = [clips[i] for i in torch.randint(len(clips), (batch,), generator=generator)]
         frames = model.encode_video_frames([c[0] for c in chosen])
-        feats = {"cls": torch.cat([f.cls for f in frames]), "pool": torch.cat([f.patches.amax(1) for f in frames])}
+        cls = torch.cat([f.cls for f in frames])  # (N, d)
+        tokens = torch.cat([f.patches for f in frames])  # (N, tokens per frame, d)
         loss, correct, total = 0.0, 0, 0
         for k in ATTRIBUTES:
             target = torch.cat([c[1][k] for c in chosen])
-            for where, x in feats.items():
-                logits = heads[f"{where}_{k}"](x)
-                loss = loss + nn.functional.cross_entropy(logits, target)
-                correct += int((logits.argmax(-1) == target).sum())
-                total += target.numel()
+            loss = loss + nn.functional.cross_entropy(heads[f"cls_{k}"](cls), target)
+            logits = heads[f"token_{k}"](tokens)  # (N, tokens, classes)
+            per_token = target[:, None].expand(logits.shape[:2])
+            loss = loss + nn.functional.cross_entropy(logits.flatten(0, 1), per_token.flatten())
+            correct += int((logits.argmax(-1) == per_token).sum())
+            total += per_token.numel()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         accuracy = correct / total
         if step % 50 == 0 or step == steps - 1:
-            logger.info("tower step %d loss %.3f attribute accuracy %.3f", step, loss.item(), accuracy)
+            logger.info("tower step %d loss %.3f token attribute accuracy %.3f", step, loss.item(), accuracy)
     return accuracy
 
 
@@ -154,19 +152,6 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
     return [entry["train_loss"] for entry in history if "train_loss" in entry][-1]
 
 
-def switch_to_memory_readout(start: Path, out: Path, seed: int) -> Path:
-    """The LLM reads the final memory too, and the memory slots start random (so they are not all identical)."""
-    model, _ = load_model_weights(start)
-    model.config.bridge_config.llm_input = "memory_and_last_segment"
-    model.config.bridge_config.memory_init_std = MEMORY_INIT_STD
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        model.bridge.read_memory_emb.normal_(0.0, MEMORY_INIT_STD)
-    model.save_pretrained(out)
-    load_tokenizer(start, None).save_pretrained(out)
-    return out
-
-
 def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
     started = time.time()
     folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(CURRICULUM)]
@@ -179,14 +164,12 @@ def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
     tokenizer.save_pretrained(start)
     losses = []
     for i, stage in enumerate(CURRICULUM):
-        if i == len(CAPTION_STAGES):
-            start = switch_to_memory_readout(start, work / "stage_memory_init", seed)
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
         losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
         start = work / f"stage{i}"
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(start, out)
+    shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
     return {"seed": seed, "tower_attribute_accuracy": tower_accuracy, "minutes": (time.time() - started) / 60,
             "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "curriculum": [vars(s) for s in CURRICULUM],
             "stage_losses": losses}
@@ -198,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/tiny-demo"))
     parser.add_argument("--out", type=Path, default=Path("checkpoints/videollamb-tiny-shapes"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tower-steps", type=int, default=400)
+    parser.add_argument("--tower-steps", type=int, default=600)
     args = parser.parse_args(argv)
     try:
         summary = run(args.work, args.out, args.seed, args.tower_steps)
