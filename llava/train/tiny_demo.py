@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llava.atomic import write_json_atomic
 from llava.conversation import VICUNA_SYSTEM
 from llava.data import synthetic
 from llava.errors import LlavaError
@@ -78,9 +79,8 @@ def demo_config(vocab_size: int) -> VideoLLaMBConfig:
 
 
 def make_data(folder: Path, stage: Stage, seed: int) -> Path:
-    synthetic.main(["--out", str(folder), "--num-videos", str(stage.num_videos), "--seed", str(seed),
-                    "--min-scenes", str(stage.min_scenes), "--max-scenes", str(stage.max_scenes),
-                    "--kinds", stage.kinds, "--quiet"])
+    synthetic.generate(folder, stage.num_videos, seed, kinds=stage.kinds.split(","), min_scenes=stage.min_scenes,
+                       max_scenes=stage.max_scenes, progress=False)
     return folder
 
 
@@ -152,9 +152,10 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
     return [entry["train_loss"] for entry in history if "train_loss" in entry][-1]
 
 
-def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
+def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Stage] = CURRICULUM) -> dict:
+    """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
-    folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(CURRICULUM)]
+    folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(curriculum)]
     tokenizer = train_tokenizer(corpus(folders), work / "tokenizer", vocab_size=400)
     torch.manual_seed(seed)
     model = VideoLLaMBForCausalLM(demo_config(len(tokenizer)))
@@ -163,7 +164,7 @@ def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)
     losses = []
-    for i, stage in enumerate(CURRICULUM):
+    for i, stage in enumerate(curriculum):
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
         losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
         start = work / f"stage{i}"
@@ -171,7 +172,7 @@ def run(work: Path, out: Path, seed: int, tower_steps: int) -> dict:
         shutil.rmtree(out)
     shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
     return {"seed": seed, "tower_attribute_accuracy": tower_accuracy, "minutes": (time.time() - started) / 60,
-            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "curriculum": [vars(s) for s in CURRICULUM],
+            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "curriculum": [vars(s) for s in curriculum],
             "stage_losses": losses}
 
 
@@ -185,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         summary = run(args.work, args.out, args.seed, args.tower_steps)
-    except LlavaError as err:
+    except (LlavaError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    (args.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(summary, args.out / "training_summary.json")
     print(json.dumps(summary, indent=2))
     return 0
 
