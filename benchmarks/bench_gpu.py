@@ -62,7 +62,7 @@ import transformers
 from transformers.initialization import no_init_weights
 
 from llava.constants import VIDEO_TOKEN_INDEX
-from llava.data.synthetic import render_frames, sample_video_spec, video_rng
+from llava.data.world import render_frames, sample_video_spec, video_rng
 from llava.model.config import VideoLLaMBConfig, VisionTowerConfig
 from llava.model.presets import tiny_config, videollamb_7b_config
 from llava.model.videollamb import FrameTokens, VideoLLaMBForCausalLM

@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def synthetic_stream(minutes: float, fps: float, size: int, scene_seconds: tuple[float, float],
                      seed: int) -> Iterator[tuple[float, np.ndarray]]:
     """(seconds, frame) of a synthetic stream, rendered one frame at a time."""
-    from llava.data.synthetic import render_frames, sample_video_spec
+    from llava.data.world import render_frames, sample_video_spec
 
     total = int(round(minutes * 60 * fps))
     scenes = math.ceil(total / max(1.0, scene_seconds[0] * fps)) + 1
@@ -84,7 +84,8 @@ def tiny_checkpoint(folder: Path) -> Path:
     """A random tiny model whose tower sees scene changes (its weights scaled up), with a real tokenizer."""
     import torch
 
-    from llava.data.synthetic import COLOURS, SHAPES, TEMPLATES
+    from llava.data.synthetic import TEMPLATES
+    from llava.data.world import COLOURS, SHAPES
     from llava.model.presets import tiny_config
     from llava.model.tokenizer import train_tokenizer
     from llava.model.videollamb import VideoLLaMBForCausalLM
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         print(json.dumps(worker(args)))
         return 0
-    from llava.data.synthetic import write_json_atomic
+    from llava.atomic import write_json_atomic
     from llava.serve.engine import DEMO_CHECKPOINT
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ from torch import nn
 
 from llava.atomic import write_json_atomic
 from llava.conversation import VICUNA_SYSTEM
-from llava.data import synthetic
+from llava.data import synthetic, world
 from llava.errors import LlavaError
 from llava.model.config import VideoLLaMBConfig
 from llava.model.tokenizer import train_tokenizer
@@ -44,8 +44,7 @@ from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
 KINDS = "caption,first_scene,last_scene"
-ATTRIBUTES = {"colour": list(synthetic.COLOURS), "shape": list(synthetic.SHAPES),
-              "background": list(synthetic.BACKGROUNDS)}
+ATTRIBUTES = {"colour": list(world.COLOURS), "shape": list(world.SHAPES), "background": list(world.BACKGROUNDS)}
 
 
 @dataclass
@@ -97,7 +96,7 @@ def frame_labels(folder: Path, num_frames: int, processor: VisualProcessor):
     clips = []
     for video in json.loads((folder / "truth.json").read_text())["videos"]:
         frames, seconds = load_video(folder / video["video"], num_frames=num_frames)
-        spec = synthetic.VideoSpec.from_truth(video)
+        spec = world.VideoSpec.from_truth(video)
         scenes = [spec.scenes[spec.scene_index_at(int(round(t * video["fps"])))] for t in seconds]
         labels = {k: torch.tensor([v.index(getattr(s, k)) for s in scenes]) for k, v in ATTRIBUTES.items()}
         clips.append((processor.video(frames), labels))

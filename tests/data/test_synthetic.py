@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from llava.data import synthetic as syn
+from llava.data import world
 from llava.video.write import write_mp4
 
 TOL = 40  # per-channel tolerance of h264/yuv420p round trips on flat colours
@@ -54,15 +55,15 @@ def test_videos_decode_to_truth(train_set):
         scenes = video["scenes"]
         assert scenes[0]["start_frame"] == 0 and scenes[-1]["end_frame"] == video["num_frames"] - 1
         for scene in scenes:
-            spec_scene = syn.Scene.from_truth(scene)
+            spec_scene = world.Scene.from_truth(scene)
             assert scene["caption"] == f"a {scene['colour']} {scene['shape']}"
             assert 8 <= scene["end_frame"] - scene["start_frame"] + 1 <= 16  # 2-4 s at 4 fps
             assert scene["start"] == scene["start_frame"] / 4 and scene["end"] == (scene["end_frame"] + 1) / 4
             for t, index in enumerate(range(scene["start_frame"], scene["end_frame"] + 1)):
                 frame = frames[index]
-                assert close(frame[0, 0], syn.BACKGROUNDS[scene["background"]]), (video["name"], index)
+                assert close(frame[0, 0], world.BACKGROUNDS[scene["background"]]), (video["name"], index)
                 cx, cy = spec_scene.sprite.center(t, 64)
-                assert close(frame[int(cy), int(cx)], syn.COLOURS[scene["colour"]]), (video["name"], index)
+                assert close(frame[int(cy), int(cx)], world.COLOURS[scene["colour"]]), (video["name"], index)
 
 
 def test_cuts_at_truth_boundaries_and_scenes_differ(train_set):
@@ -79,8 +80,8 @@ def test_cuts_at_truth_boundaries_and_scenes_differ(train_set):
 
 def test_decoded_frames_match_rendering(train_set):
     video = load(train_set / "truth.json")["videos"][0]
-    spec = syn.VideoSpec.from_truth(video)
-    rendered = list(syn.render_frames(spec))
+    spec = world.VideoSpec.from_truth(video)
+    rendered = list(world.render_frames(spec))
     decoded = decode(train_set / video["video"])
     assert len(rendered) == len(decoded)
     diffs = [np.abs(r.astype(int) - d.astype(int)).mean() for r, d in zip(rendered, decoded)]
@@ -171,14 +172,14 @@ def test_determinism(tmp_path, train_set):
 
 
 def test_video_i_independent_of_count():
-    one = syn.sample_video_spec(syn.video_rng(5, 3), "v")
-    assert one == syn.sample_video_spec(syn.video_rng(5, 3), "v")
-    assert one != syn.sample_video_spec(syn.video_rng(5, 4), "v")
+    one = world.sample_video_spec(world.video_rng(5, 3), "v")
+    assert one == world.sample_video_spec(world.video_rng(5, 3), "v")
+    assert one != world.sample_video_spec(world.video_rng(5, 4), "v")
 
 
 def test_sampling_over_many_videos():
     for i in range(200):
-        spec = syn.sample_video_spec(syn.video_rng(11, i), "v", min_scenes=2, max_scenes=6)
+        spec = world.sample_video_spec(world.video_rng(11, i), "v", min_scenes=2, max_scenes=6)
         assert 2 <= len(spec.scenes) <= 6
         for a, b in zip(spec.scenes, spec.scenes[1:]):
             assert a.background != b.background and (a.colour, a.shape) != (b.colour, b.shape)
@@ -191,12 +192,12 @@ def test_sampling_over_many_videos():
 
 
 def test_render_scene_frame_draws_shape():
-    scene = syn.sample_scene(np.random.default_rng(0), 0, 8, 4.0)
-    frame = syn.render_scene_frame(scene, 3, 64)
+    scene = world.sample_scene(np.random.default_rng(0), 0, 8, 4.0)
+    frame = world.render_scene_frame(scene, 3, 64)
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
-    shape_pixels = np.all(frame == syn.COLOURS[scene.colour], axis=-1).sum()
+    shape_pixels = np.all(frame == world.COLOURS[scene.colour], axis=-1).sum()
     assert 100 < shape_pixels < 64 * 64 // 2
-    assert np.array_equal(frame[0, 0], syn.BACKGROUNDS[scene.background])
+    assert np.array_equal(frame[0, 0], world.BACKGROUNDS[scene.background])
 
 
 def test_write_mp4_is_atomic(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llava.data.synthetic import COLOURS
+from llava.data.world import COLOURS
 from llava.errors import LlavaError
 from llava.eval.niavh.cli import main
 from llava.eval.niavh.grid import ORIGINAL_DEPTHS, ORIGINAL_LENGTHS, place

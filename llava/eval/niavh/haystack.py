@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from llava.data.synthetic import COLOURS, VideoSpec, render_frames, sample_video_spec, video_rng
+from llava.data.world import COLOURS, VideoSpec, render_frames, sample_video_spec, video_rng
 from llava.errors import LlavaError, VideoError
 from llava.video.decode import open_video
 

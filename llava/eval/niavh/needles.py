@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from llava.data.synthetic import COLOURS, SHAPES, Motion, Sprite, caption_of, paint_sprite
+from llava.data.world import COLOURS, SHAPES, Motion, Sprite, caption_of, paint_sprite
 from llava.errors import ConfigError, VideoError
 from llava.video.decode import load_video_fps
 
