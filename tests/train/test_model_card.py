@@ -1,0 +1,40 @@
+"""The demo model's card is written from the measured files, and says whether the memory works."""
+
+import json
+
+from llava.train.model_card import main
+
+
+def write_inputs(folder, first, first_ablated):
+    summary = {"seed": 0, "tower_attribute_accuracy": 0.97, "minutes": 29.3, "machine": "x86_64 CPU, 2 cores",
+               "curriculum": [{"min_scenes": 1, "max_scenes": 2, "num_videos": 10, "steps": 5,
+                               "kinds": "caption"},
+                              {"min_scenes": 2, "max_scenes": 4, "num_videos": 10, "steps": 5,
+                               "kinds": "caption,first_scene", "mc_ratio": 0.25}],
+               "stage_losses": [0.5, 0.25]}
+    scores = {"scene_caption_accuracy": 0.96, "scenes": 217, "first_scene_accuracy_6plus": first,
+              "videos_6plus": 21, "seed": 1001, "num_videos": 40, "stream_fps": 1.0,
+              "streaming_caption_accuracy": 0.86}
+    (folder / "training_summary.json").write_text(json.dumps(summary))
+    (folder / "scores.json").write_text(json.dumps(scores))
+    (folder / "scores_ablated.json").write_text(json.dumps(scores | {"first_scene_accuracy_6plus": first_ablated}))
+
+
+def test_the_card_carries_the_measured_numbers(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "29.3 minutes" in card and "| 1 | 2-4 | caption,first_scene (25% as multiple choice) | 10 | 5 | 0.250 |" in card
+    assert "| 0.930 | 0.040 |" in card
+    assert "The memory carries the first scene" in card
+
+
+def test_a_memory_no_better_than_its_ablation_is_called_a_limitation(tmp_path):
+    write_inputs(tmp_path, first=0.10, first_ablated=0.05)
+    assert main([str(tmp_path)]) == 0
+    assert "Known limitation" in (tmp_path / "README.md").read_text()
+
+
+def test_missing_inputs_are_one_error_line(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("error:")
