@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -31,5 +32,5 @@ def option_losses(session, question: str, options: Sequence[str]) -> list[float]
         out = session.model(input_ids=input_ids, labels=torch.tensor([labels], device=session.device),
                             visual_features=visual)
         loss = float(out.loss)
-        losses.append(loss if loss == loss else float("inf"))  # NaN: no option tokens (empty text), never chosen
+        losses.append(float("inf") if math.isnan(loss) else loss)  # NaN: no option tokens (empty text), never chosen
     return losses

@@ -95,8 +95,8 @@ class ChatHandlers:
         first = not conv.messages and user.session.media is not None
         conv.append_message(conv.roles[0], f"{user.session.media_token}\n{question}" if first else question)
         conv.append_message(conv.roles[1], None)
-        for chat, user in self._answer(user):
-            yield chat, "", user
+        for chat, state in self._answer(user):
+            yield chat, "", state
 
     def regenerate(self, user: UserChat | None):
         """Answer the last question again (the same answer under greedy decoding); yields (chatbot, user state)."""
