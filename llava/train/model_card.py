@@ -53,19 +53,12 @@ MEMORY_FAILS = (
 )
 
 
-def stage_kinds(stage: dict) -> str:
-    """The question kinds of a stage, with the share asked as lettered multiple choice when there is one."""
-    kinds = stage.get("kinds", "caption,first_scene,last_scene")
-    share = stage.get("mc_ratio", 0.0)
-    return f"{kinds} ({share:.0%} as multiple choice)" if share else kinds
-
-
 def render(folder: Path) -> str:
     summary = json.loads((folder / "training_summary.json").read_text())
     scores = json.loads((folder / "scores.json").read_text())
     ablated = json.loads((folder / "scores_ablated.json").read_text())
     stages = "\n".join(
-        f"| {i} | {s['min_scenes']}-{s['max_scenes']} | {stage_kinds(s)} "
+        f"| {i} | {s['min_scenes']}-{s['max_scenes']} | {s.get('kinds', 'caption,first_scene,last_scene')} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for i, (s, loss) in enumerate(zip(summary["curriculum"], summary["stage_losses"]))
     )

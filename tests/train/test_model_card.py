@@ -10,7 +10,7 @@ def write_inputs(folder, first, first_ablated):
                "curriculum": [{"min_scenes": 1, "max_scenes": 2, "num_videos": 10, "steps": 5,
                                "kinds": "caption"},
                               {"min_scenes": 2, "max_scenes": 4, "num_videos": 10, "steps": 5,
-                               "kinds": "caption,first_scene", "mc_ratio": 0.25}],
+                               "kinds": "caption,first_scene"}],
                "stage_losses": [0.5, 0.25]}
     scores = {"scene_caption_accuracy": 0.96, "scenes": 217, "first_scene_accuracy_6plus": first,
               "videos_6plus": 21, "seed": 1001, "num_videos": 40, "stream_fps": 1.0,
@@ -24,7 +24,7 @@ def test_the_card_carries_the_measured_numbers(tmp_path):
     write_inputs(tmp_path, first=0.93, first_ablated=0.04)
     assert main([str(tmp_path)]) == 0
     card = (tmp_path / "README.md").read_text()
-    assert "29.3 minutes" in card and "| 1 | 2-4 | caption,first_scene (25% as multiple choice) | 10 | 5 | 0.250 |" in card
+    assert "29.3 minutes" in card and "| 1 | 2-4 | caption,first_scene | 10 | 5 | 0.250 |" in card
     assert "| 0.930 | 0.040 |" in card
     assert "The memory carries the first scene" in card
 
