@@ -2,7 +2,8 @@
 
 Videos are written as h264 mp4 files together with instruction JSON in the original LLaVA conversation format
 (or the original multiple-choice evaluation format) and a truth.json holding every scene's frames, seconds and
-content. Question kinds: a caption, the first / last / n-th scene, the scene count, which of two came first.
+content. Question kinds: a caption, the first / last / n-th scene, the scene count, which of two came first, and
+(on request) the object flashed for a moment at the centre, like the needles of `llava.eval.niavh`.
 
 Run (writes data/shapes/videos/*.mp4, train.json and truth.json):
     python -m llava.data.synthetic --out data/shapes --num-videos 200 --seed 0
@@ -21,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from llava.atomic import write_json_atomic
-from llava.data.world import (ALL_CAPTIONS, BACKGROUNDS, COLOURS, SHAPES, VideoSpec, render_frames,
+from llava.data.world import (ALL_CAPTIONS, BACKGROUNDS, COLOURS, SHAPES, VideoSpec, add_flash, render_frames,
                               sample_video_spec, video_rng)
 
 # --- questions: every template in one place ------------------------------------------------------------
@@ -32,8 +33,10 @@ TEMPLATES: dict[str, str] = {
     "nth_scene": "What was in scene {n}?",
     "count": "How many scenes are there?",
     "order": "Which came first, {a} or {b}?",
+    "brief_object": "What object appeared briefly in the video?",
 }
-KINDS: tuple[str, ...] = tuple(TEMPLATES)
+KINDS: tuple[str, ...] = tuple(k for k in TEMPLATES if k != "brief_object")  # the default kinds
+ALL_KINDS: tuple[str, ...] = tuple(TEMPLATES)  # brief_object on request: it adds a flashed object to every video
 VIDEO_TOKEN = "<video>"
 LETTERS = "ABCD"
 MC_PROMPT = (
@@ -96,7 +99,13 @@ def make_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Quest
         answer, other = (a, b) if first_seen[a] < first_seen[b] else (b, a)
         pool = tuple(c for c in ALL_CAPTIONS if c not in (a, b))
         return Question(kind, TEMPLATES[kind].format(a=a, b=b), answer, (other,), pool)
-    raise ValueError(f"unknown question kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    if kind == "brief_object":
+        if spec.flash is None:
+            return None
+        answer = spec.flash.caption
+        scenes = tuple(dict.fromkeys(s.caption for s in spec.scenes))
+        return Question(kind, TEMPLATES[kind], answer, scenes, tuple(c for c in ALL_CAPTIONS if c != answer))
+    raise ValueError(f"unknown question kind {kind!r}; valid kinds: {', '.join(ALL_KINDS)}")
 
 
 def to_multiple_choice(question: Question, rng: np.random.Generator,
@@ -159,7 +168,7 @@ def video_items(spec: VideoSpec, seed: int, video_index: int, kinds: Sequence[st
     question does not change with the other kinds chosen or with mc_ratio."""
     items = []
     for kind in kinds:
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(video_index, 1, KINDS.index(kind))))
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(video_index, 1, ALL_KINDS.index(kind))))
         as_mc = rng.random() < mc_ratio
         question = make_question(spec, kind, rng)
         if question is None:
@@ -195,6 +204,8 @@ def generate(out: str | os.PathLike, num_videos: int, seed: int, *, kinds: Seque
     truth_videos, items = [], []
     for index in tqdm(range(num_videos), desc="synthetic videos", unit="video", disable=not progress):
         spec = sample_video_spec(video_rng(seed, index), video_name(index), **settings)
+        if "brief_object" in kinds:  # its own stream: the scenes are those of a run without it
+            spec = add_flash(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 2))), spec)
         write_mp4(render_frames(spec), out / "videos" / spec.filename, spec.fps, threads=1)
         truth_videos.append(spec.to_truth())
         items += video_items(spec, seed, index, kinds, 1.0 if fmt == "mc" else mc_ratio)
@@ -228,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-scene-seconds", type=float, default=2.0)
     parser.add_argument("--max-scene-seconds", type=float, default=4.0)
     parser.add_argument("--distractors", type=int, default=0, help="extra smaller shapes per scene")
-    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma list of: {', '.join(KINDS)}")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"comma list of: {', '.join(ALL_KINDS)} (default: all but brief_object, which shows an "
+                             "object of no scene at the centre of every video for 1-1.5 s, like a NIAVH needle)")
     parser.add_argument("--format", dest="fmt", choices=("train", "mc"), default="train")
     parser.add_argument("--mc-ratio", type=float, default=0.0,
                         help="share of train.json rows asked as multiple choice (format train)")
@@ -241,7 +254,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for k in kinds if k not in ALL_KINDS]
     checks = [
         (args.num_videos < 1, f"--num-videos must be at least 1, got {args.num_videos}"),
         (args.min_scenes < 1, f"--min-scenes must be at least 1, got {args.min_scenes}"),
@@ -255,7 +268,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
          f"and {args.max_scene_seconds}"),
         (args.distractors < 0, f"--distractors must be >= 0, got {args.distractors}"),
         (not kinds, "--kinds is empty"),
-        (bool(unknown), f"unknown kind(s) {', '.join(unknown)}; valid kinds: {', '.join(KINDS)}"),
+        (bool(unknown), f"unknown kind(s) {', '.join(unknown)}; valid kinds: {', '.join(ALL_KINDS)}"),
         (not 0.0 <= args.mc_ratio <= 1.0, f"--mc-ratio must be in [0, 1], got {args.mc_ratio}"),
     ]
     for failed, message in checks:

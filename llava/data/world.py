@@ -35,6 +35,8 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "brown": (85, 50, 20),
 }
 MOTIONS: tuple[str, ...] = ("bounce", "circle")
+NEEDLE_RADIUS = 0.22  # an object shown for a moment at the centre (a "needle"), of the frame side
+NEEDLE_ORBIT = 0.06  # the moving one's circle, of the frame side
 CAPTION_TEMPLATE = "a {colour} {shape}"
 
 
@@ -143,6 +145,36 @@ class Scene:
                    row["radius"], Motion(**row["motion"]), distractors)
 
 
+def centre_sprite(colour: str, shape: str, moving: bool, fps: float) -> Sprite:
+    """A large object at the frame's centre: still, or on a small circle at half a turn per second."""
+    if moving:
+        return Sprite(colour, shape, NEEDLE_RADIUS, Motion("circle", 0.5, 0.5, orbit=NEEDLE_ORBIT, omega=math.pi / fps))
+    return Sprite(colour, shape, NEEDLE_RADIUS, Motion("bounce", 0.5, 0.5))
+
+
+@dataclass(frozen=True)
+class Flash:
+    """An object shown for a moment over the scenes, at the centre, on frames start_frame..end_frame."""
+
+    colour: str
+    shape: str
+    start_frame: int
+    end_frame: int
+    moving: bool
+
+    @property
+    def caption(self) -> str:
+        return caption_of(self.colour, self.shape)
+
+    def to_truth(self, fps: float) -> dict[str, Any]:
+        return {"start": round(self.start_frame / fps, 6), "end": round((self.end_frame + 1) / fps, 6),
+                "caption": self.caption, **asdict(self)}
+
+    @classmethod
+    def from_truth(cls, row: dict[str, Any]) -> Flash:
+        return cls(row["colour"], row["shape"], row["start_frame"], row["end_frame"], row["moving"])
+
+
 @dataclass(frozen=True)
 class VideoSpec:
     """A whole video: its name (file NAME.mp4), frame rate, square frame size in pixels, and scenes in order."""
@@ -151,6 +183,7 @@ class VideoSpec:
     fps: float
     size: int
     scenes: tuple[Scene, ...]
+    flash: Flash | None = None
 
     @property
     def num_frames(self) -> int:
@@ -176,11 +209,12 @@ class VideoSpec:
             "num_frames": self.num_frames,
             "duration": round(self.num_frames / self.fps, 6),
             "scenes": [scene.to_truth(self.fps) for scene in self.scenes],
-        }
+        } | ({"flash": self.flash.to_truth(self.fps)} if self.flash else {})
 
     @classmethod
     def from_truth(cls, row: dict[str, Any]) -> VideoSpec:
-        return cls(row["name"], row["fps"], row["size"], tuple(Scene.from_truth(s) for s in row["scenes"]))
+        flash = Flash.from_truth(row["flash"]) if row.get("flash") else None
+        return cls(row["name"], row["fps"], row["size"], tuple(Scene.from_truth(s) for s in row["scenes"]), flash)
 
 
 # --- drawing ---------------------------------------------------------------------------------------------
@@ -219,9 +253,15 @@ def render_scene_frame(scene: Scene, t_index: int, size: int) -> np.ndarray:
 
 def render_frames(spec: VideoSpec) -> Iterator[np.ndarray]:
     """Every frame of the video in order, one at a time (long videos never sit in memory)."""
+    flash = spec.flash
+    sprite = centre_sprite(flash.colour, flash.shape, flash.moving, spec.fps) if flash else None
     for scene in spec.scenes:
         for t_index in range(scene.num_frames):
-            yield render_scene_frame(scene, t_index, spec.size)
+            frame = render_scene_frame(scene, t_index, spec.size)
+            index = scene.start_frame + t_index
+            if flash and flash.start_frame <= index <= flash.end_frame:
+                paint_sprite(frame, sprite, index - flash.start_frame)
+            yield frame
 
 
 # --- sampling --------------------------------------------------------------------------------------------
@@ -284,6 +324,20 @@ def sample_video_spec(rng: np.random.Generator, name: str, min_scenes: int = 2, 
         scenes.append(sample_scene(rng, start, length, fps, scenes[-1] if scenes else None, distractors))
         start += length
     return VideoSpec(name, float(fps), int(size), tuple(scenes))
+
+def add_flash(rng: np.random.Generator, spec: VideoSpec, min_seconds: float = 1.0,
+              max_seconds: float = 1.5) -> VideoSpec:
+    """The video with an object flashed at its centre for min..max seconds at a uniform moment; the object is
+    none of the video's scene objects, still or moving at random."""
+    shown = {(s.colour, s.shape) for s in spec.scenes}
+    objects = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in shown]
+    colour, shape = objects[int(rng.integers(len(objects)))]
+    low, high = scene_frame_range(spec.fps, min_seconds, max_seconds)
+    length = min(int(rng.integers(low, high + 1)), spec.num_frames)
+    start = int(rng.integers(spec.num_frames - length + 1))
+    flash = Flash(colour, shape, start, start + length - 1, moving=bool(rng.integers(2)))
+    return VideoSpec(spec.name, spec.fps, spec.size, spec.scenes, flash)
+
 
 def video_rng(seed: int, index: int) -> np.random.Generator:
     """Video `index`'s own stream: the same video whatever the number of videos generated."""

@@ -240,3 +240,34 @@ def test_bad_arguments_exit_2(tmp_path, capsys, bad):
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_brief_object_kind_flashes_an_object_of_no_scene(tmp_path, train_set):
+    out = tmp_path / "flash"
+    syn.main(["--out", str(out), "--num-videos", "4", "--seed", "7", "--max-scenes", "5", "--mc-ratio", "0.5",
+              "--kinds", "caption,brief_object", "--quiet"])
+    truth, rows = load(out / "truth.json")["videos"], load(out / "train.json")
+    plain = load(train_set / "truth.json")["videos"]
+    for video, without in zip(truth, plain):
+        assert video["scenes"] == without["scenes"]  # the flash has its own random stream
+        flash = video["flash"]
+        assert flash["caption"] not in {s["caption"] for s in video["scenes"]}
+        assert 4 <= flash["end_frame"] - flash["start_frame"] + 1 <= 6  # 1-1.5 s at 4 fps
+        question = next(r for r in rows if r["id"] == f"{video['name']}_brief_object")
+        assert question["conversations"][0]["value"].startswith("<video>\n" + syn.TEMPLATES["brief_object"])
+        assert flash["caption"] in (question["conversations"][1]["value"], question.get("answer_text"))
+        frames = decode(out / video["video"])
+        centre = frames[flash["start_frame"]][32, 32]
+        assert close(centre, world.COLOURS[flash["colour"]])
+        spec = world.VideoSpec.from_truth(video)
+        assert spec.flash == world.Flash.from_truth(flash) and spec.to_truth() == video
+    assert "flash" not in plain[0]  # only on request
+
+
+def test_flash_is_painted_only_on_its_frames():
+    spec = world.sample_video_spec(world.video_rng(0, 0), "v", 2, 2, size=64)
+    flashed = world.add_flash(np.random.default_rng(1), spec)
+    plain, painted = list(world.render_frames(spec)), list(world.render_frames(flashed))
+    window = range(flashed.flash.start_frame, flashed.flash.end_frame + 1)
+    for index, (a, b) in enumerate(zip(plain, painted)):
+        assert np.array_equal(a, b) == (index not in window)

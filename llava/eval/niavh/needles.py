@@ -23,17 +23,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from llava.data.world import COLOURS, SHAPES, Motion, Sprite, caption_of, paint_sprite
+from llava.data.synthetic import TEMPLATES
+from llava.data.world import COLOURS, SHAPES, caption_of, centre_sprite, paint_sprite
 from llava.errors import ConfigError, VideoError
 from llava.video.decode import load_video_fps
 
 MODALITIES: tuple[str, ...] = ("text", "image", "video")
 DEFAULT_OBJECT: tuple[str, str] = ("purple", "triangle")  # reserved for needles: never in the synthetic haystack
-OBJECT_QUESTION = "What object appeared briefly in the video?"
+OBJECT_QUESTION = TEMPLATES["brief_object"]
 TEXT_QUESTION = "What words were written in the video?"
 NUM_OPTIONS = 4
-OBJECT_RADIUS = 0.22  # of the frame side
-OBJECT_ORBIT = 0.06  # the moving needle's circle, of the frame side
 CLIP_MAX_FRAMES = 150  # frames kept of a user's needle video (sampled at 30 fps)
 CLIP_MAX_SIDE = 540  # the release's needle size
 
@@ -145,15 +144,8 @@ class ObjectNeedle(Needle):
         self.answer, self.question = caption_of(colour, shape), question
         self.distractors = tuple(distractors) if distractors else object_distractors(colour, shape)
 
-    def sprite(self, fps: float) -> Sprite:
-        if self.moving:  # half a turn per second around the centre
-            motion = Motion("circle", 0.5, 0.5, orbit=OBJECT_ORBIT, omega=np.pi / fps, phase=0.0)
-        else:
-            motion = Motion("bounce", 0.5, 0.5)
-        return Sprite(self.colour, self.shape, OBJECT_RADIUS, motion)
-
     def paint(self, frame: np.ndarray, index: int, fps: float) -> None:
-        paint_sprite(frame, self.sprite(fps), index)
+        paint_sprite(frame, centre_sprite(self.colour, self.shape, self.moving, fps), index)
 
 
 # --- user files ------------------------------------------------------------------------------------------
