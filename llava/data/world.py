@@ -12,6 +12,7 @@ random. Data sets of these videos with questions are written by `llava.data.synt
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
@@ -336,7 +337,7 @@ def add_flash(rng: np.random.Generator, spec: VideoSpec, min_seconds: float = 1.
     length = min(int(rng.integers(low, high + 1)), spec.num_frames)
     start = int(rng.integers(spec.num_frames - length + 1))
     flash = Flash(colour, shape, start, start + length - 1, moving=bool(rng.integers(2)))
-    return VideoSpec(spec.name, spec.fps, spec.size, spec.scenes, flash)
+    return dataclasses.replace(spec, flash=flash)
 
 
 def video_rng(seed: int, index: int) -> np.random.Generator:

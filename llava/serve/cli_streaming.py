@@ -114,7 +114,7 @@ class QuestionReader:
                 if line.strip():
                     self.lines.put(line.strip())
         except (OSError, ValueError):
-            pass  # stdin closed, or not readable (as under pytest's capture): no questions
+            return  # stdin closed, or not readable (as under pytest's capture): no questions
         finally:
             self.eof.set()
 

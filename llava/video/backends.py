@@ -188,17 +188,23 @@ class PyAVReader(VideoReader):
         return stream
 
     @staticmethod
+    def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
+        """Frames counted by demuxing every packet; None when demuxing fails (the caller estimates instead)."""
+        try:
+            return sum(1 for packet in container.demux(stream) if packet.size)
+        except av.FFmpegError:
+            return None
+
+    @staticmethod
     def _count_frames(
         container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float, count_packets: bool
     ) -> int | None:
         """Frame count from the header, else by demuxing packets (local files), else from the duration."""
         if stream.frames > 0:
             return int(stream.frames)
-        try:
-            if count_packets:
-                return sum(1 for packet in container.demux(stream) if packet.size)
-        except av.FFmpegError:
-            pass  # fall through to the duration estimate
+        counted = PyAVReader._count_packets(container, stream) if count_packets else None
+        if counted is not None:
+            return counted
         if stream.duration is not None and stream.time_base is not None:
             return max(1, round(float(stream.duration * stream.time_base) * fps))
         if container.duration is not None:
@@ -295,10 +301,10 @@ class DecordReader(VideoReader):
         w, h = self.size
         try:
             frames = self._vr.get_batch(indices.tolist()).asnumpy()
-            if frames.shape == (len(indices), h, w, 3):
-                return frames
         except (decord.DECORDError, RuntimeError, IndexError):
-            pass  # decord gave up on this read: let PyAV try (it names the bad frame if it fails too)
+            frames = None  # decord gave up on this read: let PyAV try (it names the bad frame if it fails too)
+        if frames is not None and frames.shape == (len(indices), h, w, 3):
+            return frames
         if self._fallback is None:
             self._fallback = PyAVReader(self.source, count_packets=True)
         return self._fallback.get_frames(indices)
