@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from llava.conversation import get_template
 from llava.data.sampler import ModalityGroupedSampler
 from llava.errors import ConfigError, DataError, VideoError
 from llava.mm_utils import tokenize_prompt
-from llava.video.decode import load_image, load_video
+from llava.video.decode import load_image, load_video, load_video_fps
 from llava.video.transforms import VisualProcessor
 
 __all__ = [
@@ -70,12 +71,19 @@ class DataConfig:
 
     data_path: str
     x_folder: str = ""
-    num_frames: int = 16
+    num_frames: int = 16  # frames sampled uniformly; with video_fps, the most frames sampled
+    video_fps: float | None = None  # sample at this rate instead (the needle benchmark's 1 fps)
     conv_template: str = "llava_v1"
     max_length: int = 2048
     image_size: int = 224
     pad_images: bool = True
     max_bad_fraction: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1:
+            raise ConfigError(f"num_frames must be at least 1, got {self.num_frames}")
+        if self.video_fps is not None and not (math.isfinite(self.video_fps) and self.video_fps > 0):
+            raise ConfigError(f"video_fps must be a positive number of frames per second, got {self.video_fps}")
 
 
 # --- reading and validating rows ---------------------------------------------------------------------------
@@ -293,7 +301,7 @@ class SupervisedDataset(Dataset):
         path = media_path(row, self.config.x_folder)
         try:
             if modality == "video":
-                frames, _ = load_video(path, self.config.num_frames)
+                frames = self._video_frames(path)
                 sample["video"] = self.processor.video(frames)  # (T, 3, S, S)
             else:
                 sample["image"] = self.processor.image(load_image(path))  # (3, S, S)
@@ -301,6 +309,11 @@ class SupervisedDataset(Dataset):
             self._record_bad(str(row["id"]), str(error))
             return None
         return sample
+
+    def _video_frames(self, path: Path) -> Any:
+        if self.config.video_fps:
+            return load_video_fps(path, fps=self.config.video_fps, max_frames=self.config.num_frames)[0]
+        return load_video(path, self.config.num_frames)[0]
 
     def _record_bad(self, row_id: str, reason: str) -> None:
         """Log an unreadable row; raise `DataError` once more rows failed than the config allows."""

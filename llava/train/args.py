@@ -31,7 +31,8 @@ class ModelArguments:
 class DataArguments:
     data_path: str = field(default="", metadata={"help": "LLaVA conversation JSON (or JSONL)"})
     x_folder: str = field(default="", metadata={"help": "root that the rows' video / image paths are joined to"})
-    num_frames: int = field(default=16, metadata={"help": "frames sampled uniformly per video"})
+    num_frames: int = field(default=16, metadata={"help": "frames sampled uniformly per video (with video_fps: at most)"})
+    video_fps: float | None = field(default=None, metadata={"help": "sample videos at this rate instead"})
     image_aspect_ratio: str = field(default="pad", metadata={"help": "pad (to square, mean colour) or crop"})
     max_bad_fraction: float = field(default=0.01, metadata={"help": "stop when more rows than this are unreadable"})
 

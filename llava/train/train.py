@@ -51,6 +51,7 @@ def make_dataset(data_args: DataArguments, model: VideoLLaMBForCausalLM, tokeniz
         data_path=data_args.data_path,
         x_folder=data_args.x_folder,
         num_frames=data_args.num_frames,
+        video_fps=data_args.video_fps,
         conv_template=template,
         max_length=max_length,
         image_size=vision.image_size,
@@ -63,7 +64,8 @@ def make_dataset(data_args: DataArguments, model: VideoLLaMBForCausalLM, tokeniz
 def train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
     set_seed(training_args.seed)
     model, tokenizer = build_model(model_args)
-    model.config.num_frames = data_args.num_frames
+    if data_args.video_fps is None:  # the frame count trained with becomes the model's default
+        model.config.num_frames = data_args.num_frames
     model.config.image_aspect_ratio = data_args.image_aspect_ratio
     set_trainable(model, model_args)
     if training_args.gradient_checkpointing:

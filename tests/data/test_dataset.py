@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import logging
 from collections import Counter
 from pathlib import Path
@@ -91,7 +92,8 @@ def tokenizer(world, tmp_path_factory):
 def make_dataset(world: Path, tokenizer, rows: list | None = None, name: str = "clean.json", **overrides):
     if rows is not None:
         (world / name).write_text(json.dumps(rows))
-    config = DataConfig(str(world / name), x_folder=str(world), num_frames=FRAMES, image_size=SIZE, **overrides)
+    settings = {"num_frames": FRAMES, "image_size": SIZE} | overrides
+    config = DataConfig(str(world / name), x_folder=str(world), **settings)
     return SupervisedDataset(config, tokenizer)
 
 
@@ -139,6 +141,23 @@ def test_video_placeholder_once_at_start_of_first_human_turn(world, tokenizer, r
     assert "ASSISTANT" not in tokenizer.decode(ids[1:at])
     question = dataset.rows[index]["conversations"][0]["value"].replace("<video>", "").strip()
     assert tokenizer.decode(ids[at + 1 :]).strip().startswith(question)
+
+
+def test_video_fps_samples_at_that_rate_up_to_num_frames(world, tokenizer):
+    truth = json.loads((world / "truth.json").read_text())["videos"][0]
+    index = next(i for i, row in enumerate(clean_rows(world)) if row.get("video") == truth["video"])
+    seconds = truth["duration"]
+    at_one_fps = make_dataset(world, tokenizer, video_fps=1.0, num_frames=64)[index]["video"]
+    assert at_one_fps.shape[0] == math.ceil(seconds - 1e-9)  # one frame per whole second the video lasts
+    capped = make_dataset(world, tokenizer, video_fps=1.0, num_frames=3)[index]["video"]
+    assert capped.shape[0] == 3
+    assert make_dataset(world, tokenizer)[index]["video"].shape[0] == FRAMES
+
+
+@pytest.mark.parametrize("settings", [{"video_fps": 0.0}, {"video_fps": float("nan")}, {"num_frames": 0}])
+def test_bad_sampling_settings_are_config_errors(world, tokenizer, settings):
+    with pytest.raises(ConfigError, match=next(iter(settings))):
+        make_dataset(world, tokenizer, **settings)
 
 
 def test_image_and_text_rows(world, tokenizer):

@@ -2,12 +2,14 @@
 
 import json
 import re
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from llava.data.world import COLOURS
@@ -19,6 +21,7 @@ from llava.eval.niavh.needles import ObjectNeedle, PictureNeedle, Probe, TextNee
 from llava.eval.niavh.report import write_report
 from llava.eval.niavh.runner import RunSettings, build_test_video, run_grid
 from llava.eval.niavh.scoring import JudgeScorer, KeywordScorer, MultipleChoiceScorer, parse_judge_score
+from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.video.decode import open_video
 from llava.video.write import write_mp4
 
@@ -213,3 +216,19 @@ def test_cli_end_to_end(tiny_checkpoint, tmp_path, capsys):
     assert (out / "heatmap_image.png").stat().st_size > 0
     assert len(list((out / "cells").glob("*.json"))) == 4 and len(list((out / "videos").glob("*.mp4"))) == 4
     assert "NIAVH" in capsys.readouterr().out
+
+
+def test_a_retrained_checkpoint_never_reuses_the_old_cells(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    out = tmp_path / "niavh"
+    argv = ["--model-path", str(folder), "--device", "cpu", "--modality", "image", "--lengths", "4",
+            "--depths", "50", "--output-dir", str(out), "--size", "32", "--max-new-tokens", "2", "--quiet"]
+    assert main(argv) == 0
+    model = VideoLLaMBForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        model.mm_projector[0].bias.add_(1.0)
+    model.save_pretrained(folder)  # same folder, same name, new weights
+    assert main(argv) == 0
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    assert len(cells) == 2 and cells[0]["model_settings"]["weights"] != cells[1]["model_settings"]["weights"]

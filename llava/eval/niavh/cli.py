@@ -24,7 +24,7 @@ from pathlib import Path
 
 from llava.errors import ConfigError, LlavaError
 from llava.eval.niavh.grid import ORIGINAL_DEPTHS, ORIGINAL_LENGTHS, parse_values, place
-from llava.eval.niavh.haystack import Haystack, SyntheticHaystack, VideoHaystack
+from llava.eval.niavh.haystack import Haystack, SyntheticHaystack, VideoHaystack, files_digest
 from llava.eval.niavh.needles import MODALITIES, NeedleOptions, build_needles, parse_object
 from llava.eval.niavh.report import write_report
 from llava.eval.niavh.runner import RunSettings, SessionGenerator, run_grid
@@ -111,8 +111,13 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, object, RunSettin
     return needles, haystack, scorer, settings
 
 
+def weights_digest(folder: Path) -> str:
+    """A fingerprint of a checkpoint's weight files, so a retrained model never reuses an older one's cells."""
+    return files_digest(sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin")))
+
+
 def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
-    from llava.serve.engine import ChatSession
+    from llava.serve.engine import DEMO_CHECKPOINT, ChatSession
 
     session = ChatSession.from_pretrained(args.model_path, device=args.device)
     session.model.set_memory_ablation(args.ablate_memory)
@@ -120,7 +125,8 @@ def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
     name = args.model_name or (Path(args.model_path).resolve().name if args.model_path else DEMO_NAME)
     sampling = {"sample_fps": args.sample_fps} if args.sample_fps else {"num_frames": generator.num_frames}
     model = {"name": name + (" (memory ablated)" if args.ablate_memory else ""), "ablate_memory": args.ablate_memory,
-             "max_new_tokens": args.max_new_tokens, **sampling}
+             "max_new_tokens": args.max_new_tokens, **sampling,
+             "weights": weights_digest(Path(args.model_path) if args.model_path else DEMO_CHECKPOINT)}
     return generator, model
 
 

@@ -119,7 +119,7 @@ class VideoHaystack(Haystack):
         if not self.paths:
             raise LlavaError(
                 f"haystack folder {self.folder} holds no videos ({', '.join(VIDEO_SUFFIXES)})")
-        self.identity = f"videos:{self.folder.name}:{_files_digest(self.paths)}"
+        self.identity = f"videos:{self.folder.name}:{files_digest(self.paths)}"
 
     def _build(self, num_frames: int, fps: float, size: int) -> np.ndarray:
         out = np.empty((num_frames, size, size, 3), dtype=np.uint8)
@@ -144,7 +144,7 @@ class VideoHaystack(Haystack):
         return filled
 
 
-def _files_digest(paths: list[Path]) -> str:
+def files_digest(paths: list[Path]) -> str:
     """A short digest of the files' names, byte sizes and first megabyte: changes when a video does."""
     digest = hashlib.sha1()
     for path in paths:
