@@ -481,6 +481,16 @@ def test_train_missing_data_file_and_bad_model_config(train_folder, tmp_path, ca
     assert listing(tmp_path / "out") == []
 
 
+@pytest.mark.parametrize("fps", ["0", "-1", "nan"])
+def test_train_bad_frame_rate_is_one_error_line(train_folder, tmp_path, capsys, fps):
+    folder, row = train_folder
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([row]))
+    code = train_run(folder, data, tmp_path / "out", "--model_config", str(folder / "tiny.json"), "--video_fps", fps)
+    assert_one_error_line(capsys, code, "video_fps must be a positive number")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
 @pytest.mark.parametrize("case", ["no_config", "corrupted_weights", "config_mismatch", "non_finite"])
 def test_train_checkpoint_faults_are_one_error_line(train_folder, checkpoints, tmp_path, capsys, case):
     folder, row = train_folder
