@@ -3,8 +3,7 @@
     python -m llava.train.model_card checkpoints/videollamb-tiny-shapes
 
 Reads `training_summary.json` (written by `llava.train.tiny_demo`), `scores.json` and `scores_ablated.json`
-(written by `llava.eval.synthetic_scores`), and `niavh.json` and `niavh_ablated.json` (the `summary.json` of
-`llava.eval.niavh` runs) from the folder and writes its README.md.
+(written by `llava.eval.synthetic_scores`) from the folder and writes its README.md.
 """
 
 from __future__ import annotations
@@ -25,11 +24,10 @@ synthetic scene videos (`llava.data.synthetic`: coloured shapes moving over a ba
 - command: {command}
 - time: {minutes:.1f} minutes on {machine}
 - data seeds: {seeds} (one per stage); tower attribute accuracy at the end of pretraining: {tower:.3f}
-- curriculum (scene counts, question kinds, frames the trainer samples, videos, steps) and mean training loss
-  per stage:
+- curriculum (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
-| stage | scenes | kinds | frames | videos | steps | mean train loss |
-|---|---|---|---|---|---|---|
+| stage | scenes | kinds | videos | steps | mean train loss |
+|---|---|---|---|---|---|
 {stages}
 
 ## What it scores (held-out videos generated with seed {eval_seed}, never seen in training)
@@ -45,21 +43,6 @@ cut at the end of each scene (what a live captioner says when a scene ends). Str
 {stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.
 
 {verdict}
-
-## Needle in a Video Haystack
-Measured on the haystack `{haystack}` (and again with `--ablate-memory`) with
-
-```bash
-python -m llava.eval.niavh --modality {niavh_modalities} --lengths {niavh_lengths} --depths {niavh_depths} \\
-    --scoring {niavh_scoring} --sample-fps {niavh_fps:g}
-```
-
-The needle is shown for one second; a cell counts when the answer to "What object appeared briefly in the
-video?" names it exactly. Share of cells found:
-
-| needle | with memory | memory reset at every segment |
-|---|---|---|
-{niavh_rows}
 """
 
 MEMORY_WORKS = "The memory carries the first scene: resetting it at every segment drops first-scene recall."
@@ -74,15 +57,11 @@ def render(folder: Path) -> str:
     summary = json.loads((folder / "training_summary.json").read_text())
     scores = json.loads((folder / "scores.json").read_text())
     ablated = json.loads((folder / "scores_ablated.json").read_text())
-    niavh = json.loads((folder / "niavh.json").read_text())
-    niavh_ablated = json.loads((folder / "niavh_ablated.json").read_text())
     stages = "\n".join(
-        f"| {i} | {s['min_scenes']}-{s['max_scenes']} | {s['kinds']} | {sampling(s)} "
+        f"| {i} | {s['min_scenes']}-{s['max_scenes']} | {s.get('kinds', 'caption,first_scene,last_scene')} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for i, (s, loss) in enumerate(zip(summary["curriculum"], summary["stage_losses"]))
     )
-    niavh_rows = "\n".join(f"| {m} (`{block['needle']}`) | {block['mean']:.3f} | "
-                            f"{niavh_ablated['modalities'][m]['mean']:.3f} |" for m, block in niavh["modalities"].items())
     seeds = summary.get("seeds", list(range(summary["seed"], summary["seed"] + len(summary["curriculum"]))))
     return TEMPLATE.format(
         minutes=summary["minutes"], machine=summary["machine"], seeds=", ".join(map(str, seeds)),
@@ -92,19 +71,9 @@ def render(folder: Path) -> str:
         six=scores["videos_6plus"], first=scores["first_scene_accuracy_6plus"],
         first_ab=ablated["first_scene_accuracy_6plus"], stream_fps=scores["stream_fps"],
         stream=scores["streaming_caption_accuracy"],
-        niavh_modalities=",".join(niavh["modalities"]), niavh_lengths=",".join(niavh["per_length"]),
-        niavh_depths=",".join(niavh["per_depth"]), niavh_scoring=niavh["scoring"],
-        niavh_fps=niavh["model_settings"]["sample_fps"], haystack=niavh["haystack"], niavh_rows=niavh_rows,
         verdict=MEMORY_WORKS if scores["first_scene_accuracy_6plus"] >= ablated["first_scene_accuracy_6plus"] + 0.2
         else MEMORY_FAILS,
     )
-
-
-def sampling(stage: dict) -> str:
-    """How the trainer sampled a stage's videos: '24 uniform' or '1 fps, at most 128'."""
-    if stage.get("video_fps"):
-        return f"{stage['video_fps']:g} fps, at most {stage['num_frames']}"
-    return f"{stage['num_frames']} uniform"
 
 
 def main(argv: list[str] | None = None) -> int:

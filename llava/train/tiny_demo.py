@@ -8,14 +8,10 @@ Stages (see shared/reference/tiny-demo-notes.md for why):
    here), with heads on the CLS feature (compared by SceneTilling) and on every pooled token (read by the
    bridge): the memory slots attend to those tokens, so each must carry colour and shape linearly;
 3. the bridge, projector and LLM trained through `llava.train.train` with the tower frozen, on a curriculum of
-   growing scene counts (1-2 scenes first, 6-8 later), exactly as a 7B run is trained. The bridge starts its
+   growing scene counts (1-2 scenes first, 6-8 last), exactly as a 7B run is trained. The bridge starts its
    memory slots at random (`memory_init_std`; the original's zero start makes them identical) and the LLM reads
    the final memory with the last segment (`llm_input="memory_and_last_segment"`), so questions about earlier
-   scenes can only be answered through the memory;
-4. a last stage on longer videos sampled at 1 fps with an object flashed for a moment in each (the needle
-   benchmark's setting) that adds the question "What object appeared briefly in the video?". The tower is
-   pretrained to name the flashed object too (heads on CLS and tokens), and a segment passes up to 32 frames
-   to the bridge (`frames_per_segment`), so a one-frame needle in a long video is not subsampled away.
+   scenes can only be answered through the memory.
 """
 
 from __future__ import annotations
@@ -43,20 +39,17 @@ from llava.model.tokenizer import train_tokenizer
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.train import train
-from llava.video.decode import open_video, uniform_indices
+from llava.video.decode import load_video
 from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
 KINDS = "caption,first_scene,last_scene"
-NO_FLASH = "none"
-ATTRIBUTES = {"colour": list(world.COLOURS), "shape": list(world.SHAPES), "background": list(world.BACKGROUNDS),
-              "flash_colour": [NO_FLASH, *world.COLOURS], "flash_shape": [NO_FLASH, *world.SHAPES]}
+ATTRIBUTES = {"colour": list(world.COLOURS), "shape": list(world.SHAPES), "background": list(world.BACKGROUNDS)}
 
 
 @dataclass
 class Stage:
-    """One step of the curriculum: its data (scene counts, question kinds, rendering rate) and how the trainer
-    samples the videos (`num_frames` uniformly, or at `video_fps` with at most `num_frames`)."""
+    """One step of the scene-count curriculum."""
 
     min_scenes: int
     max_scenes: int
@@ -64,21 +57,17 @@ class Stage:
     steps: int
     kinds: str = KINDS
     schedule: str = "cosine"
-    fps: float = 4.0
-    video_fps: float | None = None
-    num_frames: int = 24
 
 
 CURRICULUM = [Stage(1, 2, 1200, 600), Stage(2, 4, 1200, 500), Stage(3, 6, 1500, 600), Stage(4, 8, 1500, 700),
-              Stage(6, 8, 1200, 400),
-              Stage(4, 24, 1200, 700, kinds=f"{KINDS},brief_object", fps=1.0, video_fps=1.0, num_frames=128)]
+              Stage(6, 8, 1200, 400)]
 
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
     vision = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, image_size=48,
                   patch_size=8, temporal_window=4, temporal_causal=True, select_layer=-1)
     bridge = dict(hidden_size=96, intermediate_size=192, num_attention_heads=4, num_memory_tokens=8, pool_size=2,
-                  frame_pool="max", frames_per_segment=32, scenetilling_k=None, scenetilling_alpha=0.0,
+                  frame_pool="max", frames_per_segment=4, scenetilling_k=None, scenetilling_alpha=0.0,
                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, memory_init_std=1.0,
                   llm_input="memory_and_last_segment")
     text = dict(model_type="llama", vocab_size=vocab_size, hidden_size=128, intermediate_size=256,
@@ -90,7 +79,7 @@ def demo_config(vocab_size: int) -> VideoLLaMBConfig:
 
 def make_data(folder: Path, stage: Stage, seed: int) -> Path:
     synthetic.generate(folder, stage.num_videos, seed, kinds=stage.kinds.split(","), min_scenes=stage.min_scenes,
-                       max_scenes=stage.max_scenes, fps=stage.fps, progress=False)
+                       max_scenes=stage.max_scenes, progress=False)
     return folder
 
 
@@ -102,45 +91,23 @@ def corpus(folders: list[Path]) -> list[str]:
     return texts
 
 
-def sampled_frames(spec: world.VideoSpec, num_frames: int) -> list[int]:
-    """`num_frames` frames spread uniformly, with the middle of the flash (if any) in place of the nearest."""
-    chosen = uniform_indices(spec.num_frames, num_frames).tolist()
-    if spec.flash is None:
-        return chosen
-    middle = (spec.flash.start_frame + spec.flash.end_frame) // 2
-    nearest = min(range(len(chosen)), key=lambda i: abs(chosen[i] - middle))
-    return sorted(set(chosen[:nearest] + [middle] + chosen[nearest + 1 :]))
-
-
-def frame_attributes(spec: world.VideoSpec, frame: int) -> dict[str, str]:
-    """What a frame shows: its scene's colour, shape and background, and the flashed object or none."""
-    scene = spec.scenes[spec.scene_index_at(frame)]
-    flash = spec.flash if spec.flash and spec.flash.start_frame <= frame <= spec.flash.end_frame else None
-    return {"colour": scene.colour, "shape": scene.shape, "background": scene.background,
-            "flash_colour": flash.colour if flash else NO_FLASH, "flash_shape": flash.shape if flash else NO_FLASH}
-
-
-def frame_labels(folders: list[Path], num_frames: int, processor: VisualProcessor):
-    """Every video of the folders: (pixels (T,3,S,S), labels {attribute: (T,)}) from each frame's truth."""
+def frame_labels(folder: Path, num_frames: int, processor: VisualProcessor):
+    """Every video of a folder: (pixels (T,3,S,S), labels {attribute: (T,)}) with each frame's scene truth."""
     clips = []
-    for folder in folders:
-        for video in json.loads((folder / "truth.json").read_text())["videos"]:
-            spec = world.VideoSpec.from_truth(video)
-            chosen = sampled_frames(spec, num_frames)
-            with open_video(folder / video["video"]) as reader:
-                frames = reader.get_frames(chosen)
-            truth = [frame_attributes(spec, f) for f in chosen]
-            labels = {k: torch.tensor([v.index(t[k]) for t in truth]) for k, v in ATTRIBUTES.items()}
-            clips.append((processor.video(frames), labels))
+    for video in json.loads((folder / "truth.json").read_text())["videos"]:
+        frames, seconds = load_video(folder / video["video"], num_frames=num_frames)
+        spec = world.VideoSpec.from_truth(video)
+        scenes = [spec.scenes[spec.scene_index_at(int(round(t * video["fps"])))] for t in seconds]
+        labels = {k: torch.tensor([v.index(getattr(s, k)) for s in scenes]) for k, v in ATTRIBUTES.items()}
+        clips.append((processor.video(frames), labels))
     return clips
 
 
-def pretrain_tower(model: VideoLLaMBForCausalLM, folders: list[Path], steps: int, batch: int = 8) -> float:
+def pretrain_tower(model: VideoLLaMBForCausalLM, folder: Path, steps: int, batch: int = 8) -> float:
     """Attribute heads on the CLS feature (what SceneTilling compares) and on every pooled token (what the
-    bridge reads), so that each token the memory attends to carries the frame's colour and shape (and the
-    flashed object's) linearly; returns the last accuracy of the token heads."""
-    processor = VisualProcessor(size=model.config.vision_config.image_size)
-    clips = frame_labels(folders, model.config.num_frames // 2, processor)
+    bridge reads), so that each token the memory attends to carries the frame's colour and shape linearly;
+    returns the last accuracy of the token heads."""
+    clips = frame_labels(folder, model.config.num_frames // 2, VisualProcessor(size=model.config.vision_config.image_size))
     d = model.config.vision_config.hidden_size
     heads = nn.ModuleDict({f"{where}_{k}": nn.Linear(d, len(v)) for where in ("cls", "token") for k, v in ATTRIBUTES.items()})
     params = list(model.video_tower.parameters()) + list(heads.parameters())
@@ -170,11 +137,10 @@ def pretrain_tower(model: VideoLLaMBForCausalLM, folders: list[Path], steps: int
     return accuracy
 
 
-def train_stage(start: Path, data: Path, out: Path, stage: Stage, seed: int) -> float:
+def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int) -> float:
     """One curriculum stage through `llava.train.train`; returns the stage's mean training loss."""
     model_args = ModelArguments(model_name_or_path=str(start))
-    data_args = DataArguments(data_path=str(data / "train.json"), x_folder=str(data), num_frames=stage.num_frames,
-                              video_fps=stage.video_fps)
+    data_args = DataArguments(data_path=str(data / "train.json"), x_folder=str(data), num_frames=num_frames)
     training_args = TrainingArguments(
         output_dir=str(out), max_steps=stage.steps, per_device_train_batch_size=16, learning_rate=1e-3,
         warmup_steps=min(100, stage.steps // 5), lr_scheduler_type=stage.schedule, weight_decay=0.0, logging_steps=25,
@@ -185,13 +151,6 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, seed: int) -> 
     return [entry["train_loss"] for entry in history if "train_loss" in entry][-1]
 
 
-def tower_folders(curriculum: list[Stage], folders: list[Path]) -> list[Path]:
-    """The tower learns from the last stage without flashes (the most scenes) and every stage with them."""
-    flashes = ["brief_object" in stage.kinds for stage in curriculum]
-    plain = [f for f, flashed in zip(folders, flashes) if not flashed][-1:]
-    return plain + [f for f, flashed in zip(folders, flashes) if flashed]
-
-
 def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Stage] = CURRICULUM) -> dict:
     """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
@@ -199,14 +158,14 @@ def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Sta
     tokenizer = train_tokenizer(corpus(folders), work / "tokenizer", vocab_size=400)
     torch.manual_seed(seed)
     model = VideoLLaMBForCausalLM(demo_config(len(tokenizer)))
-    tower_accuracy = pretrain_tower(model, tower_folders(curriculum, folders), tower_steps)
+    tower_accuracy = pretrain_tower(model, folders[-1], tower_steps)
     start = work / "stage_tower"
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)
     losses = []
     for i, stage in enumerate(curriculum):
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
-        losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, seed))
+        losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
         start = work / f"stage{i}"
     if out.exists():
         shutil.rmtree(out)

@@ -89,7 +89,7 @@ def write_heatmap(records: Sequence[dict], path: str | Path, title: str,
     ax.set_yticks(range(len(depths)), [f"{v:g}%" for v in depths])
     ax.set_xlabel("video length (seconds)")
     ax.set_ylabel("needle depth")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9, wrap=True)  # long titles wrap instead of being cut at the edges
     if grid.size <= ANNOTATE_MAX_CELLS:
         for (i, j), value in np.ndenumerate(grid):
             if not np.isnan(value):
