@@ -208,13 +208,15 @@ def test_cli_user_errors(tmp_path, capsys, extra, message):
 def test_cli_end_to_end(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "niavh"
     argv = ["--model-path", str(tiny_checkpoint), "--device", "cpu", "--modality", "image", "--lengths", "4,8",
-            "--depths", "0,100", "--output-dir", str(out), "--size", "32", "--max-new-tokens", "3", "--quiet"]
+            "--depths", "0,100", "--output-dir", str(out), "--size", "32", "--max-new-tokens", "3", "--quiet",
+            "--control"]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_cells"] == 4 and summary["scoring"] == "mc" and 0.0 <= summary["mean"] <= 1.0
+    assert 0.0 <= summary["control_mean"] <= 1.0 and 0.0 <= summary["net_mean"] <= summary["mean"]
     assert set(summary["per_length"]) == {"4", "8"} and set(summary["per_depth"]) == {"0", "100"}
     assert (out / "heatmap_image.png").stat().st_size > 0
-    assert len(list((out / "cells").glob("*.json"))) == 4 and len(list((out / "videos").glob("*.mp4"))) == 4
+    assert len(list((out / "cells").glob("*.json"))) == 4 and len(list((out / "videos").glob("*.mp4"))) == 4 + 2
     assert "NIAVH" in capsys.readouterr().out
 
 
@@ -232,3 +234,39 @@ def test_a_retrained_checkpoint_never_reuses_the_old_cells(tiny_checkpoint, tmp_
     assert main(argv) == 0
     cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
     assert len(cells) == 2 and cells[0]["model_settings"]["weights"] != cells[1]["model_settings"]["weights"]
+
+
+def test_control_separates_finding_the_needle_from_naming_it_anyway(tmp_path):
+    settings = RunSettings(lengths=(4, 8), depths=(0, 50, 100), size=32, control=True)
+    asked = []
+
+    def finder(instruction, video):  # sees the needle only where it is: wrong on the haystack alone
+        asked.append(Path(video).name)
+        return "a red circle" if Path(video).name.startswith("control_") else "a purple triangle"
+
+    records = run_grid(finder, _needles(), SyntheticHaystack(0, OBJ), KeywordScorer(), settings, tmp_path / "finder",
+                       cache_dir=tmp_path / "videos", progress=False)
+    assert [(r["score"], r["control_score"], r["net_score"]) for r in records] == [(1.0, 0.0, 1.0)] * 6
+    assert len({name for name in asked if name.startswith("control_")}) == 2  # one haystack-only video per length
+    guesser = run_grid(lambda instruction, video: "a purple triangle", _needles(), SyntheticHaystack(0, OBJ),
+                       KeywordScorer(), settings, tmp_path / "guesser", cache_dir=tmp_path / "videos", progress=False)
+    assert all(r["score"] == 1.0 and r["control_score"] == 1.0 and r["net_score"] == 0.0 for r in guesser)
+    summary = write_report(guesser, tmp_path / "guesser")
+    assert (summary["mean"], summary["control_mean"], summary["net_mean"]) == (1.0, 1.0, 0.0)
+    assert write_report(records, tmp_path / "finder")["net_mean"] == 1.0
+    # the control video is the haystack itself: the same frames as a test video outside its needle
+    control = next((tmp_path / "videos").glob("control_L4_*.mp4"))
+    test = next((tmp_path / "videos").glob("image_L4_D100_*.mp4"))
+    a, b = _decode_all(control), _decode_all(test)
+    assert a.shape == b.shape and np.abs(a[:2].astype(int) - b[:2].astype(int)).max() <= 8  # needle in the last
+
+
+def test_runs_without_control_report_none_and_keep_their_cells_apart(tmp_path):
+    plain = RunSettings(lengths=(4,), depths=(50,), size=32)
+    records = run_grid(lambda instruction, video: "a purple triangle", _needles(), SyntheticHaystack(0, OBJ),
+                       KeywordScorer(), plain, tmp_path, progress=False)
+    assert "control_score" not in records[0] and write_report(records, tmp_path)["control_mean"] is None
+    with_control = RunSettings(lengths=(4,), depths=(50,), size=32, control=True)
+    again = run_grid(lambda instruction, video: "a purple triangle", _needles(), SyntheticHaystack(0, OBJ),
+                     KeywordScorer(), with_control, tmp_path, progress=False)
+    assert again[0]["control_score"] == 1.0  # asked anew, not read back from the run without controls

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-fps", type=float, default=None, help="sample the test video at this rate instead")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
+    p.add_argument("--control", action="store_true",
+                   help="also ask each question of the haystack without the needle; summary.json adds the "
+                        "control's mean and the mean net of it (a model that names the needle anyway is guessing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -107,7 +110,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, object, RunSettin
     scorer = make_scorer(args.scoring, args.judge_url, args.judge_key or os.environ.get("OPENAI_API_KEY"),
                          args.judge_model)
     settings = RunSettings(tuple(lengths), tuple(depths), fps=args.fps, size=args.size,
-                           needle_duration=args.needle_duration)
+                           needle_duration=args.needle_duration, control=args.control)
     return needles, haystack, scorer, settings
 
 
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
         return 130
     per = ", ".join(f"{m} {v:g}" for m, v in summary["per_modality"].items())
+    if summary["control_mean"] is not None:
+        per += f"; without the needle {summary['control_mean']:g}, net {summary['net_mean']:g}"
     print(f"NIAVH {summary['model']}: mean {summary['mean']:g} ({summary['scoring']}, {summary['num_cells']} cells; "
           f"{per}); wrote {args.output_dir / 'summary.json'} and {len(summary['heatmaps'])} heatmap(s)")
     return 0

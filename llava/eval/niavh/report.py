@@ -28,10 +28,13 @@ def _grouped(records: Sequence[dict], key: str) -> dict[str, float | None]:
 
 
 def _block(records: Sequence[dict]) -> dict[str, Any]:
+    """Means of a group of cells; control_mean and net_mean are None unless the run asked the controls."""
     nontrivial = [r["score"] for r in records if not r.get("trivial")]
     return {
         "mean": _mean([r["score"] for r in records]),
         "mean_excluding_trivial": _mean(nontrivial),
+        "control_mean": _mean([r["control_score"] for r in records if "control_score" in r]),
+        "net_mean": _mean([r["net_score"] for r in records if "net_score" in r]),
         "num_cells": len(records),
         "trivial_cells": len(records) - len(nontrivial),
     }
@@ -112,6 +115,8 @@ def write_report(records: Iterable[dict], output_dir: str | Path) -> dict[str, A
     for modality, block in summary["modalities"].items():
         subset = [r for r in records if r["modality"] == modality]
         title = f"NIAVH {modality} needle, {summary['model']}: mean {block['mean']:g} ({summary['scoring']})"
+        if block["control_mean"] is not None:
+            title += f"; without the needle {block['control_mean']:g}, net {block['net_mean']:g}"
         path = write_heatmap(subset, output_dir / f"heatmap_{modality}.png", title, summary["score_range"])
         summary["heatmaps"][modality] = path.name
     write_json_atomic(summary, output_dir / "summary.json")

@@ -10,6 +10,10 @@ Test videos are cached in CACHE/ under a key of everything they are made of (hay
 needle identity, fps, size, needle duration), so changing the needle never reuses a stale video. Each cell's
 result is written atomically to OUT/cells/ under a key that adds the model and the scoring; a cell whose file
 exists is not asked again, so an interrupted run resumes where it stopped.
+
+With `control`, every question is also asked of the same haystack without the needle (one control video per
+length): a model that names the needle there too is guessing, not finding. The cell then records
+`control_score` and `net_score` (its score less the control's, floored at the scale's bottom).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class RunSettings:
     fps: float = 1.0  # frame rate of the test videos
     size: int = 224  # test video frames are size x size
     needle_duration: float = 1.0  # seconds
+    control: bool = False  # also ask each question of the haystack without the needle
     model: Mapping[str, Any] = field(default_factory=lambda: {"name": "model"})  # name + what changes answers
 
 
@@ -70,11 +75,22 @@ def build_test_video(cache_dir: Path, haystack: Haystack, needle: Needle, placem
     return path
 
 
+def build_control_video(cache_dir: Path, haystack: Haystack, placement: Placement, size: int) -> Path:
+    """The haystack alone at the cell's length (built once per length, then reused from the cache)."""
+    key = _digest({"haystack": haystack.identity, "length": placement.length, "fps": placement.fps, "size": size,
+                   "control": True})[:16]
+    path = Path(cache_dir) / f"control_L{placement.length:g}_{key}.mp4"
+    if not path.is_file():
+        write_mp4(haystack.frames(placement.num_frames, placement.fps, size), path, placement.fps)
+    return path
+
+
 def cell_path(output_dir: Path, haystack: Haystack, needle: Needle, placement: Placement, scorer: Scorer,
               settings: RunSettings) -> Path:
     """Where the cell's result goes: its key adds the model, the scoring and the question to the video's."""
     key = _digest({"video": video_key(haystack, needle, placement, settings.size, settings.needle_duration),
-                   "model": dict(settings.model), "scoring": scorer.name, "probe": asdict(needle.probe())})[:12]
+                   "model": dict(settings.model), "scoring": scorer.name, "probe": asdict(needle.probe()),
+                   "control": settings.control})[:12]
     return Path(output_dir) / "cells" / f"{_cell_stem(needle.modality, placement)}_{key}.json"
 
 
@@ -88,12 +104,23 @@ def read_cell(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and "score" in record else None
 
 
+def control_fields(generate: Generate, control_video: Path, needle: Needle, scorer: Scorer,
+                   scored: Mapping[str, Any]) -> dict[str, Any]:
+    """The same question about the haystack without the needle, and the score net of it."""
+    control = scorer.score(needle.probe(), lambda instruction: generate(instruction, control_video))
+    net = max(scored["score"] - control["score"], scorer.score_range[0])
+    return {"control_score": control["score"], "control_response": control["model_response"], "net_score": net,
+            "control_video": str(control_video)}
+
+
 def run_cell(generate: Generate, video: Path, needle: Needle, placement: Placement, scorer: Scorer,
-             settings: RunSettings, haystack: Haystack) -> dict[str, Any]:
+             settings: RunSettings, haystack: Haystack, control_video: Path | None = None) -> dict[str, Any]:
     """Ask and score one cell; the record follows the original's fields, plus what makes it reproducible."""
     probe = needle.probe()
     began = time.perf_counter()
     scored = scorer.score(probe, lambda instruction: generate(instruction, video))
+    if control_video is not None:
+        scored |= control_fields(generate, control_video, needle, scorer, scored)
     return {
         "model": settings.model.get("name", "model"),
         "model_settings": dict(settings.model),
@@ -136,7 +163,8 @@ def run_grid(generate: Generate, needles: Mapping[str, Needle], haystack: Haysta
         record = read_cell(path)
         if record is None:
             video = build_test_video(cache_dir, haystack, needle, placement, settings.size, settings.needle_duration)
-            record = run_cell(generate, video, needle, placement, scorer, settings, haystack)
+            control = build_control_video(cache_dir, haystack, placement, settings.size) if settings.control else None
+            record = run_cell(generate, video, needle, placement, scorer, settings, haystack, control)
             write_json_atomic(record, path)
         else:
             reused += 1
