@@ -19,7 +19,7 @@ from llava.eval.niavh.grid import ORIGINAL_DEPTHS, ORIGINAL_LENGTHS, place
 from llava.eval.niavh.haystack import SyntheticHaystack, VideoHaystack
 from llava.eval.niavh.needles import ObjectNeedle, PictureNeedle, Probe, TextNeedle
 from llava.eval.niavh.report import write_report
-from llava.eval.niavh.runner import RunSettings, build_test_video, run_grid
+from llava.eval.niavh.runner import RunSettings, SessionGenerator, build_test_video, run_grid
 from llava.eval.niavh.scoring import JudgeScorer, KeywordScorer, MultipleChoiceScorer, parse_judge_score
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.video.decode import open_video
@@ -270,3 +270,38 @@ def test_runs_without_control_report_none_and_keep_their_cells_apart(tmp_path):
     again = run_grid(lambda instruction, video: "a purple triangle", _needles(), SyntheticHaystack(0, OBJ),
                      KeywordScorer(), with_control, tmp_path, progress=False)
     assert again[0]["control_score"] == 1.0  # asked anew, not read back from the run without controls
+
+
+class CountingSession:
+    """A ChatSession stand-in: counts encodings; answers which video's media it holds."""
+
+    num_frames = 4
+
+    def __init__(self) -> None:
+        self.media, self.encoded = None, 0
+
+    def load_frames(self, frames):
+        self.encoded += 1
+        self.media = f"media{self.encoded}"
+
+    def reset(self) -> None:
+        pass
+
+    def ask(self, instruction, settings):
+        return self.media
+
+
+def test_the_control_video_is_encoded_once_per_length(tmp_path):
+    settings = RunSettings(lengths=(4, 8), depths=(0, 50, 100), size=32, control=True)
+    session = CountingSession()
+    answers = []
+    generator = SessionGenerator(session, num_frames=2)
+
+    def generate(instruction, video):
+        answers.append((Path(video).name.startswith("control_"), generator.generate(instruction, video)))
+        return answers[-1][1]
+
+    run_grid(generate, _needles(), SyntheticHaystack(0, OBJ), KeywordScorer(), settings, tmp_path, progress=False)
+    assert session.encoded == 6 + 2  # six test videos, one control video per length
+    controls = [media for is_control, media in answers if is_control]
+    assert len(controls) == 6 and len(set(controls)) == 2  # each length's control answered from its one encoding

@@ -80,6 +80,13 @@ def test_variants_complete_and_save_a_loadable_checkpoint(tmp_path, train_args, 
     assert torch.equal(trained[tower], initial[tower])  # frozen
 
 
+def test_sampling_at_a_frame_rate_trains_and_keeps_the_models_uniform_default(tmp_path, train_args, model_config):
+    assert main(train_args(tmp_path, "--max_steps", "2", "--video_fps", "2", "--num_frames", "6")) == 0
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses(tmp_path).values())
+    saved = json.loads((tmp_path / "config.json").read_text())["num_frames"]
+    assert saved == json.loads(model_config.read_text())["num_frames"] != 6  # not the frame cap of the rate
+
+
 def test_resume_from_checkpoint_continues_to_max_steps(tmp_path, train_args):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     args = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from llava.atomic import write_json_atomic
 from llava.eval.niavh.grid import Placement, place
 from llava.eval.niavh.haystack import Haystack
-from llava.eval.niavh.needles import Needle, insert_needle
+from llava.eval.niavh.needles import Needle, Probe, insert_needle
 from llava.eval.niavh.scoring import Scorer
 from llava.video.write import write_mp4
 
@@ -104,10 +105,10 @@ def read_cell(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and "score" in record else None
 
 
-def control_fields(generate: Generate, control_video: Path, needle: Needle, scorer: Scorer,
+def control_fields(generate: Generate, control_video: Path, probe: Probe, scorer: Scorer,
                    scored: Mapping[str, Any]) -> dict[str, Any]:
     """The same question about the haystack without the needle, and the score net of it."""
-    control = scorer.score(needle.probe(), lambda instruction: generate(instruction, control_video))
+    control = scorer.score(probe, lambda instruction: generate(instruction, control_video))
     net = max(scored["score"] - control["score"], scorer.score_range[0])
     return {"control_score": control["score"], "control_response": control["model_response"], "net_score": net,
             "control_video": str(control_video)}
@@ -120,7 +121,7 @@ def run_cell(generate: Generate, video: Path, needle: Needle, placement: Placeme
     began = time.perf_counter()
     scored = scorer.score(probe, lambda instruction: generate(instruction, video))
     if control_video is not None:
-        scored |= control_fields(generate, control_video, needle, scorer, scored)
+        scored |= control_fields(generate, control_video, probe, scorer, scored)
     return {
         "model": settings.model.get("name", "model"),
         "model_settings": dict(settings.model),
@@ -176,7 +177,10 @@ def run_grid(generate: Generate, needles: Mapping[str, Needle], haystack: Haysta
 
 class SessionGenerator:
     """`generate(instruction, video_path)` over a ChatSession: the video is sampled (uniformly, num_frames;
-    or at sample_fps) and encoded once per path, then every instruction is a fresh greedy first turn."""
+    or at sample_fps) and encoded once per path, then every instruction is a fresh greedy first turn. The last
+    KEEP_ENCODED videos stay encoded, so a length's control video, asked between its cells, is encoded once."""
+
+    KEEP_ENCODED = 2
 
     def __init__(self, session: Any, num_frames: int | None = None, sample_fps: float | None = None,
                  max_frames: int = 512, max_new_tokens: int = 32) -> None:
@@ -186,18 +190,23 @@ class SessionGenerator:
         self.num_frames = num_frames or session.num_frames
         self.sample_fps, self.max_frames = sample_fps, max_frames
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0)
-        self._loaded: Path | None = None
+        self._encoded: OrderedDict[Path, Any] = OrderedDict()  # path -> the session's media, newest last
 
     def generate(self, instruction: str, video_path: str | Path) -> str:
         from llava.video.decode import load_video, load_video_fps
 
         path = Path(video_path)
-        if path != self._loaded:
+        if path in self._encoded:
+            self._encoded.move_to_end(path)
+            self.session.media = self._encoded[path]
+        else:
             if self.sample_fps:
                 frames, _ = load_video_fps(path, fps=self.sample_fps, max_frames=self.max_frames)
             else:
                 frames, _ = load_video(path, num_frames=self.num_frames)
             self.session.load_frames(frames)
-            self._loaded = path
+            self._encoded[path] = self.session.media
+            if len(self._encoded) > self.KEEP_ENCODED:
+                self._encoded.popitem(last=False)
         self.session.reset()
         return self.session.ask(instruction, self.settings)
