@@ -70,6 +70,7 @@ class BridgeConfig(PreTrainedConfig):
     num_memory_tokens: int = 32
     pool_size: int = 12
     frame_pool: str = "avg"
+    frame_cls_token: bool = False  # the frame's CLS joins its pooled tokens in the bridge (the release drops it)
     frames_per_segment: int = 8
     scenetilling_k: int | None = 3
     scenetilling_alpha: float = 0.5
@@ -103,7 +104,7 @@ class BridgeConfig(PreTrainedConfig):
 
     @property
     def tokens_per_frame(self) -> int:
-        return self.pool_size * self.pool_size
+        return self.pool_size * self.pool_size + int(self.frame_cls_token)
 
 
 class VideoLLaMBConfig(PreTrainedConfig):

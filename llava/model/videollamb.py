@@ -29,7 +29,7 @@ class FrameTokens:
     """What the tower gives per frame: the CLS feature (for SceneTilling) and the pooled patch tokens."""
 
     cls: Tensor  # (T, D)
-    patches: Tensor  # (T, pool*pool, D)
+    patches: Tensor  # (T, tokens_per_frame, D): the pooled patches, after the CLS when the bridge reads it too
 
 
 class VideoLLaMBPreTrainedModel(PreTrainedModel):
@@ -91,7 +91,8 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
 
     # ----- vision
     def frame_tokens(self, features: Tensor) -> FrameTokens:
-        """Tower hidden states (T, 1+P, D) -> CLS (T, D) and patches pooled to (T, pool*pool, D)."""
+        """Tower hidden states (T, 1+P, D) -> CLS (T, D) and the bridge's tokens (T, tokens_per_frame, D): the
+        patches pooled to pool x pool, after the CLS itself if `frame_cls_token`."""
         cls, patches = features[:, 0], features[:, 1:]
         t, p, d = patches.shape
         grid = int(p**0.5)
@@ -101,7 +102,10 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
             pooled = F.adaptive_max_pool2d(patches, pool)
         else:
             pooled = F.adaptive_avg_pool2d(patches, pool)
-        return FrameTokens(cls=cls, patches=pooled.flatten(2).transpose(1, 2))  # (T, pool*pool, D)
+        tokens = pooled.flatten(2).transpose(1, 2)  # (T, pool*pool, D)
+        if self.config.bridge_config.frame_cls_token:
+            tokens = torch.cat([cls[:, None], tokens], dim=1)
+        return FrameTokens(cls=cls, patches=tokens)
 
     def encode_video_frames(self, videos: list[Tensor]) -> list[FrameTokens]:
         """Pixel tensors (T_i, 3, H, W) -> per-frame CLS and pooled tokens, all videos in one tower pass."""
@@ -118,7 +122,7 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
             min_length=cfg.scenetilling_min_length,
         )
         chosen = [subsample_segment(s, e, cfg.frames_per_segment) for s, e in segments_from_boundaries(boundaries)]
-        return [frames.patches[idx].flatten(0, 1) for idx in chosen]  # each (n_s * pool*pool, D)
+        return [frames.patches[idx].flatten(0, 1) for idx in chosen]  # each (n_s * tokens_per_frame, D)
 
     def encode_videos(self, videos: list[Tensor], every_segment: bool = False) -> list:
         """Whole videos -> the projected visual tokens the LLM reads, one (N_i, h) tensor per video.
@@ -139,7 +143,7 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
             return []
         pixels = torch.stack(images)
         tower = self.image_tower if self.image_tower is not None else self.video_tower
-        patches = self.frame_tokens(tower.encode_images(pixels)).patches  # (N, pool*pool, D)
+        patches = self.frame_tokens(tower.encode_images(pixels)).patches  # (N, tokens_per_frame, D)
         _, outputs = self.bridge.run_segments([[p] for p in patches])
         return [self.mm_projector(o) for o in outputs]
 

@@ -7,6 +7,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
 from llava.conversation import get_template
 from llava.mm_utils import tokenize_prompt
+from llava.model.presets import tiny_config
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from tests.model.conftest import random_video
 
@@ -148,3 +149,20 @@ def test_weights_missing_from_a_checkpoint_are_initialised_not_left_empty(tiny_m
     params = dict(loaded.named_parameters())
     for name in dropped:
         assert torch.isfinite(params[name]).all() and 0.005 < params[name].std() < 0.05, name
+
+
+def test_frame_cls_token_joins_every_frame_for_the_bridge(tokenizer):
+    torch.manual_seed(0)
+    model = VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer), frame_cls_token=True)).eval()
+    video = random_video(10, seed=1)
+    frames = model.encode_video_frames([video])[0]
+    assert model.config.bridge_config.tokens_per_frame == 2 * 2 + 1
+    assert frames.patches.shape[1] == model.config.bridge_config.tokens_per_frame
+    assert torch.equal(frames.patches[:, 0], frames.cls)  # the CLS leads each frame's tokens
+    without = VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer))).eval()
+    without.load_state_dict(model.state_dict())
+    assert torch.equal(without.encode_video_frames([video])[0].patches, frames.patches[:, 1:])
+    (tokens,) = model.encode_videos([video])  # the LLM reads the last segment's tokens, CLS included
+    last = model.split_segments(frames)[-1]
+    assert tokens.shape == (last.shape[0], model.config.text_config.hidden_size)
+    assert last.shape[0] % 5 == 0
