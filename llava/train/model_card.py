@@ -21,10 +21,11 @@ SceneTilling, Memory Bridge, Llama decoder, sentencepiece tokenizer) at CPU size
 synthetic scene videos (`llava.data.synthetic`: coloured shapes moving over a background, hard cuts).
 
 ## How it was trained
-- command: {command}
+- command: {command}{note}
 - time: {minutes:.1f} minutes on {machine}
-- data seeds: {seeds} (one per stage); tower attribute accuracy at the end of pretraining: {tower:.3f}
-- curriculum (scene counts, question kinds, videos, steps) and mean training loss per stage:
+- data seeds: {seeds} (one per curriculum stage; a needle stage uses the first one's videos); tower attribute
+  accuracy at the end of pretraining: {tower:.3f}
+- stages in order (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
 | stage | scenes | kinds | videos | steps | mean train loss |
 |---|---|---|---|---|---|
@@ -57,15 +58,18 @@ def render(folder: Path) -> str:
     summary = json.loads((folder / "training_summary.json").read_text())
     scores = json.loads((folder / "scores.json").read_text())
     ablated = json.loads((folder / "scores_ablated.json").read_text())
+    named = [("needle", summary["needle_stage"])] if "needle_stage" in summary else []
+    named += [(str(i), stage) for i, stage in enumerate(summary["curriculum"])]
     stages = "\n".join(
-        f"| {i} | {s['min_scenes']}-{s['max_scenes']} | {s.get('kinds', 'caption,first_scene,last_scene')} "
+        f"| {name} | {s['min_scenes']}-{s['max_scenes']} | {s.get('kinds', 'caption,first_scene,last_scene')} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
-        for i, (s, loss) in enumerate(zip(summary["curriculum"], summary["stage_losses"]))
+        for (name, s), loss in zip(named, summary["stage_losses"])
     )
     seeds = summary.get("seeds", list(range(summary["seed"], summary["seed"] + len(summary["curriculum"]))))
     return TEMPLATE.format(
         minutes=summary["minutes"], machine=summary["machine"], seeds=", ".join(map(str, seeds)),
         command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"), tower=summary["tower_attribute_accuracy"],
+        note=f" ({summary['note']})" if summary.get("note") else "",
         stages=stages, eval_seed=scores["seed"], folder=folder, videos=scores["num_videos"], scenes=scores["scenes"],
         cap=scores["scene_caption_accuracy"], cap_ab=ablated["scene_caption_accuracy"],
         six=scores["videos_6plus"], first=scores["first_scene_accuracy_6plus"],

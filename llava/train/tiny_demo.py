@@ -4,9 +4,12 @@
 
 Stages (see shared/reference/tiny-demo-notes.md for why):
 1. synthetic scene videos and conversations (`llava.data.synthetic`), a sentencepiece tokenizer on their text;
+   every video has an object flashed over it for 1-1.5 s, asked about by the brief-object question;
 2. the LanguageBind-architecture video tower pretrained on per-frame attributes (no pretrained tower exists
    here), with heads on the CLS feature (compared by SceneTilling) and on every pooled token (read by the
-   bridge): the memory slots attend to those tokens, so each must carry colour and shape linearly;
+   bridge): the memory slots attend to those tokens, so each must carry colour and shape linearly. The CLS
+   also names the flashed object: a centred object falls on the corners of all four pooled tokens, so no one
+   of them can tell its shape, and the bridge reads the CLS as a fifth token of each frame (`frame_cls_token`);
 3. the bridge, projector and LLM trained through `llava.train.train` with the tower frozen, on a curriculum of
    growing scene counts (1-2 scenes first, 6-8 last), exactly as a 7B run is trained. The bridge starts its
    memory slots at random (`memory_init_std`; the original's zero start makes them identical) and the LLM reads
@@ -43,8 +46,10 @@ from llava.video.decode import load_video
 from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
-KINDS = "caption,first_scene,last_scene"
+KINDS = "caption,first_scene,last_scene,brief_object"  # brief_object flashes an object in every video
 ATTRIBUTES = {"colour": list(world.COLOURS), "shape": list(world.SHAPES), "background": list(world.BACKGROUNDS)}
+NO_FLASH, NO_FLASH_WEIGHT = "none", 0.1
+FLASH_ATTRIBUTES = {"colour": list(world.COLOURS) + [NO_FLASH], "shape": list(world.SHAPES) + [NO_FLASH]}
 
 
 @dataclass
@@ -61,13 +66,17 @@ class Stage:
 
 CURRICULUM = [Stage(1, 2, 1200, 600), Stage(2, 4, 1200, 500), Stage(3, 6, 1500, 600), Stage(4, 8, 1500, 700),
               Stage(6, 8, 1200, 400)]
+# Before the curriculum: the brief-object question alone on the first stage's videos. Learned first, the memory
+# learns to store a flash; mixed in from the start (or added after), it stays at chance.
+NEEDLE_STAGE = Stage(1, 2, 1200, 800, kinds="brief_object")
 
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
     vision = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, image_size=48,
                   patch_size=8, temporal_window=4, temporal_causal=True, select_layer=-1)
     bridge = dict(hidden_size=96, intermediate_size=192, num_attention_heads=4, num_memory_tokens=8, pool_size=2,
-                  frame_pool="max", frames_per_segment=4, scenetilling_k=None, scenetilling_alpha=0.0,
+                  frame_pool="max", frame_cls_token=True, frames_per_segment=32, scenetilling_k=None,
+                  scenetilling_alpha=0.0,
                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, memory_init_std=1.0,
                   llm_input="memory_and_last_segment")
     text = dict(model_type="llama", vocab_size=vocab_size, hidden_size=128, intermediate_size=256,
@@ -92,24 +101,34 @@ def corpus(folders: list[Path]) -> list[str]:
 
 
 def frame_labels(folder: Path, num_frames: int, processor: VisualProcessor):
-    """Every video of a folder: (pixels (T,3,S,S), labels {attribute: (T,)}) with each frame's scene truth."""
+    """Every video of a folder: (pixels (T,3,S,S), labels {attribute: (T,)}) with each frame's scene truth and,
+    as `flash_colour` / `flash_shape`, the object flashed on it (`NO_FLASH` where none is)."""
     clips = []
     for video in json.loads((folder / "truth.json").read_text())["videos"]:
         frames, seconds = load_video(folder / video["video"], num_frames=num_frames)
         spec = world.VideoSpec.from_truth(video)
-        scenes = [spec.scenes[spec.scene_index_at(int(round(t * video["fps"])))] for t in seconds]
+        indices = [int(round(t * video["fps"])) for t in seconds]
+        scenes = [spec.scenes[spec.scene_index_at(i)] for i in indices]
         labels = {k: torch.tensor([v.index(getattr(s, k)) for s in scenes]) for k, v in ATTRIBUTES.items()}
+        flash = spec.flash
+        for k, values in FLASH_ATTRIBUTES.items():
+            shown = [getattr(flash, k) if flash and flash.start_frame <= i <= flash.end_frame else NO_FLASH
+                     for i in indices]
+            labels[f"flash_{k}"] = torch.tensor([values.index(v) for v in shown])
         clips.append((processor.video(frames), labels))
     return clips
 
 
-def pretrain_tower(model: VideoLLaMBForCausalLM, folder: Path, steps: int, batch: int = 8) -> float:
-    """Attribute heads on the CLS feature (what SceneTilling compares) and on every pooled token (what the
-    bridge reads), so that each token the memory attends to carries the frame's colour and shape linearly;
+def pretrain_tower(model: VideoLLaMBForCausalLM, folders: list[Path], steps: int, batch: int = 8) -> float:
+    """Attribute heads on the CLS feature (what SceneTilling compares) and on every bridge token, so that each
+    token the memory attends to carries the frame's colour and shape linearly; the CLS also names the object
+    flashed on its frame, if any (the bridge reads the CLS as one of the frame's tokens with `frame_cls_token`);
     returns the last accuracy of the token heads."""
-    clips = frame_labels(folder, model.config.num_frames // 2, VisualProcessor(size=model.config.vision_config.image_size))
+    processor = VisualProcessor(size=model.config.vision_config.image_size)
+    clips = [clip for folder in folders for clip in frame_labels(folder, model.config.num_frames // 2, processor)]
     d = model.config.vision_config.hidden_size
     heads = nn.ModuleDict({f"{where}_{k}": nn.Linear(d, len(v)) for where in ("cls", "token") for k, v in ATTRIBUTES.items()})
+    heads.update({f"cls_flash_{k}": nn.Linear(d, len(v)) for k, v in FLASH_ATTRIBUTES.items()})
     params = list(model.video_tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=2e-3)
     generator = torch.Generator().manual_seed(0)
@@ -128,6 +147,11 @@ def pretrain_tower(model: VideoLLaMBForCausalLM, folder: Path, steps: int, batch
             loss = loss + nn.functional.cross_entropy(logits.flatten(0, 1), per_token.flatten())
             correct += int((logits.argmax(-1) == per_token).sum())
             total += per_token.numel()
+        for k, values in FLASH_ATTRIBUTES.items():  # most frames show no flash: weigh "none" down
+            target = torch.cat([c[1][f"flash_{k}"] for c in chosen])
+            weight = torch.ones(len(values))
+            weight[values.index(NO_FLASH)] = NO_FLASH_WEIGHT
+            loss = loss + nn.functional.cross_entropy(heads[f"cls_flash_{k}"](cls), target, weight=weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -151,18 +175,23 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
     return [entry["train_loss"] for entry in history if "train_loss" in entry][-1]
 
 
-def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Stage] = CURRICULUM) -> dict:
+def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Stage] = CURRICULUM,
+        needle_stage: Stage = NEEDLE_STAGE) -> dict:
     """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
     folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(curriculum)]
+    needle_data = make_data(work / "data_needle", needle_stage, seed)  # the first stage's videos, one question each
     tokenizer = train_tokenizer(corpus(folders), work / "tokenizer", vocab_size=400)
     torch.manual_seed(seed)
     model = VideoLLaMBForCausalLM(demo_config(len(tokenizer)))
-    tower_accuracy = pretrain_tower(model, folders[-1], tower_steps)
+    tower_accuracy = pretrain_tower(model, folders, tower_steps)
     start = work / "stage_tower"
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)
-    losses = []
+    logger.info("needle stage: %d-%d scenes, %d steps", needle_stage.min_scenes, needle_stage.max_scenes,
+                needle_stage.steps)
+    losses = [train_stage(start, needle_data, work / "stage_needle", needle_stage, model.config.num_frames, seed)]
+    start = work / "stage_needle"
     for i, stage in enumerate(curriculum):
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
         losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
@@ -171,8 +200,8 @@ def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Sta
         shutil.rmtree(out)
     shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
     return {"seed": seed, "tower_attribute_accuracy": tower_accuracy, "minutes": (time.time() - started) / 60,
-            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "curriculum": [vars(s) for s in curriculum],
-            "stage_losses": losses}
+            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "needle_stage": vars(needle_stage),
+            "curriculum": [vars(s) for s in curriculum], "stage_losses": losses}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/tiny-demo"))
     parser.add_argument("--out", type=Path, default=Path("checkpoints/videollamb-tiny-shapes"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tower-steps", type=int, default=600)
+    parser.add_argument("--tower-steps", type=int, default=6000)
     args = parser.parse_args(argv)
     try:
         summary = run(args.work, args.out, args.seed, args.tower_steps)

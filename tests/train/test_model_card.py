@@ -38,3 +38,17 @@ def test_a_memory_no_better_than_its_ablation_is_called_a_limitation(tmp_path):
 def test_missing_inputs_are_one_error_line(tmp_path, capsys):
     assert main([str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_a_needle_stage_is_listed_first_with_its_own_loss(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    summary["needle_stage"] = {"min_scenes": 1, "max_scenes": 2, "num_videos": 10, "steps": 8, "kinds": "brief_object"}
+    summary["stage_losses"] = [0.125, 0.5, 0.25]
+    summary["note"] = "its needle stage started from another seed"
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "| needle | 1-2 | brief_object | 10 | 8 | 0.125 |" in card
+    assert "(its needle stage started from another seed)" in card
+    assert "| 0 | 1-2 | caption | 10 | 5 | 0.500 |" in card and "| 1 | 2-4 | caption,first_scene | 10 | 5 | 0.250 |" in card

@@ -8,7 +8,8 @@ import json
 import torch
 
 from llava.model.builder import load_pretrained_model
-from llava.train.tiny_demo import ATTRIBUTES, Stage, frame_labels, make_data, main, run
+from llava.train.tiny_demo import ATTRIBUTES, FLASH_ATTRIBUTES, NO_FLASH, Stage, frame_labels, make_data, main, run
+from llava.video.decode import uniform_indices
 from llava.video.transforms import VisualProcessor
 
 
@@ -24,11 +25,25 @@ def test_frame_labels_follow_the_scene_truth(tmp_path):
             assert names[int(labels[attribute][-1])] == last[attribute]
 
 
+def test_frame_labels_name_the_flashed_object_on_its_frames_only(tmp_path):
+    folder = make_data(tmp_path / "data", Stage(2, 2, 3, 1), seed=4)
+    truth = json.loads((folder / "truth.json").read_text())["videos"]
+    for video, (_, labels) in zip(truth, frame_labels(folder, 64, VisualProcessor(size=48))):
+        flash = video["flash"]
+        frames = uniform_indices(video["scenes"][-1]["end_frame"] + 1, 64).tolist()  # what load_video samples
+        for attribute, names in FLASH_ATTRIBUTES.items():
+            shown = [names[int(i)] for i in labels[f"flash_{attribute}"]]
+            on = [f for f, name in zip(frames, shown) if name != NO_FLASH]
+            assert on and all(flash["start_frame"] <= f <= flash["end_frame"] for f in on)
+            assert {name for name in shown if name != NO_FLASH} == {flash[attribute]}
+
+
 def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     curriculum = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
     out = tmp_path / "out"
-    summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=curriculum)
-    assert len(summary["stage_losses"]) == 2 and all(loss > 0 for loss in summary["stage_losses"])
+    summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=curriculum,
+                  needle_stage=Stage(1, 2, 6, 2, kinds="brief_object"))
+    assert len(summary["stage_losses"]) == 3 and all(loss > 0 for loss in summary["stage_losses"])
     assert 0.0 <= summary["tower_attribute_accuracy"] <= 1.0
     assert (out / "model.safetensors").is_file()
     assert not (out / "training_args.bin").exists()  # a pickle is never shipped
