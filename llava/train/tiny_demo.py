@@ -27,7 +27,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -46,7 +46,8 @@ from llava.video.decode import load_video
 from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
-KINDS = "caption,first_scene,last_scene,brief_object"  # brief_object flashes an object in every video
+NEEDLE_KIND = "brief_object"  # the question about an object flashed for a moment (added to every video)
+KINDS = f"caption,first_scene,last_scene,{NEEDLE_KIND}"
 ATTRIBUTES = {"colour": list(world.COLOURS), "shape": list(world.SHAPES), "background": list(world.BACKGROUNDS)}
 NO_FLASH, NO_FLASH_WEIGHT = "none", 0.1
 FLASH_ATTRIBUTES = {"colour": list(world.COLOURS) + [NO_FLASH], "shape": list(world.SHAPES) + [NO_FLASH]}
@@ -68,7 +69,7 @@ CURRICULUM = [Stage(1, 2, 1200, 600), Stage(2, 4, 1200, 500), Stage(3, 6, 1500, 
               Stage(6, 8, 1200, 400)]
 # Before the curriculum: the brief-object question alone on the first stage's videos. Learned first, the memory
 # learns to store a flash; mixed in from the start (or added after), it stays at chance.
-NEEDLE_STAGE = Stage(1, 2, 1200, 800, kinds="brief_object")
+NEEDLE_STEPS = 800
 
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
@@ -161,10 +162,17 @@ def pretrain_tower(model: VideoLLaMBForCausalLM, folders: list[Path], steps: int
     return accuracy
 
 
-def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int) -> float:
-    """One curriculum stage through `llava.train.train`; returns the stage's mean training loss."""
+def kind_rows(folder: Path, kind: str) -> str:
+    """Write the folder's training rows of one question kind to their own file (the videos are shared); its name."""
+    rows = [row for row in json.loads((folder / "train.json").read_text()) if row["kind"] == kind]
+    return write_json_atomic(rows, folder / f"train_{kind}.json").name
+
+
+def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int,
+                rows: str = "train.json") -> float:
+    """One curriculum stage through `llava.train.train` on data/rows; returns the stage's mean training loss."""
     model_args = ModelArguments(model_name_or_path=str(start))
-    data_args = DataArguments(data_path=str(data / "train.json"), x_folder=str(data), num_frames=num_frames)
+    data_args = DataArguments(data_path=str(data / rows), x_folder=str(data), num_frames=num_frames)
     training_args = TrainingArguments(
         output_dir=str(out), max_steps=stage.steps, per_device_train_batch_size=16, learning_rate=1e-3,
         warmup_steps=min(100, stage.steps // 5), lr_scheduler_type=stage.schedule, weight_decay=0.0, logging_steps=25,
@@ -176,11 +184,10 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
 
 
 def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Stage] = CURRICULUM,
-        needle_stage: Stage = NEEDLE_STAGE) -> dict:
+        needle_steps: int = NEEDLE_STEPS) -> dict:
     """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
     folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(curriculum)]
-    needle_data = make_data(work / "data_needle", needle_stage, seed)  # the first stage's videos, one question each
     tokenizer = train_tokenizer(corpus(folders), work / "tokenizer", vocab_size=400)
     torch.manual_seed(seed)
     model = VideoLLaMBForCausalLM(demo_config(len(tokenizer)))
@@ -188,9 +195,12 @@ def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Sta
     start = work / "stage_tower"
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)
+    needle_stage = replace(curriculum[0], steps=needle_steps, kinds=NEEDLE_KIND)  # the first stage's videos
     logger.info("needle stage: %d-%d scenes, %d steps", needle_stage.min_scenes, needle_stage.max_scenes,
                 needle_stage.steps)
-    losses = [train_stage(start, needle_data, work / "stage_needle", needle_stage, model.config.num_frames, seed)]
+    needle_rows = kind_rows(folders[0], NEEDLE_KIND)
+    losses = [train_stage(start, folders[0], work / "stage_needle", needle_stage, model.config.num_frames, seed,
+                          needle_rows)]
     start = work / "stage_needle"
     for i, stage in enumerate(curriculum):
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)

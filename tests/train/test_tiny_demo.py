@@ -42,7 +42,7 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     curriculum = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
     out = tmp_path / "out"
     summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=curriculum,
-                  needle_stage=Stage(1, 2, 6, 2, kinds="brief_object"))
+                  needle_steps=2)
     assert len(summary["stage_losses"]) == 3 and all(loss > 0 for loss in summary["stage_losses"])
     assert 0.0 <= summary["tower_attribute_accuracy"] <= 1.0
     assert (out / "model.safetensors").is_file()
