@@ -326,13 +326,30 @@ def sample_video_spec(rng: np.random.Generator, name: str, min_scenes: int = 2, 
         start += length
     return VideoSpec(name, float(fps), int(size), tuple(scenes))
 
+def without_object(spec: VideoSpec, reserved: tuple[str, str]) -> VideoSpec:
+    """The video with the scenes showing the reserved (colour, shape) recoloured; a new pair differs from both
+    neighbours' so no cut disappears."""
+    scenes = list(spec.scenes)
+    for i, scene in enumerate(scenes):
+        if (scene.colour, scene.shape) != reserved:
+            continue
+        neighbours = [scenes[j] for j in (i - 1, i + 1) if 0 <= j < len(scenes)]
+        taken = {reserved} | {(s.colour, s.shape) for s in neighbours}
+        colour = next(c for c in COLOURS if (c, scene.shape) not in taken)
+        scenes[i] = dataclasses.replace(scene, colour=colour)
+    return dataclasses.replace(spec, scenes=tuple(scenes))
+
+
 def add_flash(rng: np.random.Generator, spec: VideoSpec, min_seconds: float = 1.0,
               max_seconds: float = 1.5) -> VideoSpec:
     """The video with an object flashed at its centre for min..max seconds at a uniform moment; the object is
     none of the video's scene objects, still or moving at random."""
     shown = {(s.colour, s.shape) for s in spec.scenes}
     objects = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in shown]
+    if not objects:  # a long video shows every object: reserve one for the flash and recolour its scenes
+        objects = [(c, s) for c in COLOURS for s in SHAPES]
     colour, shape = objects[int(rng.integers(len(objects)))]
+    spec = without_object(spec, (colour, shape))
     low, high = scene_frame_range(spec.fps, min_seconds, max_seconds)
     length = min(int(rng.integers(low, high + 1)), spec.num_frames)
     start = int(rng.integers(spec.num_frames - length + 1))

@@ -271,3 +271,17 @@ def test_flash_is_painted_only_on_its_frames():
     window = range(flashed.flash.start_frame, flashed.flash.end_frame + 1)
     for index, (a, b) in enumerate(zip(plain, painted)):
         assert np.array_equal(a, b) == (index not in window)
+
+
+def test_flash_on_a_video_showing_every_object_recolours_the_scenes_of_its_object():
+    spec = world.sample_video_spec(world.video_rng(3, 0), "long", 80, 80, fps=1.0, size=64)
+    every_object = {(c, s) for c in world.COLOURS for s in world.SHAPES}
+    assert {(s.colour, s.shape) for s in spec.scenes} == every_object  # no object is left free for the flash
+    flashed = world.add_flash(np.random.default_rng(1), spec)
+    needle = (flashed.flash.colour, flashed.flash.shape)
+    assert needle not in {(s.colour, s.shape) for s in flashed.scenes}
+    assert len(flashed.scenes) == len(spec.scenes)
+    for previous, scene in zip(flashed.scenes, flashed.scenes[1:]):
+        assert (scene.colour, scene.shape) != (previous.colour, previous.shape)  # every cut is still a cut
+    changed = [a for a, b in zip(spec.scenes, flashed.scenes) if a != b]
+    assert changed and all((a.colour, a.shape) == needle for a in changed)

@@ -11,7 +11,6 @@ video of length L is the same whatever the longest length of the grid (test vide
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from llava.data.world import COLOURS, VideoSpec, render_frames, sample_video_spec, video_rng
+from llava.data.world import render_frames, sample_video_spec, video_rng, without_object
 from llava.errors import LlavaError, VideoError
 from llava.video.decode import open_video
 
@@ -83,27 +82,13 @@ class SyntheticHaystack(Haystack):
         while filled < num_frames:
             spec = sample_video_spec(video_rng(self.seed, chunk), f"haystack_{chunk}", CHUNK_SCENES,
                                      CHUNK_SCENES, fps=fps, size=size)
-            for frame in render_frames(self._without_reserved(spec)):
+            for frame in render_frames(without_object(spec, self.exclude) if self.exclude else spec):
                 out[filled] = frame
                 filled += 1
                 if filled == num_frames:
                     break
             chunk += 1
         return out
-
-    def _without_reserved(self, spec: VideoSpec) -> VideoSpec:
-        """Recolour the scenes showing the reserved pair (the new pair differs from both neighbours')."""
-        if self.exclude is None:
-            return spec
-        scenes = list(spec.scenes)
-        for i, scene in enumerate(scenes):
-            if (scene.colour, scene.shape) != self.exclude:
-                continue
-            neighbours = [scenes[j] for j in (i - 1, i + 1) if 0 <= j < len(scenes)]
-            taken = {self.exclude} | {(s.colour, s.shape) for s in neighbours}
-            colour = next(c for c in COLOURS if (c, scene.shape) not in taken)
-            scenes[i] = dataclasses.replace(scene, colour=colour)
-        return dataclasses.replace(spec, scenes=tuple(scenes))
 
 
 class VideoHaystack(Haystack):
