@@ -8,8 +8,9 @@ time in memory (a 60-minute stream never sits in memory). Two modes caption at t
 SceneTilling decisions over each frame's tower features, encoded once per frame in both modes):
 - incremental: `StreamingSession.push`: the closed segment alone passes the bridge, the caption reads the state;
 - reencode (the original, section 4 of reference/videollamb-original.md): every frame seen so far is kept, and at
-  each caption point ALL of them go through the full model again (`encode_videos`: tower, offline SceneTilling,
-  bridge over every segment), then the caption is generated. Run for the --reencode-minutes lengths only.
+  each caption point ALL of them (spread over at most 512, a multiple of 8, as the original takes) go through the
+  full model again (`encode_videos`: tower, offline SceneTilling, bridge over every segment), then the caption
+  is generated. Run for the --reencode-minutes lengths only.
 Each (mode, length) runs in a fresh subprocess, so its peak resident memory (getrusage max RSS) is its own.
 Measured: peak RSS, the latency of each segment (the time of the frame that closes it, caption included), median
 and p99 over the first and the last 10% of the stream, the tokens the LLM reads per question, the total time.
@@ -39,6 +40,7 @@ sys.path.insert(0, str(_ROOT))
 
 MODES = ("incremental", "reencode")
 AIM_MEMORY, AIM_LATENCY, AIM_SPEEDUP = 1.10, 1.20, 20.0
+ORIGINAL_MAX_FRAMES, ORIGINAL_MULTIPLE = 512, 8  # the frames the original's streaming captioner re-encodes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -152,7 +154,12 @@ class Reencode:
         return self._caption() if self.frames else None
 
     def _caption(self) -> int:
-        self.chat.load_frames(np.stack(self.frames))  # every frame so far, through the whole model
+        from llava.video.decode import uniform_indices
+
+        # every frame so far through the whole model, as many as the original takes: a multiple of 8, 8 to 512
+        seen = len(self.frames)
+        count = min(ORIGINAL_MAX_FRAMES, max(ORIGINAL_MULTIPLE, seen // ORIGINAL_MULTIPLE * ORIGINAL_MULTIPLE))
+        self.chat.load_frames(np.stack(self.frames)[uniform_indices(seen, count)])
         self.chat.ask(self.stream.policy.prompt, self.stream.settings)
         return int(self.chat.media.shape[0])
 

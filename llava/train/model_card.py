@@ -23,7 +23,7 @@ synthetic scene videos (`llava.data.synthetic`: coloured shapes moving over a ba
 ## How it was trained
 - command: {command}{note}
 - time: {minutes:.1f} minutes on {machine}
-- data seeds: {seeds} (one per curriculum stage; a needle stage uses the first one's videos); tower attribute
+- data seeds: {seeds} (one per curriculum stage, then the long stage's; the needle stage uses the first one's videos); tower attribute
   accuracy at the end of pretraining: {tower:.3f}
 - stages in order (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
@@ -54,14 +54,21 @@ MEMORY_FAILS = (
 )
 
 
+def sampling(stage: dict) -> str:
+    """How a stage's frames were sampled, where not the uniform default."""
+    return f" (every frame at {stage['sample_fps']:g} fps)" if stage.get("sample_fps") else ""
+
+
 def render(folder: Path) -> str:
     summary = json.loads((folder / "training_summary.json").read_text())
     scores = json.loads((folder / "scores.json").read_text())
     ablated = json.loads((folder / "scores_ablated.json").read_text())
     named = [("needle", summary["needle_stage"])] if "needle_stage" in summary else []
     named += [(str(i), stage) for i, stage in enumerate(summary["curriculum"])]
+    named += [("long", summary["long_stage"])] if "long_stage" in summary else []
     stages = "\n".join(
-        f"| {name} | {s['min_scenes']}-{s['max_scenes']} | {s.get('kinds', 'caption,first_scene,last_scene')} "
+        f"| {name} | {s['min_scenes']}-{s['max_scenes']}{sampling(s)} | "
+        f"{s.get('kinds', 'caption,first_scene,last_scene')} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for (name, s), loss in zip(named, summary["stage_losses"])
     )

@@ -14,7 +14,9 @@ Stages (see shared/reference/tiny-demo-notes.md for why):
    growing scene counts (1-2 scenes first, 6-8 last), exactly as a 7B run is trained. The bridge starts its
    memory slots at random (`memory_init_std`; the original's zero start makes them identical) and the LLM reads
    the final memory with the last segment (`llm_input="memory_and_last_segment"`), so questions about earlier
-   scenes can only be answered through the memory.
+   scenes can only be answered through the memory;
+4. a last stage on long videos (10-80 scenes, 30-320 s) at the needle benchmark's 1 fps with every frame kept,
+   so the memory learns to carry a one-frame flash across 16 segments of up to 80 frames.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class Stage:
     steps: int
     kinds: str = KINDS
     schedule: str = "cosine"
+    fps: float = 4.0  # the frame rate its videos are rendered at
+    sample_fps: float | None = None  # train on every frame at this rate (up to MAX_FRAMES) instead of uniform ones
 
 
 CURRICULUM = [Stage(1, 2, 1200, 600), Stage(2, 4, 1200, 500), Stage(3, 6, 1500, 600), Stage(4, 8, 1500, 700),
@@ -70,13 +74,18 @@ CURRICULUM = [Stage(1, 2, 1200, 600), Stage(2, 4, 1200, 500), Stage(3, 6, 1500, 
 # Before the curriculum: the brief-object question alone on the first stage's videos. Learned first, the memory
 # learns to store a flash; mixed in from the start (or added after), it stays at chance.
 NEEDLE_STEPS = 800
+# After the curriculum: haystack-like videos at 1 fps, every frame kept (the curriculum samples 24 frames), asked
+# the questions that need the memory (and captions, to keep them); last-scene questions add nothing new here.
+LONG_STAGE = Stage(10, 80, 2000, 1200, kinds=f"caption,first_scene,{NEEDLE_KIND}", fps=1.0, sample_fps=1.0)
+MAX_FRAMES = 512  # the original's cap on frames sampled at a rate
 
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
+    """The demo model's sizes. 96 frames per segment: 16 segments of a 300-s haystack at 1 fps keep every frame."""
     vision = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, image_size=48,
                   patch_size=8, temporal_window=4, temporal_causal=True, select_layer=-1)
     bridge = dict(hidden_size=96, intermediate_size=192, num_attention_heads=4, num_memory_tokens=8, pool_size=2,
-                  frame_pool="max", frame_cls_token=True, frames_per_segment=32, scenetilling_k=None,
+                  frame_pool="max", frame_cls_token=True, frames_per_segment=96, scenetilling_k=None,
                   scenetilling_alpha=0.0,
                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, memory_init_std=1.0,
                   llm_input="memory_and_last_segment")
@@ -89,7 +98,7 @@ def demo_config(vocab_size: int) -> VideoLLaMBConfig:
 
 def make_data(folder: Path, stage: Stage, seed: int) -> Path:
     synthetic.generate(folder, stage.num_videos, seed, kinds=stage.kinds.split(","), min_scenes=stage.min_scenes,
-                       max_scenes=stage.max_scenes, progress=False)
+                       max_scenes=stage.max_scenes, fps=stage.fps, progress=False)
     return folder
 
 
@@ -172,7 +181,8 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
                 rows: str = "train.json") -> float:
     """One curriculum stage through `llava.train.train` on data/rows; returns the stage's mean training loss."""
     model_args = ModelArguments(model_name_or_path=str(start))
-    data_args = DataArguments(data_path=str(data / rows), x_folder=str(data), num_frames=num_frames)
+    data_args = DataArguments(data_path=str(data / rows), x_folder=str(data), video_fps=stage.sample_fps,
+                              num_frames=MAX_FRAMES if stage.sample_fps else num_frames)
     training_args = TrainingArguments(
         output_dir=str(out), max_steps=stage.steps, per_device_train_batch_size=16, learning_rate=1e-3,
         warmup_steps=min(100, stage.steps // 5), lr_scheduler_type=stage.schedule, weight_decay=0.0, logging_steps=25,
@@ -184,7 +194,7 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
 
 
 def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Stage] = CURRICULUM,
-        needle_steps: int = NEEDLE_STEPS) -> dict:
+        needle_steps: int = NEEDLE_STEPS, long_stage: Stage = LONG_STAGE) -> dict:
     """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
     folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(curriculum)]
@@ -206,12 +216,19 @@ def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Sta
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
         losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
         start = work / f"stage{i}"
+    long_seed = seed + len(curriculum)
+    logger.info("long stage: %d-%d scenes at %g fps, %d steps", long_stage.min_scenes, long_stage.max_scenes,
+                long_stage.fps, long_stage.steps)
+    long_data = make_data(work / "data_long", long_stage, long_seed)
+    losses.append(train_stage(start, long_data, work / "stage_long", long_stage, model.config.num_frames, seed))
+    start = work / "stage_long"
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
     return {"seed": seed, "tower_attribute_accuracy": tower_accuracy, "minutes": (time.time() - started) / 60,
             "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "needle_stage": vars(needle_stage),
-            "curriculum": [vars(s) for s in curriculum], "stage_losses": losses}
+            "curriculum": [vars(s) for s in curriculum], "long_stage": vars(long_stage),
+            "seeds": [seed + i for i in range(len(curriculum))] + [long_seed], "stage_losses": losses}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,3 +52,16 @@ def test_a_needle_stage_is_listed_first_with_its_own_loss(tmp_path):
     assert "| needle | 1-2 | brief_object | 10 | 8 | 0.125 |" in card
     assert "(its needle stage started from another seed)" in card
     assert "| 0 | 1-2 | caption | 10 | 5 | 0.500 |" in card and "| 1 | 2-4 | caption,first_scene | 10 | 5 | 0.250 |" in card
+
+
+def test_a_long_stage_is_listed_last_with_how_its_frames_were_sampled(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    summary["long_stage"] = {"min_scenes": 10, "max_scenes": 80, "num_videos": 12, "steps": 4, "kinds": "caption",
+                             "fps": 1.0, "sample_fps": 1.0}
+    summary["stage_losses"] = [0.5, 0.25, 0.375]
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "| long | 10-80 (every frame at 1 fps) | caption | 12 | 4 | 0.375 |" in card
+    assert "| 1 | 2-4 | caption,first_scene | 10 | 5 | 0.250 |" in card  # uniform stages say nothing more

@@ -40,10 +40,14 @@ def test_frame_labels_name_the_flashed_object_on_its_frames_only(tmp_path):
 
 def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     curriculum = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
+    long_stage = Stage(3, 4, 4, 2, fps=1.0, sample_fps=1.0)
     out = tmp_path / "out"
     summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=curriculum,
-                  needle_steps=2)
-    assert len(summary["stage_losses"]) == 3 and all(loss > 0 for loss in summary["stage_losses"])
+                  needle_steps=2, long_stage=long_stage)
+    assert len(summary["stage_losses"]) == 4 and all(loss > 0 for loss in summary["stage_losses"])
+    assert summary["seeds"] == [0, 1, 2] and summary["long_stage"]["sample_fps"] == 1.0
+    long_videos = json.loads((tmp_path / "work" / "data_long" / "truth.json").read_text())["videos"]
+    assert {video["fps"] for video in long_videos} == {1.0}
     assert 0.0 <= summary["tower_attribute_accuracy"] <= 1.0
     assert (out / "model.safetensors").is_file()
     assert not (out / "training_args.bin").exists()  # a pickle is never shipped
