@@ -326,16 +326,17 @@ def sample_video_spec(rng: np.random.Generator, name: str, min_scenes: int = 2, 
         start += length
     return VideoSpec(name, float(fps), int(size), tuple(scenes))
 
-def without_object(spec: VideoSpec, reserved: tuple[str, str]) -> VideoSpec:
-    """The video with the scenes showing the reserved (colour, shape) recoloured; a new pair differs from both
-    neighbours' so no cut disappears."""
+def without_object(spec: VideoSpec, reserved: tuple[str, str], whole_colour: bool = False) -> VideoSpec:
+    """The video with the scenes showing the reserved (colour, shape) recoloured, or with `whole_colour` every
+    scene of its colour; a new colour is never the reserved one and its pair differs from both neighbours' so
+    no cut disappears."""
     scenes = list(spec.scenes)
     for i, scene in enumerate(scenes):
-        if (scene.colour, scene.shape) != reserved:
+        if scene.colour != reserved[0] or not (whole_colour or scene.shape == reserved[1]):
             continue
         neighbours = [scenes[j] for j in (i - 1, i + 1) if 0 <= j < len(scenes)]
-        taken = {reserved} | {(s.colour, s.shape) for s in neighbours}
-        colour = next(c for c in COLOURS if (c, scene.shape) not in taken)
+        taken = {(s.colour, s.shape) for s in neighbours}
+        colour = next(c for c in COLOURS if c != reserved[0] and (c, scene.shape) not in taken)
         scenes[i] = dataclasses.replace(scene, colour=colour)
     return dataclasses.replace(spec, scenes=tuple(scenes))
 

@@ -285,3 +285,15 @@ def test_flash_on_a_video_showing_every_object_recolours_the_scenes_of_its_objec
         assert (scene.colour, scene.shape) != (previous.colour, previous.shape)  # every cut is still a cut
     changed = [a for a, b in zip(spec.scenes, flashed.scenes) if a != b]
     assert changed and all((a.colour, a.shape) == needle for a in changed)
+
+
+def test_reserving_a_whole_colour_recolours_every_scene_of_it():
+    spec = world.sample_video_spec(world.video_rng(3, 0), "long", 80, 80, fps=1.0, size=64)
+    assert any(s.colour == "purple" and s.shape != "triangle" for s in spec.scenes)
+    pair_only = world.without_object(spec, ("purple", "triangle"))
+    assert any(s.colour == "purple" for s in pair_only.scenes)  # other purple shapes stay
+    cleared = world.without_object(spec, ("purple", "triangle"), whole_colour=True)
+    assert all(s.colour != "purple" for s in cleared.scenes)
+    assert [s.shape for s in cleared.scenes] == [s.shape for s in spec.scenes]
+    for previous, scene in zip(cleared.scenes, cleared.scenes[1:]):
+        assert (scene.colour, scene.shape) != (previous.colour, previous.shape)

@@ -55,6 +55,14 @@ def test_needle_lies_inside_the_video_at_depth_100(tmp_path):
         assert np.abs(frames[i, 32, 32].astype(int) - purple).max() < 30
 
 
+def test_the_synthetic_haystack_never_shows_the_needles_colour():
+    purple = np.array(COLOURS[OBJ[0]])
+    plain = SyntheticHaystack(0).frames(120, 1.0, 32)
+    assert (np.abs(plain.astype(int) - purple).max(axis=-1) < 30).any()  # the unreserved haystack has purple scenes
+    frames = SyntheticHaystack(0, OBJ).frames(120, 1.0, 32)
+    assert not (np.abs(frames.astype(int) - purple).max(axis=-1) < 30).any()
+
+
 def test_cache_key_holds_the_needle_identity(tmp_path):
     haystack, cell = SyntheticHaystack(0, OBJ), place(4, 50, fps=1.0)
     first = build_test_video(tmp_path, haystack, ObjectNeedle("purple", "triangle", moving=True), cell, 32)
