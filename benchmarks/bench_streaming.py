@@ -154,11 +154,11 @@ class Reencode:
         return self._caption() if self.frames else None
 
     def _caption(self) -> int:
-        from llava.video.decode import uniform_indices
+        from llava.video.decode import frame_count, uniform_indices
 
         # every frame so far through the whole model, as many as the original takes: a multiple of 8, 8 to 512
         seen = len(self.frames)
-        count = min(ORIGINAL_MAX_FRAMES, max(ORIGINAL_MULTIPLE, seen // ORIGINAL_MULTIPLE * ORIGINAL_MULTIPLE))
+        count = frame_count(seen, ORIGINAL_MAX_FRAMES, ORIGINAL_MULTIPLE)
         self.chat.load_frames(np.stack(self.frames)[uniform_indices(seen, count)])
         self.chat.ask(self.stream.policy.prompt, self.stream.settings)
         return int(self.chat.media.shape[0])

@@ -326,6 +326,7 @@ def sample_video_spec(rng: np.random.Generator, name: str, min_scenes: int = 2, 
         start += length
     return VideoSpec(name, float(fps), int(size), tuple(scenes))
 
+
 def without_object(spec: VideoSpec, reserved: tuple[str, str], whole_colour: bool = False) -> VideoSpec:
     """The video with the scenes showing the reserved (colour, shape) recoloured, or with `whole_colour` every
     scene of its colour; a new colour is never the reserved one and its pair differs from both neighbours' so

@@ -23,8 +23,8 @@ synthetic scene videos (`llava.data.synthetic`: coloured shapes moving over a ba
 ## How it was trained
 - command: {command}{note}
 - time: {minutes:.1f} minutes on {machine}
-- data seeds: {seeds} (one per curriculum stage, then the long stage's; the needle stage uses the first one's videos); tower attribute
-  accuracy at the end of pretraining: {tower:.3f}
+- data seeds: {seeds} (one per curriculum stage, then the long stage's; the needle stage uses the first
+  one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}
 - stages in order (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
 | stage | scenes | kinds | videos | steps | mean train loss |

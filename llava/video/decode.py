@@ -123,6 +123,12 @@ def uniform_indices(num_total: int, num_frames: int) -> np.ndarray:
     return np.linspace(0, num_total - 1, num_frames).astype(np.int64)
 
 
+def frame_count(available: int, max_frames: int, multiple_of: int) -> int:
+    """How many of `available` frames a capped, rounded sampling takes: at most `max_frames`, rounded down to a
+    multiple of `multiple_of`, at least `multiple_of` (the original's streaming rule: 8 to 512)."""
+    return max(multiple_of, min(available, max_frames) // multiple_of * multiple_of)
+
+
 Source = str | os.PathLike[str] | VideoReader
 
 
@@ -165,7 +171,7 @@ def load_video_fps(
         if len(idx) > max_frames:
             idx = uniform_indices(video.num_frames, max_frames)
         if multiple_of is not None:
-            count = max(multiple_of, len(idx) // multiple_of * multiple_of)
+            count = frame_count(len(idx), max_frames, multiple_of)
             if count > len(idx):
                 idx = uniform_indices(video.num_frames, count)
             elif count < len(idx):

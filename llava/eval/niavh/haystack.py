@@ -83,7 +83,9 @@ class SyntheticHaystack(Haystack):
         while filled < num_frames:
             spec = sample_video_spec(video_rng(self.seed, chunk), f"haystack_{chunk}", CHUNK_SCENES,
                                      CHUNK_SCENES, fps=fps, size=size)
-            for frame in render_frames(without_object(spec, self.exclude, whole_colour=True) if self.exclude else spec):
+            if self.exclude:
+                spec = without_object(spec, self.exclude, whole_colour=True)
+            for frame in render_frames(spec):
                 out[filled] = frame
                 filled += 1
                 if filled == num_frames:
