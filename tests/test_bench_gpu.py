@@ -52,6 +52,7 @@ def test_tiny_run_writes_rows_for_every_length(bench, tmp_path):
             (row,) = [r for r in rows if r["seconds"] == seconds and r["method"] == method and r["mode"] == mode]
             assert row["status"] == "ok" and row["frames"] == seconds
             assert row["ingest_fps"] > 0 and row["tower_fps"] > 0 and row["peak_memory_bytes"] > 0
+            assert row["tower_cold_s"] > 0
             if mode != "threshold":
                 assert row["ttft_s"] > 0 and row["decode_tokens_per_s"] > 0 and row["new_tokens"] == 32
                 assert row["total_s"] == pytest.approx(row["ingest_s"] + row["ttft_s"])
@@ -76,6 +77,26 @@ def test_baseline_oom_prediction_and_skip(bench, tmp_path):
     assert (tmp_path / "gpu.png").stat().st_size > 0
 
 
+def test_static_cache_generation_is_timed_and_matches_the_dynamic_cache(bench, tmp_path):
+    out = tmp_path / "gpu.json"
+    bench.main(["--tiny", "--lengths", "10", "--repeats", "1", "--no-baseline", "--static-cache",
+                "--out", str(out), "--plot", ""])
+    (row,) = [r for r in json.loads(out.read_text())["rows"] if r["mode"] == "topk(k=3)"]
+    assert row["cache"] == "dynamic" and row["first_call_s"] is None
+    assert row["static_new_tokens"] == 32 and row["static_decode_tokens_per_s"] > 0 and row["static_first_call_s"] > 0
+    assert row["bridge_path_cold_s"] > 0
+
+    torch.manual_seed(0)
+    model = bench.build_model(tiny_config(512), torch.device("cpu"), torch.float32, seed=0, std=0.2)
+    ids = bench.prompt_ids(12, 512, seed=0, device=torch.device("cpu"))
+    visual = torch.randn(8, model.config.text_config.hidden_size)
+    kwargs = dict(visual_features=[visual], max_new_tokens=16, do_sample=False, pad_token_id=0)
+    dynamic = model.generate(ids, **kwargs)
+    static = model.generate(ids, cache_implementation="static", **kwargs)
+    assert len(set(dynamic[0].tolist())) > 1  # not a degenerate repeat of one token
+    assert torch.equal(dynamic, static)
+
+
 def test_chunked_encoding_equals_one_pass(bench):
     torch.manual_seed(0)
     model = bench.build_model(tiny_config(512), torch.device("cpu"), torch.float32, seed=0)
@@ -83,7 +104,9 @@ def test_chunked_encoding_equals_one_pass(bench):
     batch = np.stack(list(stream))
     meter = bench.Meter(torch.device("cpu"))
     _, again = bench.video_frames(21, 1.0, 32, seed=0, index=3)
-    chunked, device_s, _ = bench.encode_in_chunks(model, again, 8, meter, torch.float32)
+    chunks, _ = bench.render_chunks(again, 10, model.config.vision_config.temporal_window)  # 10 -> 8 (window 4)
+    assert [len(c) for c in chunks] == [8, 8, 5]
+    chunked, device_s = bench.encode_chunks(model, chunks, meter, torch.float32)
     with torch.no_grad():
         whole = model.encode_video_frames([bench.to_pixels(batch, torch.device("cpu"), torch.float32)])[0]
     assert frames == 21 and device_s > 0
