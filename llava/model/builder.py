@@ -151,12 +151,14 @@ def load_pretrained_model(
     dtype: torch.dtype | None = None,
     load_8bit: bool = False,
     load_4bit: bool = False,
+    static_kv_cache: bool = False,
 ) -> tuple[object, VideoLLaMBForCausalLM, VisualProcessor, int]:
     """(tokenizer, model, processor, context_len), like LLaVA's builder.
 
     `model_base` names a folder to read the tokenizer from when `model_path` has none (as with the
     original's projector-only checkpoints). `model_name` is accepted for compatibility; the layout is
-    read from config.json, never guessed from the name.
+    read from config.json, never guessed from the name. `static_kv_cache`: see
+    `VideoLLaMBForCausalLM.use_static_kv_cache` (worth it on a GPU).
     """
     target = resolve_device(device)
     if load_8bit or load_4bit:
@@ -168,6 +170,8 @@ def load_pretrained_model(
     tokenizer = load_tokenizer(Path(model_path), model_base)
     dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)
     model = model.to(device=target, dtype=dtype).eval()
+    if static_kv_cache:
+        model.use_static_kv_cache()
     config = model.config
     processor = VisualProcessor(size=config.vision_config.image_size, pad_images=config.image_aspect_ratio == "pad")
     return tokenizer, model, processor, config.text_config.max_position_embeddings

@@ -229,6 +229,17 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
             inputs_embeds=spliced.inputs_embeds, attention_mask=spliced.attention_mask, **generate_kwargs
         )
 
+    def use_static_kv_cache(self) -> None:
+        """Generate with a KV cache preallocated for the LLM's whole context instead of one that grows.
+
+        On CUDA transformers then compiles the decoding step once (measured on an H200 with the 7B size: 114 vs
+        29-34 tokens/s, after about 40 s of compilation on the first call). Sizing the cache for the whole context
+        keeps its shape the same for every prompt, so later turns reuse the compiled step. Answers are unchanged.
+        """
+        generation = self.language_model.generation_config
+        generation.cache_implementation = "static"
+        generation.max_cache_len = self.config.text_config.max_position_embeddings
+
     def set_memory_ablation(self, enabled: bool) -> None:
         """Reset the bridge memory (and cache) at every segment: the ablation that shows the memory works."""
         self.config.bridge_config.reset_memory_each_segment = enabled

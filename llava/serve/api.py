@@ -14,7 +14,7 @@ Endpoints: GET /v1/models, POST /v1/chat/completions (stream or not), GET /v1/st
 encodes, rejections), GET /health. Media come as `video_url` / `image_url` parts: file:// paths under an
 --allowed-dir, http(s) URLs, or base64 data URLs; one video or image per request. Encoded media are cached
 by the sha256 of their bytes, so follow-up questions on the same video skip the encoder. At most
---max-concurrency generations run at once, in worker threads; a request that cannot start within
+--max-concurrency generations run at once, in worker threads (one with --static-cache); a request that cannot start within
 --queue-timeout seconds is answered 503. Binds 127.0.0.1 unless told otherwise. Temperature defaults to 0
 (greedy). Without --model-path the bundled demo model answers. A bad model path ends in one `error:` line.
 """
@@ -46,7 +46,7 @@ from llava.errors import ConfigError, LlavaError
 from llava.serve.api_media import MediaCache, MediaError, from_data_url, from_file_url, from_http_url
 from llava.serve.api_messages import ChatRequest, parse_chat_request
 from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, Reply
-from llava.serve.options import add_inference_options
+from llava.serve.options import add_inference_options, chat_session_from_options
 
 log = logging.getLogger("llava.serve.api")
 MB = 2**20
@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--allowed-dir", action="append", default=[], help="directory file:// URLs may read from (repeatable)")
     add("--max-body-mb", type=float, default=64, help="largest request body")
     add("--max-video-mb", type=float, default=256, help="largest video or image fetched from a URL or file")
-    add("--max-concurrency", type=int, default=2, help="generations running at once")
+    add("--max-concurrency", type=int, default=None, help="generations running at once (default 2; 1 with --static-cache)")
     add("--queue-timeout", type=float, default=5, help="seconds a request may wait for a slot before 503")
     add("--cache-size", type=int, default=8, help="encoded videos/images kept for follow-up questions (0 = off)")
     add("--download-timeout", type=float, default=30, help="seconds for each network step of an http(s) download")
@@ -386,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.max_concurrency is None:
+        args.max_concurrency = 1 if args.static_cache else 2
+    elif args.static_cache and args.max_concurrency > 1:
+        parser.error("--static-cache runs one generation at a time (threads cannot share its compiled decoding "
+                     "step on a GPU): use --max-concurrency 1")
     positive = {"--max-body-mb": args.max_body_mb, "--max-video-mb": args.max_video_mb,
                 "--max-concurrency": args.max_concurrency, "--download-timeout": args.download_timeout,
                 "--default-max-tokens": args.default_max_tokens, "--num-frames": args.num_frames or 1}
@@ -416,8 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)
-        extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
-        session = ChatSession.from_pretrained(args.model_path, device=args.device, conv_mode=args.conv_mode, **extra)
+        session = chat_session_from_options(args)
     except (LlavaError, OSError, ValueError) as err:
         print(f"error: {' '.join(str(err).splitlines()) or type(err).__name__}", file=sys.stderr)
         return 1

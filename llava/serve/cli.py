@@ -62,7 +62,7 @@ def open_session(args: argparse.Namespace) -> ChatSession:
     extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
     session = ChatSession.from_pretrained(
         args.model_path, device=args.device, model_base=args.model_base, load_8bit=args.load_8bit,
-        load_4bit=args.load_4bit, conv_mode=args.conv_mode, **extra,
+        load_4bit=args.load_4bit, static_kv_cache=args.static_cache, conv_mode=args.conv_mode, **extra,
     )
     session.model.set_memory_ablation(args.ablate_memory)
     if args.video_file is not None:

@@ -268,7 +268,7 @@ def timed_frames(reader: VideoReader, fps: float, session: StreamingSession) -> 
 def open_session(args: argparse.Namespace) -> StreamingSession:
     policy = StreamingPolicy(min_caption_gap=args.min_caption_gap, prompt=args.prompt)
     session = StreamingSession.from_pretrained(
-        args.model_path, device=args.device, policy=policy, conv_mode=args.conv_mode,
+        args.model_path, device=args.device, static_kv_cache=args.static_cache, policy=policy, conv_mode=args.conv_mode,
         settings=GenerationSettings(max_new_tokens=args.max_new_tokens),
     )
     if args.resume_state is not None:

@@ -132,6 +132,7 @@ class ChatSession:
         model_base: str | Path | None = None,
         load_8bit: bool = False,
         load_4bit: bool = False,
+        static_kv_cache: bool = False,
         **kwargs,
     ) -> "ChatSession":
         """model_path None = the bundled demo model; other keyword arguments go to the session."""
@@ -142,7 +143,7 @@ class ChatSession:
             )
         tokenizer, model, processor, _ = load_pretrained_model(
             model_path or DEMO_CHECKPOINT, model_base=model_base, device=device,
-            load_8bit=load_8bit, load_4bit=load_4bit,
+            load_8bit=load_8bit, load_4bit=load_4bit, static_kv_cache=static_kv_cache,
         )
         kwargs.setdefault("num_frames", model.config.num_frames)
         return cls(model=model, tokenizer=tokenizer, processor=processor, **kwargs)

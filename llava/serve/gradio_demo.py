@@ -5,7 +5,8 @@
 
 A thin front end over `ChatSession` and `StreamingSession`. The "Chat" tab: upload a video or an image (it is
 encoded once per upload), then ask as many questions as you like; Regenerate asks the last question again,
-Clear drops the turns and the media. Each browser tab has its own conversation; all share one model. The
+Clear drops the turns and the media. Each browser tab has its own conversation; all share one model, which runs
+one request (an upload, a question or a stream) at a time, the others queued. The
 "Streaming" tab: upload a video and press Start: the video is read at --stream-fps frames per second and a
 caption is written, with its video time, whenever a scene ends. Uploads over --max-upload-mb are refused
 (by the server, and with a message in the page). Binds 127.0.0.1 unless --host says otherwise; there is no
@@ -23,7 +24,7 @@ from pathlib import Path
 import gradio as gr
 
 from llava.errors import LlavaError
-from llava.serve.options import add_inference_options
+from llava.serve.options import add_inference_options, chat_session_from_options
 from llava.serve.cli_streaming import DEFAULT_VIDEO, error_line
 from llava.serve.engine import ChatSession, GenerationSettings
 from llava.serve.gradio_parts import (DemoSettings, UserChat, caption_log, chat_messages, one_line,
@@ -31,6 +32,7 @@ from llava.serve.gradio_parts import (DemoSettings, UserChat, caption_log, chat_
 
 EXAMPLES = [(DEFAULT_VIDEO, "What was in the first scene?")]
 NO_MEDIA = "No video or image loaded: questions are answered from text alone."
+MODEL = "model"  # the one concurrency group of every event that runs the model: one such event runs at a time
 
 
 class ChatHandlers:
@@ -173,12 +175,12 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
             if examples:
                 gr.Examples(examples, inputs=[video, question], label="Examples")
             media_out = [user, chatbot, status, video, image]
-            video.change(chat.load_video, [video, user], media_out, api_name="load_video")
-            image.change(chat.load_image, [image, user], media_out, api_name="load_image")
-            ask = dict(fn=chat.send, inputs=[question, user], outputs=[chatbot, question, user])
+            video.change(chat.load_video, [video, user], media_out, api_name="load_video", concurrency_id=MODEL)
+            image.change(chat.load_image, [image, user], media_out, api_name="load_image", concurrency_id=MODEL)
+            ask = dict(fn=chat.send, inputs=[question, user], outputs=[chatbot, question, user], concurrency_id=MODEL)
             send.click(**ask, api_name="send")
             question.submit(**ask, api_visibility="private")
-            regenerate.click(chat.regenerate, [user], [chatbot, user], api_name="regenerate")
+            regenerate.click(chat.regenerate, [user], [chatbot, user], api_name="regenerate", concurrency_id=MODEL)
             clearing = dict(fn=chat.clear, inputs=[user], outputs=[user, chatbot, question, video, image, status])
             clear.click(**clearing, api_name="clear")
             chatbot.clear(**clearing, api_visibility="private")  # the chatbot's own trash icon does the same
@@ -195,7 +197,7 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
                     stream_status = gr.Markdown("Upload a video and press Start.", elem_id="stream-status")
                     captions = gr.Textbox(label="Captions", lines=14, max_lines=30, elem_id="captions")
             running = start.click(stream_captions(session_factory, settings), [stream_video],
-                                  [captions, stream_status], api_name="stream")
+                                  [captions, stream_status], api_name="stream", concurrency_id=MODEL)
             stop.click(None, cancels=[running])
     demo.queue(default_concurrency_limit=1)
     return demo
@@ -238,9 +240,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
     try:
-        base = ChatSession.from_pretrained(args.model_path, device=args.device, conv_mode=args.conv_mode, **extra)
+        base = chat_session_from_options(args)
     except (LlavaError, OSError) as err:
         return error_line(err)
     generation = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,

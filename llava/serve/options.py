@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 
 from llava.conversation import DEFAULT_TEMPLATE, TEMPLATES
+from llava.serve.engine import ChatSession
 
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """--conv-mode (the prompt template) and --device (where the model runs)."""
+    """--conv-mode (the prompt template), --device (where the model runs) and --static-cache."""
     parser.add_argument("--conv-mode", default=DEFAULT_TEMPLATE, choices=sorted(TEMPLATES), help="prompt template")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--static-cache", action="store_true",
+                        help="preallocated KV cache; on a GPU decoding is compiled (faster after a slow first answer)")
+
+
+def chat_session_from_options(args: argparse.Namespace) -> ChatSession:
+    """The ChatSession that --model-path, --device, --conv-mode, --num-frames and --static-cache ask for."""
+    extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
+    return ChatSession.from_pretrained(args.model_path, device=args.device, conv_mode=args.conv_mode,
+                                       static_kv_cache=args.static_cache, **extra)

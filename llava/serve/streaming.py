@@ -90,7 +90,8 @@ class StreamingSession:
         self.state = self._fresh_state()
 
     @classmethod
-    def from_pretrained(cls, model_path: str | Path | None = None, device: str = "auto", **kwargs) -> "StreamingSession":
+    def from_pretrained(cls, model_path: str | Path | None = None, device: str = "auto", static_kv_cache: bool = False,
+                        **kwargs) -> "StreamingSession":
         """model_path None = the bundled demo model; other keyword arguments go to the session."""
         if model_path is None:
             model_path = engine.DEMO_CHECKPOINT
@@ -99,7 +100,7 @@ class StreamingSession:
                     f"the bundled demo model {model_path} is missing; build it with `make demo-model` "
                     "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
                 )
-        tokenizer, model, processor, _ = load_pretrained_model(model_path, device=device)
+        tokenizer, model, processor, _ = load_pretrained_model(model_path, device=device, static_kv_cache=static_kv_cache)
         return cls(model, tokenizer, processor, **kwargs)
 
     def reset(self) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, StaticCache
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
 from llava.conversation import get_template
@@ -79,6 +79,20 @@ def test_batched_generation_equals_one_by_one(tiny_model, tokenizer):
     for i in range(2):
         n = len(single[i])
         assert torch.equal(both[i, :n], single[i])
+
+
+def test_static_kv_cache_is_sized_for_the_context_and_changes_no_token(tiny_model, tokenizer):
+    prompt = torch.tensor([chat_ids(tokenizer, "<video>\nWhat was in the first scene?", None)[0]])
+    kwargs = dict(videos=[random_video(9, seed=5)], max_new_tokens=8, min_new_tokens=8, do_sample=False,
+                  return_dict_in_generate=True)
+    dynamic = tiny_model.generate(prompt, **kwargs)
+    tiny_model.use_static_kv_cache()
+    static = tiny_model.generate(prompt, **kwargs)
+    assert isinstance(dynamic.past_key_values, DynamicCache)
+    assert isinstance(static.past_key_values, StaticCache)
+    assert static.past_key_values.get_max_length() == tiny_model.config.text_config.max_position_embeddings
+    assert len(set(dynamic.sequences[0].tolist())) > 1  # a real answer, not one token repeated
+    assert torch.equal(static.sequences, dynamic.sequences)
 
 
 def test_placeholders_consume_media_in_reading_order(tiny_model, tokenizer):

@@ -141,3 +141,17 @@ def test_exactly_one_media_flag(media, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert "Traceback" not in err and "--video-file" in err and "--image-file" in err
+
+
+def test_static_cache_flag_loads_a_static_kv_cache_and_answers_the_same(tiny_checkpoint, tiny_video, capsys, spy):
+    question = "Describe the video in one sentence."
+    args = ["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--query", question, *FAST]
+    assert cli.main(args) == 0
+    assert cli.main([*args, "--static-cache"]) == 0
+    dynamic, static = spy
+    assert dynamic.model.language_model.generation_config.cache_implementation is None
+    generation = static.model.language_model.generation_config
+    assert generation.cache_implementation == "static"
+    assert generation.max_cache_len == static.model.config.text_config.max_position_embeddings
+    first, second = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert first == second == reference(tiny_checkpoint, tiny_video, [question])[0]

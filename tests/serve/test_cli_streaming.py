@@ -85,6 +85,12 @@ def test_captions_are_printed_as_scenes_end_within_a_frame_of_the_cut(sharp_chec
     assert last_time == pytest.approx(NUM_SCENES - 1 / FPS)  # the last scene is captioned when the video ends
 
 
+def test_static_cache_gives_the_same_captions(sharp_checkpoint, flat_video, capsys):
+    assert run(sharp_checkpoint, flat_video, "--static-cache") == 0
+    captions = [text for _, _, text in said(capsys.readouterr().out)]
+    assert captions == [text for _, text in reference_captions(sharp_checkpoint, flat_video)]
+
+
 def test_questions_typed_while_streaming_are_answered(sharp_checkpoint, flat_video, capsys, monkeypatch, tmp_path):
     questions = ["What was in the first scene?", "How many scenes are there?"]
     monkeypatch.setattr("sys.stdin", io.StringIO(f"{questions[0]}\n\n{questions[1]}"))  # blank line, no final newline

@@ -129,6 +129,15 @@ def test_main_reports_a_bad_model_path(tmp_path, capsys):
     assert err.startswith("error: ") and len(err.splitlines()) == 1
 
 
+def test_every_event_that_runs_the_model_waits_for_the_others():
+    """One model (and, with --static-cache, one compiled decoding step) serves every tab: uploads, questions and
+    streams share one concurrency group of one slot."""
+    demo = build_demo(lambda: None)
+    grouped = {fn.api_name for fn in demo.fns.values() if fn.concurrency_id == gradio_demo.MODEL}
+    assert grouped == {"load_video", "load_image", "send", "send_1", "regenerate", "stream"}
+    assert demo._queue.default_concurrency_limit == 1
+
+
 class DevTools:
     """A headless Chromium driven over the Chrome DevTools Protocol (one page, synchronous calls)."""
 
