@@ -540,7 +540,8 @@ def table(rows: list[dict]) -> str:
             fmt(r.get("visual_tokens")), fmt(r.get("exceeds_context")),
             fmt(None if r.get("tower_fraction_of_matmul_rate") is None else 100 * r["tower_fraction_of_matmul_rate"]),
             fmt(r.get("ttft_s")),
-            fmt(r.get("decode_tokens_per_s")), fmt(r.get("static_decode_tokens_per_s")), fmt(r.get("total_s")), fmt(None if peak is None else peak / GIB),
+            fmt(r.get("decode_tokens_per_s")), fmt(r.get("static_decode_tokens_per_s")), fmt(r.get("total_s")),
+            fmt(None if peak is None else peak / GIB),
         ]))
     return "\n".join(lines)
 

@@ -14,8 +14,8 @@ Endpoints: GET /v1/models, POST /v1/chat/completions (stream or not), GET /v1/st
 encodes, rejections), GET /health. Media come as `video_url` / `image_url` parts: file:// paths under an
 --allowed-dir, http(s) URLs, or base64 data URLs; one video or image per request. Encoded media are cached
 by the sha256 of their bytes, so follow-up questions on the same video skip the encoder. At most
---max-concurrency generations run at once, in worker threads (one with --static-cache); a request that cannot start within
---queue-timeout seconds is answered 503. Binds 127.0.0.1 unless told otherwise. Temperature defaults to 0
+--max-concurrency generations run at once, in worker threads (one with --static-cache); a request that cannot
+start within --queue-timeout seconds is answered 503. Binds 127.0.0.1 unless told otherwise. Temperature defaults to 0
 (greedy). Without --model-path the bundled demo model answers. A bad model path ends in one `error:` line.
 """
 
@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--allowed-dir", action="append", default=[], help="directory file:// URLs may read from (repeatable)")
     add("--max-body-mb", type=float, default=64, help="largest request body")
     add("--max-video-mb", type=float, default=256, help="largest video or image fetched from a URL or file")
-    add("--max-concurrency", type=int, default=None, help="generations running at once (default 2; 1 with --static-cache)")
+    add("--max-concurrency", type=int, default=None,
+        help="generations running at once (default 2; 1 with --static-cache)")
     add("--queue-timeout", type=float, default=5, help="seconds a request may wait for a slot before 503")
     add("--cache-size", type=int, default=8, help="encoded videos/images kept for follow-up questions (0 = off)")
     add("--download-timeout", type=float, default=30, help="seconds for each network step of an http(s) download")

@@ -100,7 +100,8 @@ class StreamingSession:
                     f"the bundled demo model {model_path} is missing; build it with `make demo-model` "
                     "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
                 )
-        tokenizer, model, processor, _ = load_pretrained_model(model_path, device=device, static_kv_cache=static_kv_cache)
+        tokenizer, model, processor, _ = load_pretrained_model(model_path, device=device,
+                                                               static_kv_cache=static_kv_cache)
         return cls(model, tokenizer, processor, **kwargs)
 
     def reset(self) -> None:
