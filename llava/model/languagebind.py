@@ -298,25 +298,44 @@ class LanguageBindTower(nn.Module):
         return list(self._run_layers(x, plan).split(lengths))
 
     def encode_stream_frame(self, pixels: Tensor, cache: StreamCache | None = None) -> tuple[Tensor, StreamCache]:
-        """One frame of a stream (3, H, W) -> its features (1 + P, D), each frame encoded exactly once.
+        """One frame of a stream (3, H, W) -> its features (1 + P, D); see `encode_stream_frames`."""
+        features, cache = self.encode_stream_frames(pixels[None], cache)
+        return features[0], cache
 
-        Windows are consecutive `temporal_window` frames of the stream. The frame attends temporally to the
-        earlier frames of its window, whose per-layer inputs the cache keeps: for a `temporal_causal` tower
-        this equals `encode_videos` on the whole stream; a bidirectional tower sees only the past here.
+    def encode_stream_frames(self, pixels: Tensor, cache: StreamCache | None = None) -> tuple[Tensor, StreamCache]:
+        """The next frames of a stream (N, 3, H, W), in order -> their features (N, 1 + P, D), each frame
+        encoded exactly once, and the cache to pass with the frames that follow.
+
+        Windows are consecutive `temporal_window` frames of the stream. A frame attends temporally to the
+        earlier frames of its window, whose per-layer inputs the cache keeps, so however a stream is split into
+        calls the features are the same: for a `temporal_causal` tower they equal `encode_videos` on the whole
+        stream; a bidirectional tower sees only the past here. The frames of one window that arrive in one call
+        go through the tower together (one batch), which is where several frames per call save time.
         """
-        self._check_frames(pixels[None], "frame")
-        cache = StreamCache() if cache is None or cache.position >= self.config.temporal_window else cache
-        x = self.vision_model.embed(pixels[None].to(self.device))  # (1, S, D)
-        inputs: list[Tensor] = []
-        for index, layer in enumerate(self.vision_model.encoder.layers[: self.num_layers_run]):
-            if self.temporal:
-                x = x + layer.temporal_embedding[:, cache.position]  # (1, S, D)
-                normed = layer.temporal_layer_norm1(x).transpose(0, 1)  # (S, 1, D)
-                window = torch.cat([cache.inputs[index], normed], dim=1) if cache.inputs else normed  # (S, n, D)
-                x = x + layer.temporal_attn(window, causal=True)[:, -1:].transpose(0, 1)
-                inputs.append(window)
-            x = layer.spatial_block(x)
-        return x[0], StreamCache(inputs=inputs, position=cache.position + 1)
+        self._check_frames(pixels, "frames")
+        window = self.config.temporal_window
+        cache = cache or StreamCache()
+        hidden = self.vision_model.embed(pixels.to(self.device))  # (N, S, D)
+        outputs = []
+        start = 0
+        while start < hidden.shape[0]:
+            if cache.position >= window:
+                cache = StreamCache()
+            count = min(window - cache.position, hidden.shape[0] - start)
+            x = hidden[start : start + count]  # (n, S, D): the next frames of the current window
+            inputs: list[Tensor] = []
+            for index, layer in enumerate(self.vision_model.encoder.layers[: self.num_layers_run]):
+                if self.temporal:
+                    x = x + layer.temporal_embedding[0, cache.position : cache.position + count, None]  # (n, S, D)
+                    normed = layer.temporal_layer_norm1(x).transpose(0, 1)  # (S, n, D)
+                    keys = torch.cat([cache.inputs[index], normed], dim=1) if cache.inputs else normed  # (S, k, D)
+                    x = x + layer.temporal_attn(keys, causal=True)[:, -count:].transpose(0, 1)
+                    inputs.append(keys)
+                x = layer.spatial_block(x)
+            outputs.append(x)
+            cache = StreamCache(inputs=inputs, position=cache.position + count)
+            start += count
+        return torch.cat(outputs), cache
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         """Same as `encode_images`."""

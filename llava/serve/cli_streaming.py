@@ -8,15 +8,16 @@
 A thin front end over `StreamingSession`: every frame is encoded once and each scene passes the memory bridge
 once, so a long stream costs the same per frame at its end as at its start. A caption is printed when a scene
 ends, as `(Video Time = 12s) Assistant: ...`. Files are read as fast as the model goes (--realtime paces them to
-the video clock); URLs and /dev/video* devices are paced by the source itself.
+the video clock), a temporal window of frames (8 for LanguageBind) through the tower at a time, with the same
+captions as one at a time; URLs and /dev/video* devices are paced by the source itself, one frame at a time.
 
-Type a question (and Enter) while the video runs: it is answered from everything seen so far, at the next
-frame, as a `User:` line and an `Assistant:` line. "exit" or "quit" stops the stream. Ctrl-C stops it after
-the current frame (a second Ctrl-C stops at once). When the stream ends, stops or fails, --output gets the
-whole history as JSON and --save-state the stream's memory; --resume-state continues from such a state (a file
-skips the frames already seen; a live source's clock continues from the saved one). Both are written
-atomically (temp file, then rename): never half-written. User errors end in one line `error: ...` on stderr and
-exit code 1; an interrupted stream exits with 130.
+Type a question (and Enter) while the video runs: it is answered from everything seen so far, after the next
+frame (or window of frames), as a `User:` line and an `Assistant:` line. "exit" or "quit" stops the stream.
+Ctrl-C stops it after the current frame or window (a second Ctrl-C stops at once). When the stream ends, stops
+or fails, --output gets the whole history as JSON and --save-state the stream's memory; --resume-state
+continues from such a state (a file skips the frames already seen; a live source's clock continues from the
+saved one). Both are written atomically (temp file, then rename): never half-written. User errors end in one
+line `error: ...` on stderr and exit code 1; an interrupted stream exits with 130.
 """
 
 from __future__ import annotations
@@ -212,15 +213,34 @@ class Pacer:
             self.stop.wait(delay)  # wakes early on Ctrl-C
 
 
+def in_batches(frames: Iterator[tuple[float, np.ndarray]], size: int) -> Iterator[list[tuple[float, np.ndarray]]]:
+    """Consecutive frames, `size` at a time (the last batch may be shorter). When the source fails midway, the
+    frames read before the failure come out as a last batch first, then the error is raised."""
+    batch: list[tuple[float, np.ndarray]] = []
+    try:
+        for item in frames:
+            batch.append(item)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except LlavaError:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
 @dataclass
 class Streamer:
-    """The main loop: frames in, captions out, questions answered between frames."""
+    """The main loop: frames in (`batch` at a time), captions out, questions answered between batches."""
 
     session: StreamingSession
     questions: QuestionReader
     history: History
     stop: threading.Event
     until: float | None = None
+    batch: int = 1
     ended: str = "finished"
 
     def answer(self, t: float) -> None:
@@ -234,13 +254,17 @@ class Streamer:
 
     def run(self, frames: Iterator[tuple[float, np.ndarray]], pacer: Pacer) -> None:
         t = self.session.state.last_time
-        for t, frame in frames:
-            if self.until is not None and t > self.until:
+        for batch in in_batches(frames, self.batch):
+            kept = [(time, frame) for time, frame in batch if self.until is None or time <= self.until]
+            if kept:
+                pacer.wait(kept[0][0])  # pacing reads one frame at a time
+                times = [time for time, _ in kept]
+                for t, events in zip(times, self.session.push_frames(np.stack([f for _, f in kept]), times)):
+                    for event in events:  # said at the frame that showed the scene had ended
+                        self.history.say(StreamEvent(t, event.role, event.text))
+            if len(kept) < len(batch):
                 self.ended = "stopped"
                 return
-            pacer.wait(t)
-            for event in self.session.push(frame, t):
-                self.history.say(StreamEvent(t, event.role, event.text))  # said now, when the scene is seen to end
             self.answer(t)
             if self.stop.is_set():
                 self.ended = "stopped" if self.ended == "stopped" else "interrupted"
@@ -299,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             session = open_session(args)
             stop = stack.enter_context(deferred_interrupt())
             history = History(str(args.video_file), args.prompt, args.fps)
-            streamer = Streamer(session, questions, history, stop, args.until)
+            paced = args.realtime or reader.num_frames is None  # pacing, or a live source: no frame may wait
+            batch = 1 if paced else session.model.config.vision_config.temporal_window
+            streamer = Streamer(session, questions, history, stop, args.until, batch)
             pacer = Pacer(args.realtime and reader.num_frames is not None, stop)
             try:
                 streamer.run(timed_frames(reader, args.fps, session), pacer)

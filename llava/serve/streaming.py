@@ -6,7 +6,7 @@
             print(event)                                         # (Video Time = 3.0s) Assistant: a green triangle
     session.finish()
 
-Each frame passes the tower once (`encode_stream_frame`), the online SceneTilling segmenter decides cuts from
+Each frame passes the tower once (`encode_stream_frames`), the online SceneTilling segmenter decides cuts from
 the frames seen so far, each closed segment passes the Memory Bridge once (`bridge.step`), and captions and
 answers read the current state. What is kept: the bridge state (memory plus a cache capped at
 `max_cache_segments` blocks), the tower's window cache, and at most 2 x frames_per_segment frames of the open
@@ -16,6 +16,7 @@ segment (decimated as it grows). Nothing grows with the length of the stream.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,20 +121,32 @@ class StreamingSession:
         return param.device, param.dtype
 
     # ----- frames in
-    @torch.no_grad()
     def push(self, frame: np.ndarray, time: float) -> list[StreamEvent]:
         """One decoded frame (H, W, 3) uint8 at `time` seconds -> the captions this frame triggers."""
+        return self.push_frames(frame[None], [time])[0]
+
+    @torch.no_grad()
+    def push_frames(self, frames: np.ndarray, times: Sequence[float]) -> list[list[StreamEvent]]:
+        """Decoded frames (N, H, W, 3) uint8 at `times` seconds, in order -> the captions each frame triggers.
+
+        The same as pushing them one at a time, except that the tower encodes the frames of a temporal window
+        together: faster whenever frames come faster than they are processed (a file, a backlog)."""
+        if len(frames) != len(times):
+            raise ValueError(f"{len(frames)} frames but {len(times)} times")
         device, dtype = self._device_dtype
-        pixels = self.processor.video(frame[None])[0].to(device=device, dtype=dtype)
-        features, self.state.tower_cache = self.model.video_tower.encode_stream_frame(pixels, self.state.tower_cache)
-        tokens = self.model.frame_tokens(features[None])
+        pixels = self.processor.video(frames).to(device=device, dtype=dtype)
+        features, self.state.tower_cache = self.model.video_tower.encode_stream_frames(pixels, self.state.tower_cache)
+        tokens = self.model.frame_tokens(features)
+        cls = tokens.cls.float().cpu().numpy()
         tiller = OnlineSceneTiller()
         tiller.load_state_dict(self.state.tiller)
-        cut = tiller.push(tokens.cls[0].float().cpu().numpy())
+        events = []
+        for index, time in enumerate(times):
+            cut = tiller.push(cls[index])
+            events.append(self._close_segment() if cut and self.state.open_seen else [])
+            self._keep_frame(tokens.patches[index], time)
+            self.state.last_time = time
         self.state.tiller = tiller.state_dict()
-        events = self._close_segment() if cut and self.state.open_seen else []
-        self._keep_frame(tokens.patches[0], time)
-        self.state.last_time = time
         return events
 
     def _keep_frame(self, patches: Tensor, time: float) -> None:

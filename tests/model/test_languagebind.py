@@ -285,3 +285,27 @@ def test_streaming_one_frame_at_a_time_equals_the_whole_video_for_a_causal_tower
             streamed.append(features)
     torch.testing.assert_close(torch.stack(streamed), whole, atol=1e-5, rtol=1e-5)
     assert len(cache.inputs) == 2 and cache.inputs[0].shape[1] == 2  # frames 8 and 9 of the third window
+
+
+@pytest.mark.parametrize("sizes", [[10], [3, 1, 5, 1], [4, 4, 2], [2, 7, 1]], ids=str)
+def test_streaming_several_frames_per_call_equals_one_at_a_time(sizes):
+    """Calls whose frames straddle window boundaries (window 4) give the same features and the same cache."""
+    config = VisionTowerConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                               image_size=16, patch_size=8, temporal_window=4, temporal_causal=True)
+    torch.manual_seed(0)
+    tower = LanguageBindTower(config, temporal=True).eval()
+    video = torch.randn(10, 3, 16, 16)
+    with torch.no_grad():
+        one_cache, one = None, []
+        for frame in video:
+            features, one_cache = tower.encode_stream_frame(frame, one_cache)
+            one.append(features)
+        cache, parts = None, []
+        for chunk in video.split(sizes):
+            features, cache = tower.encode_stream_frames(chunk, cache)
+            assert features.shape[0] == chunk.shape[0]
+            parts.append(features)
+    torch.testing.assert_close(torch.cat(parts), torch.stack(one), atol=1e-5, rtol=1e-5)
+    assert cache.position == one_cache.position == 2
+    for batched, single in zip(cache.inputs, one_cache.inputs, strict=True):
+        torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from llava.errors import VideoError
 from llava.model.builder import load_pretrained_model
@@ -127,13 +128,36 @@ def test_save_and_resume_continue_the_stream(sharp_checkpoint, flat_video, capsy
     assert min(e["time"] for e in json.loads((tmp_path / "h.json").read_text())["history"]) > 2.1
 
 
-class InterruptedSession(StreamingSession):
-    """Ctrl-C arrives while the frame at 1.5 s is being processed."""
+class BatchRecordingSession(StreamingSession):
+    sizes: list[int] = []
 
-    def push(self, frame, time):
-        if time == 1.5:
+    def push_frames(self, frames, times):
+        BatchRecordingSession.sizes.append(len(times))
+        return super().push_frames(frames, times)
+
+
+@pytest.mark.parametrize("realtime", [False, True], ids=["as-fast-as-possible", "realtime"])
+def test_a_file_goes_through_the_tower_a_window_at_a_time_unless_paced(sharp_checkpoint, flat_video, capsys,
+                                                                      monkeypatch, realtime):
+    monkeypatch.setattr(cli_streaming, "StreamingSession", BatchRecordingSession)
+    monkeypatch.setattr(BatchRecordingSession, "sizes", [])
+    assert run(sharp_checkpoint, flat_video, *(["--realtime"] if realtime else [])) == 0
+    frames = NUM_SCENES * 4
+    assert BatchRecordingSession.sizes == ([1] * frames if realtime else [4] * (frames // 4))  # tiny window: 4
+    captions = [text for _, _, text in said(capsys.readouterr().out)]
+    assert captions == [text for _, text in reference_captions(sharp_checkpoint, flat_video)]
+
+
+class InterruptedSession(StreamingSession):
+    """Ctrl-C arrives while the frame at 1.5 s is being processed (with the frames read along with it)."""
+
+    batch_end: float | None = None  # the last frame processed with it: the stream stops after that one
+
+    def push_frames(self, frames, times):
+        if 1.5 in times:
             signal.raise_signal(signal.SIGINT)
-        return super().push(frame, time)
+            InterruptedSession.batch_end = times[-1]
+        return super().push_frames(frames, times)
 
 
 def test_ctrl_c_stops_after_the_frame_and_saves_everything(sharp_checkpoint, flat_video, capsys, monkeypatch, tmp_path):
@@ -144,10 +168,12 @@ def test_ctrl_c_stops_after_the_frame_and_saves_everything(sharp_checkpoint, fla
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and "error:" not in captured.err
     record = json.loads(out.read_text())
-    assert record["ended"] == "interrupted" and all(e["time"] <= 1.5 for e in record["history"])
+    end = InterruptedSession.batch_end
+    assert 1.5 <= end < 1.5 + 4 / FPS  # the file is read a tower window (4 frames here) at a time
+    assert record["ended"] == "interrupted" and all(e["time"] <= end for e in record["history"])
     monkeypatch.setattr(cli_streaming, "StreamingSession", StreamingSession)
     assert run(sharp_checkpoint, flat_video, "--resume-state", str(state)) == 0
-    assert all(t > 1.5 for t, _, _ in said(capsys.readouterr().out))
+    assert all(t > end for t, _, _ in said(capsys.readouterr().out))
     assert signal.getsignal(signal.SIGINT) is handler  # the handler is put back
 
 
@@ -180,14 +206,16 @@ def test_video_failing_midway_keeps_a_whole_history(sharp_checkpoint, flat_video
         return reader
 
     monkeypatch.setattr(cli_streaming, "open_video", breaking_open_video)
-    out = tmp_path / "h.json"
+    out, state = tmp_path / "h.json", tmp_path / "s.pt"
     out.write_text("previous run\n")
-    code = run(sharp_checkpoint, flat_video, "--output", str(out))
+    code = run(sharp_checkpoint, flat_video, "--output", str(out), "--save-state", str(state))
     assert_user_error(capsys, code, "decoding failed")
     record = json.loads(out.read_text())  # replaced whole, never half-written
     assert record["ended"] == "error" and "decoding failed" in record["error"]
     assert all(e["time"] < 2.5 for e in record["history"])
-    assert os.listdir(tmp_path) == ["h.json"]
+    assert sorted(os.listdir(tmp_path)) == ["h.json", "s.pt"]
+    # frames 8 and 9 were read in a window of 4 that the failure cut short: they were still streamed
+    assert torch.load(state, weights_only=True)["last_time"] == 9 / FPS
 
 
 def test_bad_resume_state_and_missing_model(sharp_checkpoint, flat_video, tmp_path, capsys):

@@ -44,17 +44,17 @@ def stream_frames(video, fps=4.0):
 
 def test_each_frame_encoded_once_and_each_segment_bridged_once(session, tiny_video, monkeypatch):
     calls = {"frames": 0, "steps": 0}
-    encode, step = session.model.video_tower.encode_stream_frame, session.model.bridge.step
+    encode, step = session.model.video_tower.encode_stream_frames, session.model.bridge.step
 
-    def counting_encode(*args, **kwargs):
-        calls["frames"] += 1
-        return encode(*args, **kwargs)
+    def counting_encode(pixels, *args, **kwargs):
+        calls["frames"] += pixels.shape[0]
+        return encode(pixels, *args, **kwargs)
 
     def counting_step(*args, **kwargs):
         calls["steps"] += 1
         return step(*args, **kwargs)
 
-    monkeypatch.setattr(session.model.video_tower, "encode_stream_frame", counting_encode)
+    monkeypatch.setattr(session.model.video_tower, "encode_stream_frames", counting_encode)
     monkeypatch.setattr(session.model.bridge, "step", counting_step)
     frames = flat_scenes(4) + stream_frames(tiny_video)
     for t, frame in frames:
@@ -62,6 +62,28 @@ def test_each_frame_encoded_once_and_each_segment_bridged_once(session, tiny_vid
     session.finish()
     assert calls["frames"] == len(frames)
     assert calls["steps"] == len(session.state.segments) >= 2
+
+
+def test_several_frames_per_push_give_what_one_at_a_time_gives(tiny_checkpoint, tiny_video):
+    frames = flat_scenes(5) + [(t + 5.0, f) for t, f in stream_frames(tiny_video)]
+    single, batched = make_session(tiny_checkpoint), make_session(tiny_checkpoint)
+    one_by_one = [single.push(frame, t) for t, frame in frames]
+    per_frame, start = [], 0
+    for size in [3, 1, 6, 2, 5] * len(frames):  # calls that straddle the tower's windows and the scene cuts
+        chunk = frames[start : start + size]
+        if not chunk:
+            break
+        per_frame += batched.push_frames(np.stack([f for _, f in chunk]), [t for t, _ in chunk])
+        start += size
+    assert len(per_frame) == len(frames)
+    assert [[(e.time, e.text) for e in events] for events in per_frame] == \
+        [[(e.time, e.text) for e in events] for events in one_by_one]
+    assert sum(map(len, one_by_one)) >= 3  # several captions along the way
+    assert batched.state.segments == single.state.segments and batched.state.last_time == single.state.last_time
+    torch.testing.assert_close(batched.state.readout, single.state.readout, atol=1e-5, rtol=1e-5)
+    assert batched.finish()[0].text == single.finish()[0].text
+    with pytest.raises(ValueError, match="2 frames but 1 times"):
+        batched.push_frames(np.stack([frames[0][1]] * 2), [99.0])
 
 
 def test_segments_close_at_the_colour_changes(session):
