@@ -5,8 +5,8 @@
 
 A thin front end over `ChatSession` and `StreamingSession`. The "Chat" tab: upload a video or an image (it is
 encoded once per upload), then ask as many questions as you like; Regenerate asks the last question again,
-Clear drops the turns and the media. Each browser tab has its own conversation; all share one model, which runs
-one request (an upload, a question or a stream) at a time, the others queued. The
+Clear drops the turns and the media. Each browser tab has its own conversation; all share one model (with
+--static-cache it runs one request at a time: an upload, a question or a stream; the others wait). The
 "Streaming" tab: upload a video and press Start: the video is read at --stream-fps frames per second and a
 caption is written, with its video time, whenever a scene ends. Uploads over --max-upload-mb are refused
 (by the server, and with a message in the page). Binds 127.0.0.1 unless --host says otherwise; there is no
@@ -32,7 +32,7 @@ from llava.serve.gradio_parts import (DemoSettings, UserChat, caption_log, chat_
 
 EXAMPLES = [(DEFAULT_VIDEO, "What was in the first scene?")]
 NO_MEDIA = "No video or image loaded: questions are answered from text alone."
-MODEL = "model"  # the one concurrency group of every event that runs the model: one such event runs at a time
+MODEL = "model"  # with one_model_request, the concurrency group of every event that runs the model
 
 
 class ChatHandlers:
@@ -150,6 +150,7 @@ def stream_captions(session_factory: Callable[[], ChatSession], settings: DemoSe
 def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSettings | None = None) -> gr.Blocks:
     """The app. `session_factory()` gives a new session on the shared model (e.g. `base.fork`)."""
     settings = settings or DemoSettings()
+    group = MODEL if settings.one_model_request else None  # None: each event has its own queue slot
     chat = ChatHandlers(session_factory, settings)
     with gr.Blocks(title="VideoLLaMB", analytics_enabled=False) as demo:
         gr.Markdown("# VideoLLaMB\nLong-video understanding with recurrent memory bridges.")
@@ -175,12 +176,12 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
             if examples:
                 gr.Examples(examples, inputs=[video, question], label="Examples")
             media_out = [user, chatbot, status, video, image]
-            video.change(chat.load_video, [video, user], media_out, api_name="load_video", concurrency_id=MODEL)
-            image.change(chat.load_image, [image, user], media_out, api_name="load_image", concurrency_id=MODEL)
-            ask = dict(fn=chat.send, inputs=[question, user], outputs=[chatbot, question, user], concurrency_id=MODEL)
+            video.change(chat.load_video, [video, user], media_out, api_name="load_video", concurrency_id=group)
+            image.change(chat.load_image, [image, user], media_out, api_name="load_image", concurrency_id=group)
+            ask = dict(fn=chat.send, inputs=[question, user], outputs=[chatbot, question, user], concurrency_id=group)
             send.click(**ask, api_name="send")
             question.submit(**ask, api_visibility="private")
-            regenerate.click(chat.regenerate, [user], [chatbot, user], api_name="regenerate", concurrency_id=MODEL)
+            regenerate.click(chat.regenerate, [user], [chatbot, user], api_name="regenerate", concurrency_id=group)
             clearing = dict(fn=chat.clear, inputs=[user], outputs=[user, chatbot, question, video, image, status])
             clear.click(**clearing, api_name="clear")
             chatbot.clear(**clearing, api_visibility="private")  # the chatbot's own trash icon does the same
@@ -197,7 +198,7 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
                     stream_status = gr.Markdown("Upload a video and press Start.", elem_id="stream-status")
                     captions = gr.Textbox(label="Captions", lines=14, max_lines=30, elem_id="captions")
             running = start.click(stream_captions(session_factory, settings), [stream_video],
-                                  [captions, stream_status], api_name="stream", concurrency_id=MODEL)
+                                  [captions, stream_status], api_name="stream", concurrency_id=group)
             stop.click(None, cancels=[running])
     demo.queue(default_concurrency_limit=1)
     return demo
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         return error_line(err)
     generation = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                     top_p=args.top_p)
-    settings = DemoSettings(max_upload_mb=args.max_upload_mb, generation=generation, stream_fps=args.stream_fps)
+    settings = DemoSettings(max_upload_mb=args.max_upload_mb, generation=generation, stream_fps=args.stream_fps,
+                            one_model_request=args.static_cache)
     try:
         serve(build_demo(base.fork, settings), settings, host=args.host, port=args.port)
     except OSError as err:  # the port is taken, the address cannot be bound

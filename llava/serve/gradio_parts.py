@@ -29,6 +29,7 @@ class DemoSettings:
     generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=256))
     stream_fps: float = 1.0  # frames per second the Streaming tab takes from a video
     stream_max_new_tokens: int = 32  # longest caption
+    one_model_request: bool = False  # every event that runs the model waits for the others (--static-cache)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -129,12 +129,14 @@ def test_main_reports_a_bad_model_path(tmp_path, capsys):
     assert err.startswith("error: ") and len(err.splitlines()) == 1
 
 
-def test_every_event_that_runs_the_model_waits_for_the_others():
-    """One model (and, with --static-cache, one compiled decoding step) serves every tab: uploads, questions and
-    streams share one concurrency group of one slot."""
-    demo = build_demo(lambda: None)
+@pytest.mark.parametrize("one_model_request", [False, True], ids=["default", "static-cache"])
+def test_with_static_cache_every_event_that_runs_the_model_waits_for_the_others(one_model_request):
+    """With --static-cache (one compiled decoding step, which threads cannot share) uploads, questions and
+    streams share one concurrency group of one slot; otherwise each event has its own slot."""
+    demo = build_demo(lambda: None, DemoSettings(one_model_request=one_model_request))
     grouped = {fn.api_name for fn in demo.fns.values() if fn.concurrency_id == gradio_demo.MODEL}
-    assert grouped == {"load_video", "load_image", "send", "send_1", "regenerate", "stream"}
+    model_events = {"load_video", "load_image", "send", "send_1", "regenerate", "stream"}
+    assert grouped == (model_events if one_model_request else set())
     assert demo._queue.default_concurrency_limit == 1
 
 
