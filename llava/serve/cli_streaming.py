@@ -258,10 +258,9 @@ class Streamer:
             kept = [(time, frame) for time, frame in batch if self.until is None or time <= self.until]
             if kept:
                 pacer.wait(kept[0][0])  # pacing reads one frame at a time
-                times = [time for time, _ in kept]
-                for t, events in zip(times, self.session.push_frames(np.stack([f for _, f in kept]), times)):
-                    for event in events:  # said at the frame that showed the scene had ended
-                        self.history.say(StreamEvent(t, event.role, event.text))
+                for event in self.session.push_timed_frames(kept):
+                    self.history.say(event)
+                t = kept[-1][0]
             if len(kept) < len(batch):
                 self.ended = "stopped"
                 return

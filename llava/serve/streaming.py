@@ -149,6 +149,15 @@ class StreamingSession:
         self.state.tiller = tiller.state_dict()
         return events
 
+    def push_timed_frames(self, frames: Sequence[tuple[float, np.ndarray]]) -> list[StreamEvent]:
+        """(time, frame) pairs, in order -> their captions, each stamped with the time of the frame that showed
+        its scene had ended (when a viewer learns of it), rather than the scene's last frame."""
+        if not frames:
+            return []
+        times = [time for time, _ in frames]
+        per_frame = self.push_frames(np.stack([frame for _, frame in frames]), times)
+        return [StreamEvent(time, e.role, e.text) for time, events in zip(times, per_frame) for e in events]
+
     def _keep_frame(self, patches: Tensor, time: float) -> None:
         s = self.state
         if s.open_seen == 0:

@@ -86,6 +86,15 @@ def test_several_frames_per_push_give_what_one_at_a_time_gives(tiny_checkpoint, 
         batched.push_frames(np.stack([frames[0][1]] * 2), [99.0])
 
 
+def test_timed_frames_stamp_each_caption_with_the_frame_that_showed_the_scene_had_ended(tiny_checkpoint):
+    frames = flat_scenes(4)
+    single, timed = make_session(tiny_checkpoint), make_session(tiny_checkpoint)
+    expected = [(t, e.text) for t, frame in frames for e in single.push(frame, t)]
+    events = timed.push_timed_frames(frames[:5]) + timed.push_timed_frames(frames[5:]) + timed.push_timed_frames([])
+    assert [(e.time, e.text) for e in events] == expected and len(expected) >= 2
+    assert all(t * 4 % 4 == 0 for t, _ in expected)  # the first frame of each new scene (4 frames a scene at 4 fps)
+
+
 def test_segments_close_at_the_colour_changes(session):
     for t, frame in flat_scenes(6):
         session.push(frame, t)
