@@ -15,6 +15,7 @@ segment (decimated as it grows). Nothing grows with the length of the stream.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -151,12 +152,15 @@ class StreamingSession:
 
     def push_timed_frames(self, frames: Sequence[tuple[float, np.ndarray]]) -> list[StreamEvent]:
         """(time, frame) pairs, in order -> their captions, each stamped with the time of the frame that showed
-        its scene had ended (when a viewer learns of it), rather than the scene's last frame."""
-        if not frames:
-            return []
-        times = [time for time, _ in frames]
-        per_frame = self.push_frames(np.stack([frame for _, frame in frames]), times)
-        return [StreamEvent(time, e.role, e.text) for time, events in zip(times, per_frame) for e in events]
+        its scene had ended (when a viewer learns of it), rather than the scene's last frame. Frames may change
+        size midway (a stream that changes resolution): each run of one size is pushed together."""
+        stamped = []
+        for _, run in itertools.groupby(frames, key=lambda item: item[1].shape):
+            run = list(run)
+            times = [time for time, _ in run]
+            per_frame = self.push_frames(np.stack([frame for _, frame in run]), times)
+            stamped += [StreamEvent(time, e.role, e.text) for time, events in zip(times, per_frame) for e in events]
+        return stamped
 
     def _keep_frame(self, patches: Tensor, time: float) -> None:
         s = self.state

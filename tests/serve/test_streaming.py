@@ -95,6 +95,16 @@ def test_timed_frames_stamp_each_caption_with_the_frame_that_showed_the_scene_ha
     assert all(t * 4 % 4 == 0 for t, _ in expected)  # the first frame of each new scene (4 frames a scene at 4 fps)
 
 
+def test_timed_frames_may_change_size_midway(tiny_checkpoint):
+    """A stream that changes resolution: frames of several sizes in one call (each is resized by the processor)."""
+    frames = [(t, frame if i % 3 else np.ascontiguousarray(np.repeat(frame, 2, axis=0)))  # every third 64x32
+              for i, (t, frame) in enumerate(flat_scenes(4))]
+    single, timed = make_session(tiny_checkpoint), make_session(tiny_checkpoint)
+    expected = [(t, e.text) for t, frame in frames for e in single.push(frame, t)]
+    assert [(e.time, e.text) for e in timed.push_timed_frames(frames)] == expected and expected
+    assert timed.state.segments == single.state.segments
+
+
 def test_segments_close_at_the_colour_changes(session):
     for t, frame in flat_scenes(6):
         session.push(frame, t)
