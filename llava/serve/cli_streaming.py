@@ -223,7 +223,7 @@ def in_batches(frames: Iterator[tuple[float, np.ndarray]], size: int) -> Iterato
             if len(batch) == size:
                 yield batch
                 batch = []
-    except LlavaError:
+    except (LlavaError, OSError):
         if batch:
             yield batch
         raise
