@@ -159,7 +159,7 @@ class ChatSession:
     def _pixels(self, pixels: Tensor) -> Tensor:
         return pixels.to(device=self.device, dtype=next(self.model.parameters()).dtype)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def load_frames(self, frames: np.ndarray) -> None:
         """Decoded frames (T, H, W, 3) uint8 -> visual tokens, encoded once; starts a new conversation."""
         (self.media,) = self.model.encode_videos([self._pixels(self.processor.video(frames))])
@@ -170,7 +170,7 @@ class ChatSession:
         frames, _ = load_video(path, num_frames=self.num_frames)
         self.load_frames(frames)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def load_image(self, path: str | Path) -> None:
         (self.media,) = self.model.encode_images([self._pixels(self.processor.image(load_image(path)))])
         self.media_token = DEFAULT_IMAGE_TOKEN

@@ -135,9 +135,11 @@ class StreamingSession:
         if len(frames) != len(times):
             raise ValueError(f"{len(frames)} frames but {len(times)} times")
         device, dtype = self._device_dtype
-        pixels = self.processor.video(frames).to(device=device, dtype=dtype)
-        features, self.state.tower_cache = self.model.video_tower.encode_stream_frames(pixels, self.state.tower_cache)
-        tokens = self.model.frame_tokens(features)
+        with torch.inference_mode():  # the tower (and `_step` the bridge); captions are generated in no-grad mode
+            pixels = self.processor.video(frames).to(device=device, dtype=dtype)
+            tower = self.model.video_tower
+            features, self.state.tower_cache = tower.encode_stream_frames(pixels, self.state.tower_cache)
+            tokens = self.model.frame_tokens(features)
         cls = tokens.cls.float().cpu().numpy()
         tiller = OnlineSceneTiller()
         tiller.load_state_dict(self.state.tiller)
@@ -177,6 +179,7 @@ class StreamingSession:
         chosen = subsample_segment(0, len(kept) - 1, self.model.config.bridge_config.frames_per_segment)
         return torch.cat([kept[i] for i in chosen])[None]  # (1, n * pool*pool, D)
 
+    @torch.inference_mode()
     def _step(self, state: BridgeState) -> tuple[BridgeState, Tensor]:
         """The bridge over the open segment; returns the new state and the LLM's (unprojected) readout."""
         tokens = self._segment_tokens()
@@ -203,6 +206,7 @@ class StreamingSession:
         s.last_caption, s.last_caption_time = text, time
         return [StreamEvent(time, "Assistant", text)]
 
+    @torch.no_grad()
     def finish(self) -> list[StreamEvent]:
         """End of stream: close the open segment (and caption it)."""
         return self._close_segment() if self.state.open_seen else []
