@@ -1,24 +1,13 @@
 """benchmarks/bench_static_cache.py: both cache kinds over the same turns, on a tiny checkpoint on CPU."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_static_cache.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_static_cache", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_static_cache"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_both_caches_answer_the_same_turns_in_the_main_and_new_threads(tiny_checkpoint, tiny_video, tmp_path, capsys):
     out = tmp_path / "static.json"
-    load_script().main(["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--device", "cpu",
+    load_benchmark("bench_static_cache").main(["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--device", "cpu",
                         "--turns", "3", "--max-new-tokens", "6", "--out", str(out)])
     result = json.loads(out.read_text())
     dynamic, static = result["kinds"]

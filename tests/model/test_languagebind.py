@@ -271,12 +271,16 @@ def test_state_dict_names() -> None:
         1, WINDOW, 32)
 
 
-def test_streaming_one_frame_at_a_time_equals_the_whole_video_for_a_causal_tower():
+def causal_tower_and_video() -> tuple[LanguageBindTower, torch.Tensor]:
+    """A causal tiny video tower (window 4) and a random 10-frame video."""
     config = VisionTowerConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
                                image_size=16, patch_size=8, temporal_window=4, temporal_causal=True)
     torch.manual_seed(0)
-    tower = LanguageBindTower(config, temporal=True).eval()
-    video = torch.randn(10, 3, 16, 16)
+    return LanguageBindTower(config, temporal=True).eval(), torch.randn(10, 3, 16, 16)
+
+
+def test_streaming_one_frame_at_a_time_equals_the_whole_video_for_a_causal_tower():
+    tower, video = causal_tower_and_video()
     with torch.no_grad():
         (whole,) = tower.encode_videos([video])
         cache, streamed = None, []
@@ -290,11 +294,7 @@ def test_streaming_one_frame_at_a_time_equals_the_whole_video_for_a_causal_tower
 @pytest.mark.parametrize("sizes", [[10], [3, 1, 5, 1], [4, 4, 2], [2, 7, 1]], ids=str)
 def test_streaming_several_frames_per_call_equals_one_at_a_time(sizes):
     """Calls whose frames straddle window boundaries (window 4) give the same features and the same cache."""
-    config = VisionTowerConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-                               image_size=16, patch_size=8, temporal_window=4, temporal_causal=True)
-    torch.manual_seed(0)
-    tower = LanguageBindTower(config, temporal=True).eval()
-    video = torch.randn(10, 3, 16, 16)
+    tower, video = causal_tower_and_video()
     with torch.no_grad():
         one_cache, one = None, []
         for frame in video:

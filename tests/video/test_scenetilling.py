@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +16,9 @@ from llava.video.scenetilling import (
     similarities,
     subsample_segment,
 )
+from tests.benchmark_scripts import load_benchmark
 
-_NAIVE_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "naive_scenetilling.py"
-_spec = importlib.util.spec_from_file_location("naive_scenetilling", _NAIVE_PATH)
-naive = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(naive)
+naive = load_benchmark("naive_scenetilling")
 
 
 def _random_features(rng: np.random.Generator) -> np.ndarray:
