@@ -25,6 +25,7 @@ from pathlib import Path
 _ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_ROOT))
 
+from llava.errors import LlavaError  # noqa: E402
 from llava.serve.engine import ChatSession, GenerationSettings  # noqa: E402
 
 QUESTIONS = [
@@ -106,7 +107,10 @@ def table(kinds: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    kinds = [run_kind(args, static=False), run_kind(args, static=True)]
+    try:
+        kinds = [run_kind(args, static=False), run_kind(args, static=True)]
+    except (LlavaError, OSError) as err:  # a missing or broken checkpoint or video
+        sys.exit(f"error: {' '.join(str(err).splitlines())}")
     result = {"model_path": args.model_path or "bundled demo model", "video": args.video_file,
               "max_new_tokens": args.max_new_tokens, "kinds": kinds,
               "same_answers": [t["answer"] for t in kinds[0]["turns"]] == [t["answer"] for t in kinds[1]["turns"]]}

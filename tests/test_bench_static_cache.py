@@ -2,13 +2,16 @@
 
 import json
 
+import pytest
+
 from tests.benchmark_scripts import load_benchmark
 
 
 def test_both_caches_answer_the_same_turns_in_the_main_and_new_threads(tiny_checkpoint, tiny_video, tmp_path, capsys):
     out = tmp_path / "static.json"
-    load_benchmark("bench_static_cache").main(["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--device", "cpu",
-                        "--turns", "3", "--max-new-tokens", "6", "--out", str(out)])
+    load_benchmark("bench_static_cache").main(["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video),
+                                               "--device", "cpu", "--turns", "3", "--max-new-tokens", "6",
+                                               "--out", str(out)])
     result = json.loads(out.read_text())
     dynamic, static = result["kinds"]
     assert (dynamic["cache_implementation"], static["cache_implementation"]) == (None, "static")
@@ -21,3 +24,12 @@ def test_both_caches_answer_the_same_turns_in_the_main_and_new_threads(tiny_chec
     assert result["same_answers"] is True
     assert [t["answer"] for t in static["turns"]] == [t["answer"] for t in dynamic["turns"]]
     assert "static speed-up" in capsys.readouterr().out
+
+
+def test_a_missing_video_is_one_error_line(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "static.json"
+    with pytest.raises(SystemExit) as exit_info:
+        load_benchmark("bench_static_cache").main(["--model-path", str(tiny_checkpoint), "--video-file",
+                                                   str(tmp_path / "missing.mp4"), "--device", "cpu", "--out", str(out)])
+    assert str(exit_info.value).startswith("error: ") and "missing.mp4" in str(exit_info.value)
+    assert not out.exists()
