@@ -134,6 +134,8 @@ class StreamingSession:
         together: faster whenever frames come faster than they are processed (a file, a backlog)."""
         if len(frames) != len(times):
             raise ValueError(f"{len(frames)} frames but {len(times)} times")
+        if not len(frames):
+            return []
         device, dtype = self._device_dtype
         with torch.inference_mode():  # the tower (and `_step` the bridge); captions are generated in no-grad mode
             pixels = self.processor.video(frames).to(device=device, dtype=dtype)

@@ -84,6 +84,7 @@ def test_several_frames_per_push_give_what_one_at_a_time_gives(tiny_checkpoint, 
     assert batched.finish()[0].text == single.finish()[0].text
     with pytest.raises(ValueError, match="2 frames but 1 times"):
         batched.push_frames(np.stack([frames[0][1]] * 2), [99.0])
+    assert batched.push_frames(np.zeros((0, 32, 32, 3), np.uint8), []) == []
 
 
 def test_timed_frames_stamp_each_caption_with_the_frame_that_showed_the_scene_had_ended(tiny_checkpoint):
