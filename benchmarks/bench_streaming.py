@@ -148,14 +148,10 @@ class Windowed(Incremental):
         return self._flush() + super().finish(end)
 
     def _flush(self) -> Closed:
-        if not self.pending:
-            return []
-        times = [t for t, _ in self.pending]
-        before = len(self.session.state.segments)
-        per_frame = self.session.push_frames(np.stack([frame for _, frame in self.pending]), times)
+        # the worker's policy captions every closed segment (no gap, repeats kept): one caption, one segment
+        closed = [(event.time, self._read()) for event in self.session.push_timed_frames(self.pending)]
         self.pending = []
-        closed = len(self.session.state.segments) - before
-        return [(t, self._read()) for t, events in zip(times, per_frame) if events][:closed]
+        return closed
 
 
 class Reencode:
@@ -192,7 +188,7 @@ class Reencode:
         # every frame so far through the whole model, as many as the original takes: a multiple of 8, 8 to 512
         seen = len(self.frames)
         count = frame_count(seen, ORIGINAL_MAX_FRAMES, ORIGINAL_MULTIPLE)
-        self.chat.load_frames(np.stack(self.frames)[uniform_indices(seen, count)])
+        self.chat.load_frames(np.stack([self.frames[i] for i in uniform_indices(seen, count)]))
         self.chat.ask(self.stream.policy.prompt, self.stream.settings)
         return int(self.chat.media.shape[0])
 
