@@ -58,8 +58,7 @@ def timed_turn(session: ChatSession, question: str, settings: GenerationSettings
 
     def work() -> None:
         start = time.perf_counter()
-        session.conversation.append_message(session.conversation.roles[0], question)
-        session.conversation.append_message(session.conversation.roles[1], None)
+        session.add_question(question)
         try:
             outcome["reply"] = session.reply(settings)
         except Exception as err:  # handed to the caller's thread, which raises it
@@ -86,9 +85,7 @@ def run_kind(args: argparse.Namespace, static: bool) -> dict:
     session.load_video(args.video_file)
     load_s = time.perf_counter() - start
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    first = session.media_token + "\n" + QUESTIONS[0]
-    turns = [timed_turn(session, q, settings, in_thread=i % 2 == 1)
-             for i, q in enumerate([first, *QUESTIONS[1:args.turns]])]
+    turns = [timed_turn(session, q, settings, in_thread=i % 2 == 1) for i, q in enumerate(QUESTIONS[:args.turns])]
     generation = session.model.language_model.generation_config
     return {"cache": "static" if static else "dynamic", "device": str(session.device), "load_s": load_s,
             "cache_implementation": generation.cache_implementation, "max_cache_len": generation.max_cache_len,

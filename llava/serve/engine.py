@@ -181,12 +181,17 @@ class ChatSession:
         self.conversation = get_template(self.conv_mode)
 
     def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
-        """One turn: the media tag goes in front of the first question; the answer joins the history."""
+        """One turn: the question (see `add_question`) and its answer join the history."""
+        self.add_question(question)
+        return self.reply(settings).text
+
+    def add_question(self, question: str) -> None:
+        """Append a user turn and a pending assistant turn for `reply`; the media tag goes in front of the first
+        question."""
         first = not self.conversation.messages
         text = f"{self.media_token}\n{question}" if first and self.media is not None else question
         self.conversation.append_message(self.conversation.roles[0], text)
         self.conversation.append_message(self.conversation.roles[1], None)
-        return self.reply(settings).text
 
     @torch.no_grad()
     def reply(

@@ -93,10 +93,7 @@ class ChatHandlers:
             gr.Warning("Type a question first.")
             yield chat_messages(user.session), gr.skip(), user
             return
-        conv = user.session.conversation
-        first = not conv.messages and user.session.media is not None
-        conv.append_message(conv.roles[0], f"{user.session.media_token}\n{question}" if first else question)
-        conv.append_message(conv.roles[1], None)
+        user.session.add_question(question)
         for chat, state in self._answer(user):
             yield chat, "", state
 
