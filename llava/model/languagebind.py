@@ -321,21 +321,32 @@ class LanguageBindTower(nn.Module):
         while start < hidden.shape[0]:
             if cache.position >= window:
                 cache = StreamCache()
-            count = min(window - cache.position, hidden.shape[0] - start)
-            x = hidden[start : start + count]  # (n, S, D): the next frames of the current window
-            inputs: list[Tensor] = []
-            for index, layer in enumerate(self.vision_model.encoder.layers[: self.num_layers_run]):
-                if self.temporal:
-                    x = x + layer.temporal_embedding[0, cache.position : cache.position + count, None]  # (n, S, D)
-                    normed = layer.temporal_layer_norm1(x).transpose(0, 1)  # (S, n, D)
-                    keys = torch.cat([cache.inputs[index], normed], dim=1) if cache.inputs else normed  # (S, k, D)
-                    x = x + layer.temporal_attn(keys, causal=True)[:, -count:].transpose(0, 1)
-                    inputs.append(keys)
-                x = layer.spatial_block(x)
+            left = hidden.shape[0] - start
+            # a window already begun, or the last frames, alone; whole windows from their first frame together
+            windows, count = (left // window, window) if cache.position == 0 and left >= window else (
+                1, min(window - cache.position, left))
+            x, inputs = self._stream_windows(hidden[start : start + windows * count], windows, cache)
             outputs.append(x)
             cache = StreamCache(inputs=inputs, position=cache.position + count)
-            start += count
+            start += windows * count
         return torch.cat(outputs), cache
+
+    def _stream_windows(self, x: Tensor, windows: int, cache: StreamCache) -> tuple[Tensor, list[Tensor]]:
+        """x: (windows * n, S, D): the next n frames of `windows` consecutive windows, the first continuing
+        `cache` (only one window may) -> their features and the temporal inputs of the last window's frames."""
+        count, seq, dim = x.shape[0] // windows, x.shape[1], x.shape[2]
+        position = cache.position
+        inputs: list[Tensor] = []
+        for index, layer in enumerate(self.vision_model.encoder.layers[: self.num_layers_run]):
+            if self.temporal:
+                x = x.view(windows, count, seq, dim) + layer.temporal_embedding[0, position : position + count, None]
+                normed = layer.temporal_layer_norm1(x).transpose(1, 2).reshape(windows * seq, count, dim)
+                keys = torch.cat([cache.inputs[index], normed], dim=1) if cache.inputs else normed  # (wS, k, D)
+                attended = layer.temporal_attn(keys, causal=True)[:, -count:]  # (windows * S, n, D)
+                x = (x + attended.view(windows, seq, count, dim).transpose(1, 2)).reshape(windows * count, seq, dim)
+                inputs.append(keys[-seq:])  # (S, k, D): the last window's
+            x = layer.spatial_block(x)
+        return x, inputs
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         """Same as `encode_images`."""

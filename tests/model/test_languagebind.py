@@ -291,9 +291,10 @@ def test_streaming_one_frame_at_a_time_equals_the_whole_video_for_a_causal_tower
     assert len(cache.inputs) == 2 and cache.inputs[0].shape[1] == 2  # frames 8 and 9 of the third window
 
 
-@pytest.mark.parametrize("sizes", [[10], [3, 1, 5, 1], [4, 4, 2], [2, 7, 1]], ids=str)
+@pytest.mark.parametrize("sizes", [[10], [3, 1, 5, 1], [4, 4, 2], [2, 7, 1], [1, 9]], ids=str)
 def test_streaming_several_frames_per_call_equals_one_at_a_time(sizes):
-    """Calls whose frames straddle window boundaries (window 4) give the same features and the same cache."""
+    """Calls whose frames straddle window boundaries (window 4), or hold several whole windows (encoded
+    together), give the same features and the same cache."""
     tower, video = causal_tower_and_video()
     with torch.no_grad():
         one_cache, one = None, []
