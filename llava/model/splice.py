@@ -35,12 +35,16 @@ def splice_visual_tokens(
     attention_mask: Tensor | None = None,
     labels: Tensor | None = None,
     padding_side: str = "right",
+    shared_prefix: int = 0,
 ) -> SplicedInputs:
     """Replace each placeholder (in reading order) by the next entry of `visual` ((n_i, h) each).
 
     Padding (attention_mask == 0) is dropped first and added back on `padding_side`, so the result is
-    correct whichever side the tokenizer padded.
+    correct whichever side the tokenizer padded. Left padding goes after the first `shared_prefix` tokens of
+    every row: a prefix that all rows share stays at the same place (where a KV cache of it fits).
     """
+    if shared_prefix and padding_side != "left":
+        raise ValueError("a shared prefix needs left padding")
     attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     if len(placeholder_kinds(input_ids, attention_mask)) != len(visual):
         raise ValueError(
@@ -55,7 +59,7 @@ def splice_visual_tokens(
         embeds, labs = _splice_row(embed_tokens, ids, row_labels, queue)
         rows_embeds.append(embeds)
         rows_labels.append(labs)
-    return _pad_rows(rows_embeds, rows_labels if labels is not None else None, padding_side)
+    return _pad_rows(rows_embeds, rows_labels if labels is not None else None, padding_side, shared_prefix)
 
 
 def _splice_row(embed_tokens, ids: Tensor, labels: Tensor | None, queue) -> tuple[Tensor, Tensor | None]:
@@ -76,7 +80,7 @@ def _splice_row(embed_tokens, ids: Tensor, labels: Tensor | None, queue) -> tupl
     return torch.cat(pieces, dim=0), (torch.cat(label_pieces) if labels is not None else None)
 
 
-def _pad_rows(embeds: list[Tensor], labels: list[Tensor] | None, side: str) -> SplicedInputs:
+def _pad_rows(embeds: list[Tensor], labels: list[Tensor] | None, side: str, keep_front: int = 0) -> SplicedInputs:
     width = max(e.shape[0] for e in embeds)
     b, h = len(embeds), embeds[0].shape[-1]
     out = embeds[0].new_zeros(b, width, h)
@@ -85,7 +89,9 @@ def _pad_rows(embeds: list[Tensor], labels: list[Tensor] | None, side: str) -> S
     positions = torch.zeros(b, width, dtype=torch.long, device=out.device)
     for i, e in enumerate(embeds):
         n = e.shape[0]
-        span = slice(width - n, width) if side == "left" else slice(0, n)
+        span = torch.arange(n, device=out.device)  # where the row's tokens go: right padding after them all
+        if side == "left":  # left padding after the first keep_front of them
+            span[keep_front:] += width - n
         out[i, span] = e
         mask[i, span] = 1
         positions[i, span] = torch.arange(n, device=out.device)

@@ -7,6 +7,7 @@ placeholder in reading order: `videos[i]` is (T_i, 3, H, W), `images[i]` is (3, 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
+from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from llava.constants import IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
@@ -22,6 +24,15 @@ from llava.model.config import VideoLLaMBConfig
 from llava.model.languagebind import LanguageBindTower, TowerEmbeddings, TowerEncoderLayer
 from llava.model.splice import placeholder_kinds, splice_visual_tokens
 from llava.video.scenetilling import segment, segments_from_boundaries, subsample_segment
+
+
+@dataclass
+class PromptPrefix:
+    """The LLM's KV cache of the text that starts every prompt of a kind (the system prompt, the user role), so
+    that generation goes on from it instead of reading that text again."""
+
+    ids: Tensor  # (P,) token ids
+    cache: DynamicCache
 
 
 @dataclass
@@ -217,17 +228,38 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         videos: list[Tensor] | None = None,
         images: list[Tensor] | None = None,
         visual_features: list[Tensor] | None = None,
+        prompt_prefix: PromptPrefix | None = None,
         **generate_kwargs,
     ) -> Tensor:
-        """Greedy or sampled generation; returns only the new tokens (B, new)."""
+        """Greedy or sampled generation; returns only the new tokens (B, new).
+
+        With `prompt_prefix` (see `cache_prompt_prefix`), every row of `input_ids` must start with its ids
+        (unpadded); the LLM goes on from its cache, reading only the rest of each prompt."""
         if visual_features is None:
             visual_features = self.encode_media(input_ids, attention_mask, videos, images)
+        shared = 0
+        if prompt_prefix is not None:
+            shared = len(prompt_prefix.ids)
+            if input_ids.shape[1] <= shared or not bool((input_ids[:, :shared] == prompt_prefix.ids).all()):
+                raise ValueError("every prompt must start with the cached prompt prefix")
+            cache = copy.deepcopy(prompt_prefix.cache)
+            cache.batch_repeat_interleave(input_ids.shape[0])
+            generate_kwargs["past_key_values"] = cache
         spliced = splice_visual_tokens(
-            self.get_input_embeddings(), input_ids, visual_features, attention_mask, padding_side="left"
+            self.get_input_embeddings(), input_ids, visual_features, attention_mask, padding_side="left",
+            shared_prefix=shared,
         )
         return self.language_model.generate(
             inputs_embeds=spliced.inputs_embeds, attention_mask=spliced.attention_mask, **generate_kwargs
         )
+
+    @torch.no_grad()
+    def cache_prompt_prefix(self, ids: Tensor) -> PromptPrefix:
+        """ids (P,) of plain text (no media placeholders) -> the LLM's KV cache of it, for `generate`."""
+        if ids.dim() != 1 or not len(ids) or bool((ids < 0).any()):
+            raise ValueError("a prompt prefix is one non-empty row of text token ids")
+        embeds = self.get_input_embeddings()(ids[None])
+        return PromptPrefix(ids, self.language_model(inputs_embeds=embeds, use_cache=True).past_key_values)
 
     def use_static_kv_cache(self) -> None:
         """Generate with a KV cache preallocated for the LLM's whole context instead of one that grows.
@@ -239,6 +271,10 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         generation = self.language_model.generation_config
         generation.cache_implementation = "static"
         generation.max_cache_len = self.config.text_config.max_position_embeddings
+
+    @property
+    def uses_static_kv_cache(self) -> bool:
+        return self.language_model.generation_config.cache_implementation == "static"
 
     def set_memory_ablation(self, enabled: bool) -> None:
         """Reset the bridge memory (and cache) at every segment: the ablation that shows the memory works."""

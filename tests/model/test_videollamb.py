@@ -81,6 +81,27 @@ def test_batched_generation_equals_one_by_one(tiny_model, tokenizer):
         assert torch.equal(both[i, :n], single[i])
 
 
+def test_generation_from_a_cached_prompt_prefix_equals_reading_the_whole_prompt(tiny_model, tokenizer):
+    """Rows with videos of different lengths: padding goes after the shared prefix, the answers do not change."""
+    ids = chat_ids(tokenizer, "<video>\nWhat was in the first scene?", None)[0]
+    prefix = tiny_model.cache_prompt_prefix(torch.tensor(ids[: ids.index(VIDEO_TOKEN_INDEX)]))
+    prompts = torch.tensor([ids, ids])
+    first, second = tiny_model.encode_videos([random_video(7, seed=3), random_video(12, seed=4)])
+    media = [first, second[: len(first) // 2]]  # so that the first row is padded
+    kwargs = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    whole = tiny_model.generate(prompts, visual_features=media, **kwargs)
+    cached = tiny_model.generate(prompts, visual_features=media, prompt_prefix=prefix, **kwargs)
+    assert len(set(whole[0].tolist())) > 1 and not torch.equal(whole[0], whole[1])  # real, different answers
+    assert torch.equal(cached, whole)
+    assert prefix.cache.get_seq_length() == len(prefix.ids)  # generation worked on a copy
+    other = torch.tensor([ids])
+    other[0, 1] += 1  # another second token
+    with pytest.raises(ValueError, match="start with the cached prompt prefix"):
+        tiny_model.generate(other, visual_features=media[:1], prompt_prefix=prefix, **kwargs)
+    with pytest.raises(ValueError, match="non-empty row of text token ids"):
+        tiny_model.cache_prompt_prefix(torch.tensor(ids))
+
+
 def test_static_kv_cache_is_sized_for_the_context_and_changes_no_token(tiny_model, tokenizer):
     prompt = torch.tensor([chat_ids(tokenizer, "<video>\nWhat was in the first scene?", None)[0]])
     kwargs = dict(videos=[random_video(9, seed=5)], max_new_tokens=8, min_new_tokens=8, do_sample=False,
