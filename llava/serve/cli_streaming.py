@@ -8,12 +8,13 @@
 A thin front end over `StreamingSession`: every frame is encoded once and each scene passes the memory bridge
 once, so a long stream costs the same per frame at its end as at its start. A caption is printed when a scene
 ends, as `(Video Time = 12s) Assistant: ...`. Files are read as fast as the model goes (--realtime paces them to
-the video clock), a temporal window of frames (8 for LanguageBind) through the tower at a time, with the same
-captions as one at a time; URLs and /dev/video* devices are paced by the source itself, one frame at a time.
+the video clock), --batch-frames frames at a time (32): whole temporal windows of frames go through the tower
+together and the captions of the scenes that end among them are generated together, with the same captions as
+one frame at a time; URLs and /dev/video* devices are paced by the source itself, one frame at a time.
 
 Type a question (and Enter) while the video runs: it is answered from everything seen so far, after the next
-frame (or window of frames), as a `User:` line and an `Assistant:` line. "exit" or "quit" stops the stream.
-Ctrl-C stops it after the current frame or window (a second Ctrl-C stops at once). When the stream ends, stops
+frame (or batch of frames), as a `User:` line and an `Assistant:` line. "exit" or "quit" stops the stream.
+Ctrl-C stops it after the current frame or batch (a second Ctrl-C stops at once). When the stream ends, stops
 or fails, --output gets the whole history as JSON and --save-state the stream's memory; --resume-state
 continues from such a state (a file skips the frames already seen; a live source's clock continues from the
 saved one). Both are written atomically (temp file, then rename): never half-written. User errors end in one
@@ -47,6 +48,7 @@ from llava.video.decode import VideoReader, open_video
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
 EOF_GRACE_S = 0.5  # at the end of a file, how long to wait for piped questions not yet read
+FILE_BATCH_FRAMES = 32  # frames of a file pushed together when it is read as fast as possible
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-state", type=Path, default=None, help="write the stream state here at the end")
     parser.add_argument("--resume-state", type=Path, default=None, help="continue the stream saved in this file")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest caption or answer, in tokens")
+    parser.add_argument("--batch-frames", type=int, default=FILE_BATCH_FRAMES,
+                        help="frames of a file pushed together when it is read as fast as possible (questions are "
+                             "answered between batches); --realtime and live sources go one frame at a time")
     add_inference_options(parser)
     return parser
 
@@ -80,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--min-caption-gap must be 0 or more")
     if args.max_new_tokens < 1:
         parser.error("--max-new-tokens must be at least 1")
+    if args.batch_frames < 1:
+        parser.error("--batch-frames must be at least 1")
     for name in ("output", "save_state"):
         path = getattr(args, name)
         if path is not None and path.is_dir():
@@ -323,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             stop = stack.enter_context(deferred_interrupt())
             history = History(str(args.video_file), args.prompt, args.fps)
             paced = args.realtime or reader.num_frames is None  # pacing, or a live source: no frame may wait
-            batch = 1 if paced else session.model.config.vision_config.temporal_window
+            batch = 1 if paced else args.batch_frames
             streamer = Streamer(session, questions, history, stop, args.until, batch)
             pacer = Pacer(args.realtime and reader.num_frames is not None, stop)
             try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.errors import LlavaError
-from llava.serve.cli_streaming import in_batches, timed_frames
+from llava.serve.cli_streaming import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.engine import ChatSession, GenerationSettings
 from llava.serve.streaming import StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
@@ -113,16 +113,15 @@ def streaming_session(base: ChatSession, max_new_tokens: int) -> StreamingSessio
 
 
 def caption_log(make_session: Callable[[], StreamingSession], path: str, fps: float) -> Iterator[tuple[str, float]]:
-    """Caption a video as it is read: yields (the log so far, the video time reached) after every tower window of
+    """Caption a video as it is read: yields (the log so far, the video time reached) after every batch of
     frames (as the streaming CLI reads a file).
 
     Each log line reads `(Video Time = 12s) Assistant: ...`. A video that cannot be read raises LlavaError,
     after the lines seen so far were yielded.
     """
     stream, lines, t = make_session(), [], 0.0
-    window = stream.model.config.vision_config.temporal_window
     with open_video(path) as reader:
-        for batch in in_batches(timed_frames(reader, fps, stream), window):
+        for batch in in_batches(timed_frames(reader, fps, stream), FILE_BATCH_FRAMES):
             lines += [str(event) for event in stream.push_timed_frames(batch)]
             t = batch[-1][0]
             yield "\n".join(lines), t

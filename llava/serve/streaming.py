@@ -31,6 +31,7 @@ from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.bridge import BridgeState
 from llava.model.builder import load_pretrained_model
+from llava.model.videollamb import PromptPrefix
 from llava.model.languagebind import StreamCache
 from llava.serve import engine
 from llava.serve.engine import GenerationSettings
@@ -52,6 +53,7 @@ class StreamingPolicy:
     skip_repeated: bool = True  # do not say the same caption twice in a row
     max_cache_segments: int = 64  # bridge cache cap: memory stays flat however long the stream
     prompt: str = CAPTION_PROMPT
+    caption_batch: int = 8  # captions of the scenes that end in one push are generated together, this many at once
 
 
 @dataclass
@@ -90,6 +92,7 @@ class StreamingSession:
         self.conv_mode = conv_mode
         self.settings = settings or GenerationSettings(max_new_tokens=32)
         self.state = self._fresh_state()
+        self._prefix: PromptPrefix | None = None  # the KV cache of the text before the video in every prompt
 
     @classmethod
     def from_pretrained(cls, model_path: str | Path | None = None, device: str = "auto", static_kv_cache: bool = False,
@@ -130,8 +133,10 @@ class StreamingSession:
     def push_frames(self, frames: np.ndarray, times: Sequence[float]) -> list[list[StreamEvent]]:
         """Decoded frames (N, H, W, 3) uint8 at `times` seconds, in order -> the captions each frame triggers.
 
-        The same as pushing them one at a time, except that the tower encodes the frames of a temporal window
-        together: faster whenever frames come faster than they are processed (a file, a backlog)."""
+        The same as pushing them one at a time, except that the tower encodes the frames of each temporal window
+        (and whole windows) together, and the captions of the scenes that end among them are generated together
+        (`StreamingPolicy.caption_batch` at a time, one at a time with a static KV cache): faster whenever frames
+        come faster than they are processed (a file, a backlog)."""
         if len(frames) != len(times):
             raise ValueError(f"{len(frames)} frames but {len(times)} times")
         if not len(frames):
@@ -145,13 +150,16 @@ class StreamingSession:
         cls = tokens.cls.float().cpu().numpy()
         tiller = OnlineSceneTiller()
         tiller.load_state_dict(self.state.tiller)
-        events = []
+        ended: list[tuple[int, float, Tensor]] = []  # (frame index, time, readout) of each scene that ended
         for index, time in enumerate(times):
-            cut = tiller.push(cls[index])
-            events.append(self._close_segment() if cut and self.state.open_seen else [])
+            if tiller.push(cls[index]) and self.state.open_seen:
+                ended.append((index, self.state.last_time, self._close_segment()))
             self._keep_frame(tokens.patches[index], time)
             self.state.last_time = time
         self.state.tiller = tiller.state_dict()
+        events: list[list[StreamEvent]] = [[] for _ in times]
+        for (index, _, _), event in zip(ended, self._captions([(time, readout) for _, time, readout in ended])):
+            events[index] += event
         return events
 
     def push_timed_frames(self, frames: Sequence[tuple[float, np.ndarray]]) -> list[StreamEvent]:
@@ -191,27 +199,38 @@ class StreamingSession:
             new_state.memory_masks = new_state.memory_masks[-self.policy.max_cache_segments :]
         return new_state, self.model.bridge.readout(new_state, hidden, 0, tokens.shape[1])
 
-    def _close_segment(self) -> list[StreamEvent]:
+    def _close_segment(self) -> Tensor:
+        """The open segment through the bridge; returns the readout its caption reads."""
         s = self.state
         s.bridge, s.readout = self._step(s.bridge)
         s.segments.append((s.open_start, s.last_time))
         s.open_tokens, s.open_stride, s.open_seen = [], 1, 0
-        return self._caption(s.last_time)
+        return s.readout
 
-    def _caption(self, time: float) -> list[StreamEvent]:
+    def _captions(self, ended: list[tuple[float, Tensor]]) -> list[list[StreamEvent]]:
+        """(time, readout) of scenes that ended, in order -> the caption event each gets (none, or one), by the
+        policy: none within min_caption_gap of the last caption, none repeating the last caption."""
         s, p = self.state, self.policy
-        if time - s.last_caption_time < p.min_caption_gap:
-            return []
-        text = self._answer(p.prompt, s.readout)
-        if p.skip_repeated and text == s.last_caption:
-            return []
-        s.last_caption, s.last_caption_time = text, time
-        return [StreamEvent(time, "Assistant", text)]
+        wanted = [time - s.last_caption_time >= p.min_caption_gap for time, _ in ended]  # later ones are later
+        texts = iter(self._answers(p.prompt, [readout for (_, readout), want in zip(ended, wanted) if want]))
+        events = []
+        for (time, _), want in zip(ended, wanted):
+            text = next(texts) if want else None
+            if text is None or time - s.last_caption_time < p.min_caption_gap or (
+                    p.skip_repeated and text == s.last_caption):
+                events.append([])
+                continue
+            s.last_caption, s.last_caption_time = text, time
+            events.append([StreamEvent(time, "Assistant", text)])
+        return events
 
     @torch.no_grad()
     def finish(self) -> list[StreamEvent]:
         """End of stream: close the open segment (and caption it)."""
-        return self._close_segment() if self.state.open_seen else []
+        if not self.state.open_seen:
+            return []
+        (events,) = self._captions([(self.state.last_time, self._close_segment())])
+        return events
 
     # ----- questions
     @torch.no_grad()
@@ -222,17 +241,42 @@ class StreamingSession:
             _, readout = self._step(self.state.bridge)
         if readout is None:
             raise LlavaError("no frames have been seen yet")
-        return self._answer(question, readout)
+        (answer,) = self._answers(question, [readout])
+        return answer
 
-    def _answer(self, question: str, readout: Tensor) -> str:
+    @torch.no_grad()
+    def _answers(self, question: str, readouts: list[Tensor]) -> list[str]:
+        """The answer to `question` from each readout, generated `caption_batch` readouts at a time (padded to
+        the longest), going on from the KV cache of the text before the video. With a static KV cache: one at a
+        time and the whole prompt read, so that one compiled decoding step serves every call."""
+        if not readouts:
+            return []
         conv = get_template(self.conv_mode)
         conv.append_message(conv.roles[0], f"<video>\n{question}")
         conv.append_message(conv.roles[1], None)
         device, _ = self._device_dtype
-        input_ids = prompt_tensor(conv.get_prompt(), self.tokenizer).to(device)
-        output = self.model.generate(input_ids, visual_features=[self.model.mm_projector(readout)],
-                                     pad_token_id=self.tokenizer.pad_token_id, **self.settings.kwargs())
-        return self.tokenizer.decode(output[0], skip_special_tokens=True).strip()
+        input_ids = prompt_tensor(conv.get_prompt(), self.tokenizer).to(device)  # (1, L)
+        static = self.model.uses_static_kv_cache
+        size = 1 if static else max(1, self.policy.caption_batch)
+        prefix = None if static else self._prompt_prefix(input_ids[0])
+        answers = []
+        for start in range(0, len(readouts), size):
+            batch = readouts[start : start + size]
+            output = self.model.generate(input_ids.expand(len(batch), -1),
+                                         visual_features=[self.model.mm_projector(r) for r in batch],
+                                         prompt_prefix=prefix, pad_token_id=self.tokenizer.pad_token_id,
+                                         **self.settings.kwargs())
+            answers += [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+        return answers
+
+    def _prompt_prefix(self, ids: Tensor) -> PromptPrefix | None:
+        """The cached text before the video in `ids` (L,), computed once (again if that text changes)."""
+        length = int((ids < 0).nonzero()[0, 0])  # the prompts hold a <video> placeholder
+        if length == 0:
+            return None
+        if self._prefix is None or not torch.equal(self._prefix.ids, ids[:length]):
+            self._prefix = self.model.cache_prompt_prefix(ids[:length])
+        return self._prefix
 
     # ----- persistence
     def save_state(self, path: str | Path) -> None:

@@ -136,14 +136,15 @@ class BatchRecordingSession(StreamingSession):
         return super().push_frames(frames, times)
 
 
-@pytest.mark.parametrize("realtime", [False, True], ids=["as-fast-as-possible", "realtime"])
-def test_a_file_goes_through_the_tower_a_window_at_a_time_unless_paced(sharp_checkpoint, flat_video, capsys,
-                                                                      monkeypatch, realtime):
+@pytest.mark.parametrize("mode", ["default", "batch-frames-3", "realtime"])
+def test_a_file_goes_batch_frames_at_a_time_unless_paced(sharp_checkpoint, flat_video, capsys, monkeypatch, mode):
     monkeypatch.setattr(cli_streaming, "StreamingSession", BatchRecordingSession)
     monkeypatch.setattr(BatchRecordingSession, "sizes", [])
-    assert run(sharp_checkpoint, flat_video, *(["--realtime"] if realtime else [])) == 0
+    extra = {"default": [], "batch-frames-3": ["--batch-frames", "3"], "realtime": ["--realtime"]}[mode]
+    assert run(sharp_checkpoint, flat_video, *extra) == 0
     frames = NUM_SCENES * 4
-    assert BatchRecordingSession.sizes == ([1] * frames if realtime else [4] * (frames // 4))  # tiny window: 4
+    size = {"default": cli_streaming.FILE_BATCH_FRAMES, "batch-frames-3": 3, "realtime": 1}[mode]
+    assert BatchRecordingSession.sizes == [size] * (frames // size) + [frames % size] * bool(frames % size)
     captions = [text for _, _, text in said(capsys.readouterr().out)]
     assert captions == [text for _, text in reference_captions(sharp_checkpoint, flat_video)]
 
@@ -164,12 +165,13 @@ def test_ctrl_c_stops_after_the_frame_and_saves_everything(sharp_checkpoint, fla
     handler = signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(cli_streaming, "StreamingSession", InterruptedSession)
     out, state = tmp_path / "h.json", tmp_path / "s.pt"
-    assert run(sharp_checkpoint, flat_video, "--output", str(out), "--save-state", str(state)) == 130
+    assert run(sharp_checkpoint, flat_video, "--output", str(out), "--save-state", str(state), "--batch-frames",
+               "4") == 130
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and "error:" not in captured.err
     record = json.loads(out.read_text())
     end = InterruptedSession.batch_end
-    assert 1.5 <= end < 1.5 + 4 / FPS  # the file is read a tower window (4 frames here) at a time
+    assert 1.5 <= end < 1.5 + 4 / FPS  # the file is read 4 frames at a time
     assert record["ended"] == "interrupted" and all(e["time"] <= end for e in record["history"])
     monkeypatch.setattr(cli_streaming, "StreamingSession", StreamingSession)
     assert run(sharp_checkpoint, flat_video, "--resume-state", str(state)) == 0
@@ -208,13 +210,13 @@ def test_video_failing_midway_keeps_a_whole_history(sharp_checkpoint, flat_video
     monkeypatch.setattr(cli_streaming, "open_video", breaking_open_video)
     out, state = tmp_path / "h.json", tmp_path / "s.pt"
     out.write_text("previous run\n")
-    code = run(sharp_checkpoint, flat_video, "--output", str(out), "--save-state", str(state))
+    code = run(sharp_checkpoint, flat_video, "--output", str(out), "--save-state", str(state), "--batch-frames", "4")
     assert_user_error(capsys, code, "decoding failed")
     record = json.loads(out.read_text())  # replaced whole, never half-written
     assert record["ended"] == "error" and "decoding failed" in record["error"]
     assert all(e["time"] < 2.5 for e in record["history"])
     assert sorted(os.listdir(tmp_path)) == ["h.json", "s.pt"]
-    # frames 8 and 9 were read in a window of 4 that the failure cut short: they were still streamed
+    # frames 8 and 9 were read in a batch of 4 that the failure cut short: they were still streamed
     assert torch.load(state, weights_only=True)["last_time"] == 9 / FPS
 
 
@@ -230,7 +232,7 @@ def test_flags(capsys):
     args = cli_streaming.parse_args(["--model_path", "m", "--video_file", "v.mp4", "--min-caption-gap", "2"])
     assert (args.model_path, args.video_file, args.min_caption_gap, args.fps) == ("m", "v.mp4", 2.0, 1.0)
     assert cli_streaming.parse_args([]).video_file.endswith("playground/demo/shapes.mp4")
-    for bad in (["--fps", "0"], ["--min-caption-gap", "-1"], ["--output", "."]):
+    for bad in (["--fps", "0"], ["--min-caption-gap", "-1"], ["--output", "."], ["--batch-frames", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             cli_streaming.parse_args(bad)
         assert exit_info.value.code == 2

@@ -156,3 +156,58 @@ def test_a_question_mid_segment_reads_the_open_segment(session, tiny_video):
     assert session.state.readout is None and session.state.open_seen == 3
     assert isinstance(session.ask("What is happening?"), str)
     torch.testing.assert_close(session.state.bridge.memory, session.model.bridge.init_state(1).memory)
+
+
+@pytest.mark.parametrize("static_cache", [False, True], ids=["dynamic-cache", "static-cache"])
+def test_captions_of_scenes_ending_in_one_push_are_generated_together(tiny_checkpoint, tiny_video, monkeypatch,
+                                                                      static_cache):
+    """With a static KV cache (compiled once per batch size on a GPU) they are generated one at a time."""
+    frames = flat_scenes(6) + [(t + 6.0, f) for t, f in stream_frames(tiny_video)]
+    single, together = make_session(tiny_checkpoint), make_session(tiny_checkpoint)
+    single.policy.skip_repeated = together.policy.skip_repeated = False
+    together.policy.caption_batch = 2
+    if static_cache:
+        together.model.use_static_kv_cache()
+    expected = [(t, e.text) for t, frame in frames for e in single.push(frame, t)]
+    batches = []
+    generate = together.model.generate
+
+    def counting_generate(input_ids, **kwargs):
+        batches.append(input_ids.shape[0])
+        return generate(input_ids, **kwargs)
+
+    monkeypatch.setattr(together.model, "generate", counting_generate)
+    events = together.push_timed_frames(frames)
+    assert [(e.time, e.text) for e in events] == expected
+    size = 1 if static_cache else 2
+    assert len(expected) >= 5 and batches == [size] * (len(expected) // size) + [1] * (len(expected) % size)
+
+
+def caption_policy(captions: list[tuple[float, str]], gap: float) -> list[tuple[float, str]]:
+    """What the policy keeps of every scene's caption: none within `gap` of the last kept, none repeating it."""
+    kept: list[tuple[float, str]] = []
+    for time, text in captions:
+        if not kept or (time - kept[-1][0] >= gap and text != kept[-1][1]):
+            kept.append((time, text))
+    return kept
+
+
+def test_the_caption_policy_is_the_same_one_frame_at_a_time_and_in_one_push(tiny_checkpoint, tiny_video):
+    """Captions of two tokens, so that some repeat the one before."""
+    frames = flat_scenes(6) + [(t + 6.0, f) for t, f in stream_frames(tiny_video)]
+    every = make_session(tiny_checkpoint)
+    every.policy.skip_repeated, every.settings.max_new_tokens = False, 2
+    captions = [(e.time, e.text) for t, frame in frames for e in every.push(frame, t)]
+    expected = caption_policy(captions, gap=2.0)
+    assert len(expected) >= 2
+    assert caption_policy(captions, gap=0.0) != captions  # some repeat the one before
+    assert caption_policy(captions, gap=0.0) != expected  # some come too soon after the one before
+    for push_all in (False, True):
+        session = make_session(tiny_checkpoint)
+        session.policy.min_caption_gap, session.settings.max_new_tokens = 2.0, 2
+        if push_all:
+            per_frame = session.push_frames(np.stack([f for _, f in frames]), [t for t, _ in frames])
+        else:
+            per_frame = [session.push(frame, t) for t, frame in frames]
+        events = [e for frame_events in per_frame for e in frame_events]
+        assert [(e.time, e.text) for e in events] == expected
