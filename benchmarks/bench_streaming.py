@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.reencode_list = [float(m) for m in args.reencode_minutes.split(",") if m.strip()]
     args.scene_range = tuple(float(s) for s in args.scene_seconds.split(","))
     if args.batch_frames is None:
-        from llava.serve.cli_streaming import FILE_BATCH_FRAMES
+        from llava.serve.stream_source import FILE_BATCH_FRAMES
 
         args.batch_frames = FILE_BATCH_FRAMES
     if not args.minutes_list or min(args.minutes_list) <= 0 or len(args.scene_range) != 2 or args.fps <= 0 \

@@ -43,12 +43,12 @@ from llava.errors import LlavaError
 from llava.serve.options import add_inference_options
 from llava.serve.cli import EXIT_WORDS
 from llava.serve.engine import GenerationSettings
+from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
-from llava.video.decode import VideoReader, open_video
+from llava.video.decode import open_video
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
 EOF_GRACE_S = 0.5  # at the end of a file, how long to wait for piped questions not yet read
-FILE_BATCH_FRAMES = 32  # frames of a file pushed together when it is read as fast as possible
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,24 +220,6 @@ class Pacer:
             self.stop.wait(delay)  # wakes early on Ctrl-C
 
 
-def in_batches(frames: Iterator[tuple[float, np.ndarray]], size: int) -> Iterator[list[tuple[float, np.ndarray]]]:
-    """Consecutive frames, `size` at a time (the last batch may be shorter). When the source fails midway, the
-    frames read before the failure come out as a last batch first, then the error is raised."""
-    batch: list[tuple[float, np.ndarray]] = []
-    try:
-        for item in frames:
-            batch.append(item)
-            if len(batch) == size:
-                yield batch
-                batch = []
-    except (LlavaError, OSError):
-        if batch:
-            yield batch
-        raise
-    if batch:
-        yield batch
-
-
 @dataclass
 class Streamer:
     """The main loop: frames in (`batch` at a time), captions out, questions answered between batches."""
@@ -280,19 +262,6 @@ class Streamer:
         self.questions.wait_for_eof(EOF_GRACE_S)
         if self.session.frames_seen:
             self.answer(t)
-
-
-def timed_frames(reader: VideoReader, fps: float, session: StreamingSession) -> Iterator[tuple[float, np.ndarray]]:
-    """The reader's frames at `fps`; after a resume a file skips what was seen, a live clock continues."""
-    frames = reader.iter_frames(fps)
-    if not session.frames_seen:
-        yield from frames
-    elif reader.num_frames is None:
-        offset = session.state.last_time + 1.0 / fps
-        yield from ((t + offset, frame) for t, frame in frames)
-    else:
-        clock = session.state.last_time + 1e-6
-        yield from ((t, frame) for t, frame in frames if t > clock)
 
 
 def open_session(args: argparse.Namespace) -> StreamingSession:

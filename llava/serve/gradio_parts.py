@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.errors import LlavaError
-from llava.serve.cli_streaming import FILE_BATCH_FRAMES, in_batches, timed_frames
+from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.engine import ChatSession, GenerationSettings
 from llava.serve.streaming import StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video

@@ -14,7 +14,7 @@ import torch
 
 from llava.errors import VideoError
 from llava.model.builder import load_pretrained_model
-from llava.serve import cli_streaming, engine
+from llava.serve import cli_streaming, engine, stream_source
 from llava.serve.cli_streaming import QuestionReader
 from llava.serve.streaming import StreamingSession
 from llava.video.decode import open_video
@@ -143,7 +143,7 @@ def test_a_file_goes_batch_frames_at_a_time_unless_paced(sharp_checkpoint, flat_
     extra = {"default": [], "batch-frames-3": ["--batch-frames", "3"], "realtime": ["--realtime"]}[mode]
     assert run(sharp_checkpoint, flat_video, *extra) == 0
     frames = NUM_SCENES * 4
-    size = {"default": cli_streaming.FILE_BATCH_FRAMES, "batch-frames-3": 3, "realtime": 1}[mode]
+    size = {"default": stream_source.FILE_BATCH_FRAMES, "batch-frames-3": 3, "realtime": 1}[mode]
     assert BatchRecordingSession.sizes == [size] * (frames // size) + [frames % size] * bool(frames % size)
     captions = [text for _, _, text in said(capsys.readouterr().out)]
     assert captions == [text for _, text in reference_captions(sharp_checkpoint, flat_video)]
@@ -260,23 +260,6 @@ def test_realtime_pacing_follows_the_video_clock_and_stops_on_ctrl_c():
     stop.set()
     pacer.wait(60.0)  # a stop request wakes it at once
     assert time.monotonic() - start < 2.0
-
-
-class FakeReader:
-    def __init__(self, num_frames):
-        self.num_frames = num_frames
-
-    def iter_frames(self, fps):
-        return ((i / fps, i) for i in range(4))
-
-
-def test_resume_skips_seen_frames_of_a_file_and_continues_a_live_clock(sharp_checkpoint):
-    tokenizer, model, processor, _ = load_pretrained_model(sharp_checkpoint, device="cpu")
-    session = StreamingSession(model, tokenizer, processor)
-    assert list(cli_streaming.timed_frames(FakeReader(4), 2.0, session)) == [(0.0, 0), (0.5, 1), (1.0, 2), (1.5, 3)]
-    session.state.open_seen, session.state.last_time = 3, 1.0  # as restored from a state saved at 1 s
-    assert list(cli_streaming.timed_frames(FakeReader(4), 2.0, session)) == [(1.5, 3)]
-    assert [t for t, _ in cli_streaming.timed_frames(FakeReader(None), 2.0, session)] == [1.5, 2.0, 2.5, 3.0]
 
 
 def test_state_of_another_model_and_missing_demo_model_are_clear_errors(sharp_checkpoint, flat_video, tmp_path,

@@ -1,0 +1,51 @@
+"""Reading a video source into a `StreamingSession`: its frames with stream times (a resumed stream skips or
+continues), and in batches that keep the frames read before a failing source's error.
+
+    with open_video("clip.mp4") as reader:
+        for batch in in_batches(timed_frames(reader, 1.0, session), FILE_BATCH_FRAMES):
+            for event in session.push_timed_frames(batch):
+                print(event)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from llava.errors import LlavaError
+from llava.serve.streaming import StreamingSession
+from llava.video.decode import VideoReader
+
+FILE_BATCH_FRAMES = 32  # frames of a file pushed together when it is read as fast as possible
+
+
+def timed_frames(reader: VideoReader, fps: float, session: StreamingSession) -> Iterator[tuple[float, np.ndarray]]:
+    """The reader's frames at `fps`; after a resume a file skips what was seen, a live clock continues."""
+    frames = reader.iter_frames(fps)
+    if not session.frames_seen:
+        yield from frames
+    elif reader.num_frames is None:
+        offset = session.state.last_time + 1.0 / fps
+        yield from ((t + offset, frame) for t, frame in frames)
+    else:
+        clock = session.state.last_time + 1e-6
+        yield from ((t, frame) for t, frame in frames if t > clock)
+
+
+def in_batches(frames: Iterator[tuple[float, np.ndarray]], size: int) -> Iterator[list[tuple[float, np.ndarray]]]:
+    """Consecutive frames, `size` at a time (the last batch may be shorter). When the source fails midway, the
+    frames read before the failure come out as a last batch first, then the error is raised."""
+    batch: list[tuple[float, np.ndarray]] = []
+    try:
+        for item in frames:
+            batch.append(item)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except (LlavaError, OSError):
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
