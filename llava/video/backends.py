@@ -151,12 +151,16 @@ class PyAVReader(VideoReader):
         count_packets: bool = False,
     ) -> None:
         self._fmt, self._timeout = fmt, timeout
+        self.header_plausible = True  # False: the header claims more frames than the file has bytes (corrupt)
         with self._open(source) as container:
             stream = self._video_stream(container, source)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 30.0
             size = (stream.codec_context.width, stream.codec_context.height)
-            num_frames = None if live else self._count_frames(container, stream, fps, count_packets)
+            if not live and Path(source).is_file() and stream.frames > Path(source).stat().st_size:
+                self.header_plausible = False
+            num_frames = None if live else self._count_frames(container, stream, fps, count_packets,
+                                                              self.header_plausible)
         self._rotation = 0
         if num_frames is not None:
             self._rotation, size = self._probe(source, num_frames)
@@ -197,10 +201,11 @@ class PyAVReader(VideoReader):
 
     @staticmethod
     def _count_frames(
-        container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float, count_packets: bool
+        container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float, count_packets: bool,
+        header_plausible: bool,
     ) -> int | None:
-        """Frame count from the header, else by demuxing packets (local files), else from the duration."""
-        if stream.frames > 0:
+        """Frame count from a plausible header, else by demuxing packets (local files), else from the duration."""
+        if stream.frames > 0 and header_plausible:
             return int(stream.frames)
         counted = PyAVReader._count_packets(container, stream) if count_packets else None
         if counted is not None:

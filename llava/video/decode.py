@@ -93,7 +93,8 @@ def open_video(
 
 
 def _open_file(src: str, backend: str) -> VideoReader:
-    """decord first; PyAV when decord fails or the video carries rotation metadata (decord mishandles it)."""
+    """decord first; PyAV when decord fails, when the video carries rotation metadata (decord mishandles it) or
+    when its header claims an impossible number of frames (decord would abort the process allocating them)."""
     if backend == "pyav":
         return PyAVReader(src, count_packets=True)
     if backend == "decord":
@@ -103,7 +104,7 @@ def _open_file(src: str, backend: str) -> VideoReader:
         probe_err: VideoError | None = None
     except VideoError as err:
         probe, probe_err = None, err
-    if probe is not None and probe.rotation % 360 != 0:
+    if probe is not None and (probe.rotation % 360 != 0 or not probe.header_plausible):
         return PyAVReader(src, count_packets=True)
     try:
         return DecordReader(src, probe.size if probe is not None else None)

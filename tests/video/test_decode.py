@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +316,23 @@ def test_audio_only_file(tmp_path: Path) -> None:
             container.mux(packet)
     with pytest.raises(VideoError, match="sound.mp4.*no video stream"):
         open_video(path)
+
+
+def test_a_header_claiming_impossibly_many_frames_is_counted_not_believed(clip: Path, tmp_path: Path) -> None:
+    """decord would allocate the frames such a header claims and abort the whole process (std::bad_alloc): it
+    never sees the file, PyAV counts the packets. Run in a child process, so that an abort fails only this test."""
+    data = bytearray(clip.read_bytes())
+    data[data.index(b"stts") + 12] = 0xB2  # the high byte of the first time-to-sample entry's sample count
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    script = (
+        "import sys\n"
+        "from llava.video.decode import load_video, open_video\n"
+        "with open_video(sys.argv[1]) as video:\n"
+        "    print(type(video).__name__, video.num_frames)\n"
+        "print(load_video(sys.argv[1], num_frames=4)[0].shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(broken)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == [f"PyAVReader {NUM_FRAMES}", f"(4, {HEIGHT}, {WIDTH}, 3)"]
+
