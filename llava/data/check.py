@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from llava.data.dataset import load_rows, media_path, row_label, row_modality, split_rows
-from llava.errors import DataError, VideoError
+from llava.errors import DataError, VideoError, report_error
 from llava.video.decode import load_image, load_video
 
 MODALITIES = ("video", "image", "text")
@@ -109,8 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rows = load_rows(args.data_path)
     except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return report_error(error)
     if not rows:
         print(f"error: {args.data_path}: the file holds no rows", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from llava.atomic import write_json_atomic
 from llava.data import synthetic
-from llava.errors import LlavaError
+from llava.errors import LlavaError, report_error
 from llava.serve.engine import ChatSession
 from llava.serve.streaming import StreamingSession
 from llava.video.decode import open_video, uniform_indices
@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                             "--min-scenes", str(args.min_scenes), "--max-scenes", str(args.max_scenes), "--quiet"])
             scores = evaluate(session, Path(tmp), args.stream_fps)
     except LlavaError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     scores |= {"seed": args.seed, "num_videos": args.num_videos, "ablate_memory": args.ablate_memory}
     print(json.dumps(scores, indent=2))
     if args.out:

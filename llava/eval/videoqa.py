@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from llava.errors import LlavaError, VideoError
+from llava.errors import LlavaError, VideoError, report_error
 from llava.eval import results
 from llava.eval.answers import LETTERS, extract_choice, format_table, letter_prompt, score_rows
 from llava.eval.benchmarks import BENCHMARKS, Question, find_video, get_benchmark, load_questions
@@ -171,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             run_chunk(args, questions, record)
         scores = merge(args, questions, required=args.merge_only)
     except LlavaError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     if scores is None:
         print(f"chunk {args.chunk_idx} of {args.num_chunks} done; merge once every chunk has finished "
               "(or run with --merge-only)")

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llava.errors import LlavaError
+from llava.errors import LlavaError, report_error
 from llava.model.builder import load_model_weights, load_tokenizer
 
 
@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         convert(args.src, args.dst)
     except LlavaError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     print(f"wrote {args.dst}")
     return 0
 

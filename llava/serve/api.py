@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llava.errors import ConfigError, LlavaError
+from llava.errors import ConfigError, LlavaError, report_error
 from llava.serve.api_media import MediaCache, MediaError, from_data_url, from_file_url, from_http_url
 from llava.serve.api_messages import ChatRequest, parse_chat_request
 from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, Reply
@@ -424,8 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         session = chat_session_from_options(args)
     except (LlavaError, OSError, ValueError) as err:
-        print(f"error: {' '.join(str(err).splitlines()) or type(err).__name__}", file=sys.stderr)
-        return 1
+        return report_error(err)
     if settings.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host} without --api-key: anyone who can reach it may use it", file=sys.stderr)
     import uvicorn

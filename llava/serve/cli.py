@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llava.errors import LlavaError
+from llava.errors import LlavaError, report_error
 from llava.serve.options import add_inference_options
 from llava.serve.engine import ChatSession, GenerationSettings
 
@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             chat(session, settings)
     except (LlavaError, OSError) as err:
-        message = " ".join(str(err).splitlines()) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        return report_error(err)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

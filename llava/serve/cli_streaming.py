@@ -39,15 +39,14 @@ from typing import Iterator, TextIO
 import numpy as np
 
 from llava.atomic import write_json_atomic
-from llava.errors import LlavaError
+from llava.errors import LlavaError, report_error
 from llava.serve.options import add_inference_options
 from llava.serve.cli import EXIT_WORDS
-from llava.serve.engine import GenerationSettings
+from llava.serve.engine import DEMO_VIDEO, GenerationSettings
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
 
-DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
 EOF_GRACE_S = 0.5  # at the end of a file, how long to wait for piped questions not yet read
 
 
@@ -56,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-path", "--model_path", dest="model_path", default=None,
                         help="checkpoint folder (default: the bundled demo model)")
-    parser.add_argument("--video-file", "--video_file", dest="video_file", default=str(DEFAULT_VIDEO),
+    parser.add_argument("--video-file", "--video_file", dest="video_file", default=str(DEMO_VIDEO),
                         help="video file, URL (rtsp://, http://, ...) or capture device /dev/videoN "
                              "(default: playground/demo/shapes.mp4)")
     parser.add_argument("--fps", type=float, default=1.0, help="frames per second taken from the video")
@@ -275,12 +274,6 @@ def open_session(args: argparse.Namespace) -> StreamingSession:
     return session
 
 
-def error_line(err: BaseException) -> int:
-    message = " ".join(str(err).splitlines()) or type(err).__name__
-    print(f"error: {message}", file=sys.stderr)
-    return 1
-
-
 def save(args: argparse.Namespace, streamer: Streamer, error: str | None = None) -> None:
     """The history and the stream state, each written atomically."""
     if args.output is not None:
@@ -315,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
             save(args, streamer)
     except (LlavaError, OSError) as err:
-        return error_line(err)
+        return report_error(err)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

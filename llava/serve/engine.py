@@ -29,6 +29,7 @@ from llava.video.decode import load_image, load_video
 from llava.video.transforms import VisualProcessor
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "videollamb-tiny-shapes"
+DEMO_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
 
 
 @dataclass

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from llava.errors import LlavaError
+from llava.errors import LlavaError, report_error
 from llava.serve.options import add_inference_options, chat_session_from_options
-from llava.serve.cli_streaming import DEFAULT_VIDEO, error_line
-from llava.serve.engine import ChatSession, GenerationSettings
+from llava.serve.engine import DEMO_VIDEO, ChatSession, GenerationSettings
 from llava.serve.gradio_parts import (DemoSettings, UserChat, caption_log, chat_messages, one_line,
                                       stream_reply, streaming_session, too_large)
 
-EXAMPLES = [(DEFAULT_VIDEO, "What was in the first scene?")]
+EXAMPLES = [(DEMO_VIDEO, "What was in the first scene?")]
 NO_MEDIA = "No video or image loaded: questions are answered from text alone."
 MODEL = "model"  # with one_model_request, the concurrency group of every event that runs the model
 
@@ -241,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = chat_session_from_options(args)
     except (LlavaError, OSError) as err:
-        return error_line(err)
+        return report_error(err)
     generation = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                     top_p=args.top_p)
     settings = DemoSettings(max_upload_mb=args.max_upload_mb, generation=generation, stream_fps=args.stream_fps,
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve(build_demo(base.fork, settings), settings, host=args.host, port=args.port)
     except OSError as err:  # the port is taken, the address cannot be bound
-        return error_line(err)
+        return report_error(err)
     except KeyboardInterrupt:
         return 130
     return 0

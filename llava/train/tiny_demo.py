@@ -38,7 +38,7 @@ from torch import nn
 from llava.atomic import write_json_atomic
 from llava.conversation import VICUNA_SYSTEM
 from llava.data import synthetic, world
-from llava.errors import LlavaError
+from llava.errors import LlavaError, report_error
 from llava.model.config import VideoLLaMBConfig
 from llava.model.tokenizer import train_tokenizer
 from llava.model.videollamb import VideoLLaMBForCausalLM
@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run(args.work, args.out, args.seed, args.tower_steps)
     except (LlavaError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     write_json_atomic(summary, args.out / "training_summary.json")
     print(json.dumps(summary, indent=2))
     return 0

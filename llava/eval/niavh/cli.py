@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from llava.errors import ConfigError, LlavaError
+from llava.errors import ConfigError, LlavaError, report_error
 from llava.eval.niavh.grid import ORIGINAL_DEPTHS, ORIGINAL_LENGTHS, parse_values, place
 from llava.eval.niavh.haystack import Haystack, SyntheticHaystack, VideoHaystack, files_digest
 from llava.eval.niavh.needles import MODALITIES, NeedleOptions, build_needles, parse_object
@@ -144,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                            args.cache_dir, progress=not args.quiet)
         summary = write_report(records, args.output_dir)
     except (LlavaError, OSError) as err:
-        message = " ".join(str(err).splitlines()) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        return report_error(err)
     except KeyboardInterrupt:
         print("\ninterrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
         return 130
