@@ -16,10 +16,9 @@ import argparse
 import sys
 
 from llava.errors import LlavaError, report_error
-from llava.serve.options import add_inference_options
+from llava.serve.options import EXIT_WORDS, add_inference_options
 from llava.serve.engine import ChatSession, GenerationSettings
 
-EXIT_WORDS = {"exit", "quit"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,8 +40,7 @@ import numpy as np
 
 from llava.atomic import write_json_atomic
 from llava.errors import LlavaError, report_error
-from llava.serve.options import add_inference_options
-from llava.serve.cli import EXIT_WORDS
+from llava.serve.options import EXIT_WORDS, add_inference_options
 from llava.serve.engine import DEMO_VIDEO, GenerationSettings
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession

@@ -1,4 +1,4 @@
-"""Command-line options every serving front end shares."""
+"""What every serving front end shares: command-line options, and the words that end an interactive session."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 
 from llava.conversation import DEFAULT_TEMPLATE, TEMPLATES
 from llava.serve.engine import ChatSession
+
+EXIT_WORDS = {"exit", "quit"}  # typed instead of a question, they end the chat or the stream
 
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
