@@ -31,8 +31,8 @@ from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.bridge import BridgeState
 from llava.model.builder import load_pretrained_model
-from llava.model.videollamb import PromptPrefix
 from llava.model.languagebind import StreamCache
+from llava.model.videollamb import PromptPrefix
 from llava.serve import engine
 from llava.serve.engine import GenerationSettings
 from llava.video.scenetilling import OnlineSceneTiller, subsample_segment
@@ -211,17 +211,17 @@ class StreamingSession:
         """(time, readout) of scenes that ended, in order -> the caption event each gets (none, or one), by the
         policy: none within min_caption_gap of the last caption, none repeating the last caption."""
         s, p = self.state, self.policy
-        wanted = [time - s.last_caption_time >= p.min_caption_gap for time, _ in ended]  # later ones are later
+        # the last caption only gets later: a scene too close to it now is too close to any caption said meanwhile
+        wanted = [time - s.last_caption_time >= p.min_caption_gap for time, _ in ended]
         texts = iter(self._answers(p.prompt, [readout for (_, readout), want in zip(ended, wanted) if want]))
         events = []
         for (time, _), want in zip(ended, wanted):
             text = next(texts) if want else None
-            if text is None or time - s.last_caption_time < p.min_caption_gap or (
-                    p.skip_repeated and text == s.last_caption):
-                events.append([])
-                continue
-            s.last_caption, s.last_caption_time = text, time
-            events.append([StreamEvent(time, "Assistant", text)])
+            said = text is not None and time - s.last_caption_time >= p.min_caption_gap and not (
+                p.skip_repeated and text == s.last_caption)
+            if said:
+                s.last_caption, s.last_caption_time = text, time
+            events.append([StreamEvent(time, "Assistant", text)] if said else [])
         return events
 
     @torch.no_grad()
