@@ -67,19 +67,39 @@ class TowerAttention(nn.Module):
     def forward(self, x: Tensor, key_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """x: (B, L, D); key_mask: (B, L) bool, True = the key takes part (every row needs one); `causal`
         lets position i attend only to positions <= i. -> (B, L, D)."""
-        batch, length, dim = x.shape
-        heads = (batch, length, self.num_heads, self.head_dim)
-        q = self.q_proj(x).view(heads).transpose(1, 2)  # (B, H, L, hd)
-        k = self.k_proj(x).view(heads).transpose(1, 2)
-        v = self.v_proj(x).view(heads).transpose(1, 2)
+        q, k, v = self._heads(x)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L)
         if causal:
+            length = x.shape[1]
             lower = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # (L, L)
             mask = lower if mask is None else mask & lower
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, scale=self.scale
         )  # (B, H, L, hd)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
+        return self._merge(out)
+
+    def extend(self, x: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """x: (B, n, D), the n positions that follow those whose keys and values `past` holds ((B, H, P, hd)
+        each, or None for none) -> causal attention of x over past and itself (B, n, D), and the keys and values
+        of all P + n positions. The same as `forward(causal=True)` on the P + n positions, for the last n."""
+        q, k, v = self._heads(x)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        new, total = x.shape[1], k.shape[2]
+        mask = torch.ones(new, total, dtype=torch.bool, device=x.device).tril(diagonal=total - new)  # (n, P + n)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        return self._merge(out), (k, v)
+
+    def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: (B, L, D) -> queries, keys and values (B, H, L, hd)."""
+        batch, length, _ = x.shape
+        return tuple(proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+                     for proj in (self.q_proj, self.k_proj, self.v_proj))
+
+    def _merge(self, out: Tensor) -> Tensor:
+        """out: (B, H, L, hd) -> (B, L, D) through the output projection."""
+        batch, _, length, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))
 
 
 class TowerMLP(nn.Module):
@@ -128,10 +148,10 @@ def plan_windows(lengths: list[int], window: int, device: torch.device) -> Windo
 
 @dataclass
 class StreamCache:
-    """Temporal-attention inputs (after temporal_layer_norm1) of the earlier frames of the current window,
-    one (S, n, D) tensor per layer, and the next frame's position in the window."""
+    """The temporal attention's keys and values of the earlier frames of the current window, one pair of
+    (S, H, n, hd) tensors per layer, and the next frame's position in the window."""
 
-    inputs: list[Tensor] = field(default_factory=list)
+    past: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     position: int = 0
 
 
@@ -307,7 +327,7 @@ class LanguageBindTower(nn.Module):
         encoded exactly once, and the cache to pass with the frames that follow.
 
         Windows are consecutive `temporal_window` frames of the stream. A frame attends temporally to the
-        earlier frames of its window, whose per-layer inputs the cache keeps, so however a stream is split into
+        earlier frames of its window, whose per-layer keys and values the cache keeps, so however a stream is split into
         calls the features are the same: for a `temporal_causal` tower they equal `encode_videos` on the whole
         stream; a bidirectional tower sees only the past here. The frames of one window that arrive in one call
         go through the tower together (one batch), which is where several frames per call save time.
@@ -325,28 +345,28 @@ class LanguageBindTower(nn.Module):
             # a window already begun, or the last frames, alone; whole windows from their first frame together
             windows, count = (left // window, window) if cache.position == 0 and left >= window else (
                 1, min(window - cache.position, left))
-            x, inputs = self._stream_windows(hidden[start : start + windows * count], windows, cache)
+            x, past = self._stream_windows(hidden[start : start + windows * count], windows, cache)
             outputs.append(x)
-            cache = StreamCache(inputs=inputs, position=cache.position + count)
+            cache = StreamCache(past=past, position=cache.position + count)
             start += windows * count
         return torch.cat(outputs), cache
 
-    def _stream_windows(self, x: Tensor, windows: int, cache: StreamCache) -> tuple[Tensor, list[Tensor]]:
+    def _stream_windows(self, x: Tensor, windows: int, cache: StreamCache
+                        ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """x: (windows * n, S, D): the next n frames of `windows` consecutive windows, the first continuing
-        `cache` (only one window may) -> their features and the temporal inputs of the last window's frames."""
+        `cache` (only one window may) -> their features and the temporal keys and values of the last window."""
         count, seq, dim = x.shape[0] // windows, x.shape[1], x.shape[2]
         position = cache.position
-        inputs: list[Tensor] = []
+        past: list[tuple[Tensor, Tensor]] = []
         for index, layer in enumerate(self.vision_model.encoder.layers[: self.num_layers_run]):
             if self.temporal:
                 x = x.view(windows, count, seq, dim) + layer.temporal_embedding[0, position : position + count, None]
                 normed = layer.temporal_layer_norm1(x).transpose(1, 2).reshape(windows * seq, count, dim)
-                keys = torch.cat([cache.inputs[index], normed], dim=1) if cache.inputs else normed  # (wS, k, D)
-                attended = layer.temporal_attn(keys, causal=True)[:, -count:]  # (windows * S, n, D)
+                attended, (keys, values) = layer.temporal_attn.extend(normed, cache.past[index] if cache.past else None)
                 x = (x + attended.view(windows, seq, count, dim).transpose(1, 2)).reshape(windows * count, seq, dim)
-                inputs.append(keys[-seq:])  # (S, k, D): the last window's
+                past.append((keys[-seq:], values[-seq:]))  # (S, H, k, hd) each: the last window's
             x = layer.spatial_block(x)
-        return x, inputs
+        return x, past
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         """Same as `encode_images`."""

@@ -288,7 +288,7 @@ def test_streaming_one_frame_at_a_time_equals_the_whole_video_for_a_causal_tower
             features, cache = tower.encode_stream_frame(frame, cache)
             streamed.append(features)
     torch.testing.assert_close(torch.stack(streamed), whole, atol=1e-5, rtol=1e-5)
-    assert len(cache.inputs) == 2 and cache.inputs[0].shape[1] == 2  # frames 8 and 9 of the third window
+    assert len(cache.past) == 2 and cache.past[0][0].shape[2] == 2  # frames 8 and 9 of the third window
 
 
 @pytest.mark.parametrize("sizes", [[10], [3, 1, 5, 1], [4, 4, 2], [2, 7, 1], [1, 9]], ids=str)
@@ -308,5 +308,5 @@ def test_streaming_several_frames_per_call_equals_one_at_a_time(sizes):
             parts.append(features)
     torch.testing.assert_close(torch.cat(parts), torch.stack(one), atol=1e-5, rtol=1e-5)
     assert cache.position == one_cache.position == 2
-    for batched, single in zip(cache.inputs, one_cache.inputs, strict=True):
+    for batched, single in zip(cache.past, one_cache.past, strict=True):
         torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
