@@ -9,8 +9,10 @@
 Each frame passes the tower once (`encode_stream_frames`), the online SceneTilling segmenter decides cuts from
 the frames seen so far, each closed segment passes the Memory Bridge once (`bridge.step`), and captions and
 answers read the current state. What is kept: the bridge state (memory plus a cache capped at
-`max_cache_segments` blocks), the tower's window cache, and at most 2 x frames_per_segment frames of the open
-segment (decimated as it grows). Nothing grows with the length of the stream.
+`max_cache_segments` blocks), the tower's window cache (the temporal keys and values of the window's earlier
+frames; a saved state holds those frames instead, at most temporal_window of them, and loading rebuilds the
+cache), and at most 2 x frames_per_segment frames of the open segment (decimated as it grows). Nothing grows with
+the length of the stream.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class StreamState:
 
     bridge: BridgeState
     tiller: dict
-    tower_cache: StreamCache = field(default_factory=StreamCache)
+    tower_cache: StreamCache = field(default_factory=StreamCache)  # rebuilt from window_pixels, not saved
+    window_pixels: Tensor | None = None  # (n, 3, H, W): the frames of the tower's current window, preprocessed
     open_tokens: list[Tensor] = field(default_factory=list)  # pooled tokens of kept frames of the open segment
     open_stride: int = 1  # keep every open_stride-th frame of the open segment
     open_seen: int = 0  # frames of the open segment seen so far
@@ -146,6 +149,7 @@ class StreamingSession:
             pixels = self.processor.video(frames).to(device=device, dtype=dtype)
             tower = self.model.video_tower
             features, self.state.tower_cache = tower.encode_stream_frames(pixels, self.state.tower_cache)
+            self._keep_window(pixels)
             tokens = self.model.frame_tokens(features)
         cls = tokens.cls.float().cpu().numpy()
         tiller = OnlineSceneTiller()
@@ -173,6 +177,13 @@ class StreamingSession:
             per_frame = self.push_frames(np.stack([frame for _, frame in run]), times)
             stamped += [StreamEvent(time, e.role, e.text) for time, events in zip(times, per_frame) for e in events]
         return stamped
+
+    def _keep_window(self, pixels: Tensor) -> None:
+        """Keep the frames of the tower's current window (at most temporal_window), from which a loaded state
+        rebuilds the tower's cache: far smaller on disk than the cache's keys and values of every layer."""
+        s = self.state
+        recent = pixels if s.window_pixels is None else torch.cat([s.window_pixels, pixels])
+        s.window_pixels = recent[len(recent) - s.tower_cache.position :]
 
     def _keep_frame(self, patches: Tensor, time: float) -> None:
         s = self.state
@@ -294,6 +305,12 @@ class StreamingSession:
         if tuple(state.bridge.memory.shape) != expected:
             raise LlavaError(f"{path}: saved by a different model (memory {tuple(state.bridge.memory.shape)}, "
                              f"this model's {expected})")
+        if state.window_pixels is not None:
+            with torch.inference_mode():
+                try:
+                    _, state.tower_cache = self.model.video_tower.encode_stream_frames(state.window_pixels)
+                except ValueError as err:  # frames of another size: another model's tower
+                    raise LlavaError(f"{path}: saved by a different model ({err})") from None
         self.state = state
 
     @property
@@ -309,7 +326,7 @@ def _state_to_dict(state: StreamState) -> dict:
         "bridge": {"memory": b.memory, "cache": b.cache, "cache_masks": b.cache_masks,
                    "num_segments": b.num_segments, "memories": b.memories, "memory_masks": b.memory_masks},
         "tiller": state.tiller,
-        "tower_cache": {"inputs": state.tower_cache.inputs, "position": state.tower_cache.position},
+        "tower_window": state.window_pixels,
         "open": {"tokens": state.open_tokens, "stride": state.open_stride, "seen": state.open_seen,
                  "start": state.open_start},
         "last_time": state.last_time,
@@ -325,7 +342,7 @@ def _state_from_dict(raw: dict) -> StreamState:
     return StreamState(
         bridge=BridgeState(**raw["bridge"]),
         tiller=raw["tiller"],
-        tower_cache=StreamCache(**raw["tower_cache"]),
+        window_pixels=raw["tower_window"],
         open_tokens=list(opened["tokens"]),
         open_stride=opened["stride"],
         open_seen=opened["seen"],

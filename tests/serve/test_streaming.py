@@ -126,16 +126,24 @@ def test_state_stays_flat_over_a_long_stream(session):
 
 
 def test_save_and_resume_gives_the_same_captions_and_answers(session, tiny_checkpoint, tiny_video, tmp_path):
+    """Saved in the middle of a tower window: the file holds that window's frames, from which the tower's cache
+    is rebuilt, not the cache itself."""
     frames = flat_scenes(5) + stream_frames(tiny_video)
-    half = len(frames) // 2
+    window = session.model.config.vision_config.temporal_window
+    half = len(frames) // 2 // window * window + window // 2
     uninterrupted = [str(e) for t, f in frames for e in session.push(f, t)] + [str(e) for e in session.finish()]
     answer = session.ask("What was in the first scene?")
 
     first = make_session(tiny_checkpoint)
     events = [str(e) for t, f in frames[:half] for e in first.push(f, t)]
     first.save_state(tmp_path / "stream.pt")
+    saved = torch.load(tmp_path / "stream.pt", weights_only=True)
+    assert "tower_cache" not in saved and saved["tower_window"].shape[:2] == (window // 2, 3)
     second = make_session(tiny_checkpoint)
     second.load_state(tmp_path / "stream.pt")
+    assert second.state.tower_cache.position == first.state.tower_cache.position == window // 2
+    for rebuilt, kept in zip(second.state.tower_cache.past, first.state.tower_cache.past, strict=True):
+        torch.testing.assert_close(rebuilt, kept, atol=1e-5, rtol=1e-5)
     events += [str(e) for t, f in frames[half:] for e in second.push(f, t)] + [str(e) for e in second.finish()]
     assert events == uninterrupted
     assert second.ask("What was in the first scene?") == answer
