@@ -5,12 +5,13 @@
     python -m llava.serve.cli_streaming --video-file rtsp://camera/live --save-state cam.pt
     python -m llava.serve.cli_streaming --video-file clip.mp4 --resume-state cam.pt --save-state cam.pt
 
-A thin front end over `StreamingSession`: every frame is encoded once and each scene passes the memory bridge
-once, so a long stream costs the same per frame at its end as at its start. A caption is printed when a scene
-ends, as `(Video Time = 12s) Assistant: ...`. Files are read as fast as the model goes (--realtime paces them to
-the video clock), --batch-frames frames at a time (32): whole temporal windows of frames go through the tower
-together and the captions of the scenes that end among them are generated together, with the same captions as
-one frame at a time; URLs and /dev/video* devices are paced by the source itself, one frame at a time.
+A thin front end over `StreamingSession`: every frame is encoded once and each scene passes the memory bridge once,
+so a long stream costs the same per frame at its end as at its start. A caption is printed when a scene ends, as
+`(Video Time = 12s) Assistant: ...`. Files are read as fast as the model goes (--realtime paces them to the video
+clock), --batch-frames frames at a time (32, fewer when they would hold over 256 MB decoded): whole temporal windows
+of frames go through the tower together and the captions of the scenes that end among them are generated together,
+with the same captions as one frame at a time; URLs and /dev/video* devices are paced by the source itself, one
+frame at a time.
 
 Type a question (and Enter) while the video runs: it is answered from everything seen so far, after the next
 frame (or batch of frames), as a `User:` line and an `Assistant:` line. "exit" or "quit" stops the stream.

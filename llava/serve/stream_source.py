@@ -18,6 +18,7 @@ from llava.serve.streaming import StreamingSession
 from llava.video.decode import VideoReader
 
 FILE_BATCH_FRAMES = 32  # frames of a file pushed together when it is read as fast as possible
+BATCH_BYTES = 256 * 2**20  # and at most this much of decoded frames (32 frames of 4K video would take 800 MB)
 
 
 def timed_frames(reader: VideoReader, fps: float, session: StreamingSession) -> Iterator[tuple[float, np.ndarray]]:
@@ -33,16 +34,20 @@ def timed_frames(reader: VideoReader, fps: float, session: StreamingSession) -> 
         yield from ((t, frame) for t, frame in frames if t > clock)
 
 
-def in_batches(frames: Iterator[tuple[float, np.ndarray]], size: int) -> Iterator[list[tuple[float, np.ndarray]]]:
-    """Consecutive frames, `size` at a time (the last batch may be shorter). When the source fails midway, the
-    frames read before the failure come out as a last batch first, then the error is raised."""
+def in_batches(frames: Iterator[tuple[float, np.ndarray]], size: int,
+               max_bytes: int = BATCH_BYTES) -> Iterator[list[tuple[float, np.ndarray]]]:
+    """Consecutive frames, `size` at a time, or fewer when they would hold more than `max_bytes` (the last batch
+    may be shorter; a batch has at least one frame). When the source fails midway, the frames read before the
+    failure come out as a last batch first, then the error is raised."""
     batch: list[tuple[float, np.ndarray]] = []
+    held = 0
     try:
         for item in frames:
             batch.append(item)
-            if len(batch) == size:
+            held += item[1].nbytes
+            if len(batch) == size or held + item[1].nbytes > max_bytes:  # the next frame would not fit
                 yield batch
-                batch = []
+                batch, held = [], 0
     except (LlavaError, OSError):
         if batch:
             yield batch
