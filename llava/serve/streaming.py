@@ -299,7 +299,9 @@ class StreamingSession:
         try:
             raw = torch.load(Path(path), map_location=self._device_dtype[0], weights_only=True)
             state = _state_from_dict(raw)
-        except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as err:
+        except KeyError as err:
+            raise LlavaError(f"{path}: not a saved stream state of this version (no {err})") from None
+        except (OSError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as err:
             raise LlavaError(f"{path}: not a saved stream state ({err})") from None
         expected = tuple(self.model.bridge.init_state(1).memory.shape)
         if tuple(state.bridge.memory.shape) != expected:

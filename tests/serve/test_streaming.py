@@ -155,6 +155,13 @@ def test_questions_before_any_frame_and_bad_state_files_are_clear_errors(session
     (tmp_path / "bad.pt").write_bytes(b"not a state")
     with pytest.raises(LlavaError, match="not a saved stream state"):
         session.load_state(tmp_path / "bad.pt")
+    session.push(np.zeros((32, 32, 3), np.uint8), 0.0)
+    session.save_state(tmp_path / "good.pt")
+    older = torch.load(tmp_path / "good.pt", weights_only=True)
+    older["tower_cache"] = older.pop("tower_window")  # as saved before the window's frames replaced the cache
+    torch.save(older, tmp_path / "older.pt")
+    with pytest.raises(LlavaError, match="not a saved stream state of this version \\(no 'tower_window'\\)"):
+        session.load_state(tmp_path / "older.pt")
 
 
 def test_a_question_mid_segment_reads_the_open_segment(session, tiny_video):
