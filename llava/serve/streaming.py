@@ -139,7 +139,8 @@ class StreamingSession:
         The same as pushing them one at a time, except that the tower encodes the frames of each temporal window
         (and whole windows) together, and the captions of the scenes that end among them are generated together
         (`StreamingPolicy.caption_batch` at a time, one at a time with a static KV cache): faster whenever frames
-        come faster than they are processed (a file, a backlog)."""
+        come faster than they are processed (a file, a backlog). Padded batches round differently, so in low
+        precision (bf16) a caption may rarely differ by a token; in float32 they are the same."""
         if len(frames) != len(times):
             raise ValueError(f"{len(frames)} frames but {len(times)} times")
         if not len(frames):
