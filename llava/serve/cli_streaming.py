@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-frames", type=int, default=FILE_BATCH_FRAMES,
                         help="frames of a file pushed together when it is read as fast as possible (questions are "
                              "answered between batches); --realtime and live sources go one frame at a time")
+    parser.add_argument("--caption-batch", type=int, default=StreamingPolicy.caption_batch,
+                        help="captions generated together when one batch ends several scenes (each holds a KV "
+                             "cache of its whole prompt: lower it when GPU memory is tight)")
     add_inference_options(parser)
     return parser
 
@@ -84,8 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--min-caption-gap must be 0 or more")
     if args.max_new_tokens < 1:
         parser.error("--max-new-tokens must be at least 1")
-    if args.batch_frames < 1:
-        parser.error("--batch-frames must be at least 1")
+    if args.batch_frames < 1 or args.caption_batch < 1:
+        parser.error("--batch-frames and --caption-batch must be at least 1")
     for name in ("output", "save_state"):
         path = getattr(args, name)
         if path is not None and path.is_dir():
@@ -264,7 +267,7 @@ class Streamer:
 
 
 def open_session(args: argparse.Namespace) -> StreamingSession:
-    policy = StreamingPolicy(min_caption_gap=args.min_caption_gap, prompt=args.prompt)
+    policy = StreamingPolicy(min_caption_gap=args.min_caption_gap, prompt=args.prompt, caption_batch=args.caption_batch)
     session = StreamingSession.from_pretrained(
         args.model_path, device=args.device, static_kv_cache=args.static_cache, policy=policy, conv_mode=args.conv_mode,
         settings=GenerationSettings(max_new_tokens=args.max_new_tokens),

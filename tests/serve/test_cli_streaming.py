@@ -232,7 +232,8 @@ def test_flags(capsys):
     args = cli_streaming.parse_args(["--model_path", "m", "--video_file", "v.mp4", "--min-caption-gap", "2"])
     assert (args.model_path, args.video_file, args.min_caption_gap, args.fps) == ("m", "v.mp4", 2.0, 1.0)
     assert cli_streaming.parse_args([]).video_file.endswith("playground/demo/shapes.mp4")
-    for bad in (["--fps", "0"], ["--min-caption-gap", "-1"], ["--output", "."], ["--batch-frames", "0"]):
+    for bad in (["--fps", "0"], ["--min-caption-gap", "-1"], ["--output", "."], ["--batch-frames", "0"],
+                ["--caption-batch", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             cli_streaming.parse_args(bad)
         assert exit_info.value.code == 2
@@ -273,3 +274,9 @@ def test_state_of_another_model_and_missing_demo_model_are_clear_errors(sharp_ch
     monkeypatch.setattr(engine, "DEMO_CHECKPOINT", tmp_path / "videollamb-tiny-shapes")
     code = cli_streaming.main(["--video-file", str(flat_video), *FAST])
     assert_user_error(capsys, code, "make demo-model", "scripts/train_tiny_demo.sh")
+
+
+def test_caption_batch_reaches_the_session_policy(sharp_checkpoint):
+    args = cli_streaming.parse_args(["--model-path", str(sharp_checkpoint), "--caption-batch", "3", *FAST])
+    assert cli_streaming.open_session(args).policy.caption_batch == 3
+
