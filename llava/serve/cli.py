@@ -16,9 +16,8 @@ import argparse
 import sys
 
 from llava.errors import LlavaError, report_error
-from llava.serve.options import EXIT_WORDS, add_inference_options
 from llava.serve.engine import ChatSession, GenerationSettings
-
+from llava.serve.options import EXIT_WORDS, add_inference_options, chat_session_from_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,11 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def open_session(args: argparse.Namespace) -> ChatSession:
     """Load the model and encode the video or image once."""
-    extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
-    session = ChatSession.from_pretrained(
-        args.model_path, device=args.device, model_base=args.model_base, load_8bit=args.load_8bit,
-        load_4bit=args.load_4bit, static_kv_cache=args.static_cache, conv_mode=args.conv_mode, **extra,
-    )
+    session = chat_session_from_options(args, model_base=args.model_base, load_8bit=args.load_8bit,
+                                        load_4bit=args.load_4bit)
     session.model.set_memory_ablation(args.ablate_memory)
     if args.video_file is not None:
         session.load_video(args.video_file)

@@ -18,8 +18,9 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
                         help="preallocated KV cache; on a GPU decoding is compiled (faster after a slow first answer)")
 
 
-def chat_session_from_options(args: argparse.Namespace) -> ChatSession:
-    """The ChatSession that --model-path, --device, --conv-mode, --num-frames and --static-cache ask for."""
+def chat_session_from_options(args: argparse.Namespace, **loading) -> ChatSession:
+    """The ChatSession that --model-path, --device, --conv-mode, --num-frames and --static-cache ask for; `loading`
+    adds options of one front end (e.g. the CLI's model_base, load_8bit) for `ChatSession.from_pretrained`."""
     extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
     return ChatSession.from_pretrained(args.model_path, device=args.device, conv_mode=args.conv_mode,
-                                       static_kv_cache=args.static_cache, **extra)
+                                       static_kv_cache=args.static_cache, **loading, **extra)

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from llava.serve import cli, engine
+from llava.serve import cli, engine, options
 from llava.serve.engine import ChatSession, GenerationSettings
 
 GREEDY = GenerationSettings(max_new_tokens=6, temperature=0.0)
@@ -31,7 +31,7 @@ class SpySession(ChatSession):
 @pytest.fixture
 def spy(monkeypatch):
     monkeypatch.setattr(SpySession, "created", [])
-    monkeypatch.setattr(cli, "ChatSession", SpySession)
+    monkeypatch.setattr(options, "ChatSession", SpySession)  # the CLI opens its session through serve/options
     return SpySession.created
 
 
