@@ -81,7 +81,7 @@ def preprocess_frames(
         chunk = x[start : start + step].permute(0, 3, 1, 2).float().div_(255.0)  # (t', 3, H, W)
         if (new_h, new_w) != (h, w):
             chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
-        out[start : start + _FRAME_CHUNK] = _normalize(center_crop(chunk, size), mean, std)
+        out[start : start + step] = _normalize(center_crop(chunk, size), mean, std)
     return out
 
 

@@ -131,3 +131,12 @@ def test_visual_processor_pads_images_when_asked() -> None:
     padded = VisualProcessor(size=32, pad_images=True).image(wide)
     plain = VisualProcessor(size=32).image(wide)
     assert padded[:, 0].mean() < plain[:, 0].mean()  # top rows are the grey pad, not white
+
+
+def test_frames_larger_than_a_chunk_are_each_preprocessed_once() -> None:
+    """720p frames are resized a few at a time (the pixel cap); every frame lands at its own place in the output."""
+    frames = np.stack([np.full((720, 1280, 3), 10 * i, np.uint8) for i in range(19)])
+    out = preprocess_frames(frames, size=48)
+    assert out.shape == (19, 3, 48, 48)
+    means = out.mean(dim=(1, 2, 3))
+    assert torch.all(means[1:] > means[:-1])  # frame i is brighter than frame i - 1: none overwritten or left empty
