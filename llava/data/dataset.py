@@ -301,8 +301,7 @@ class SupervisedDataset(Dataset):
         path = media_path(row, self.config.x_folder)
         try:
             if modality == "video":
-                frames = self._video_frames(path)
-                sample["video"] = self.processor.video(frames)  # (T, 3, S, S)
+                sample["video"] = self._video_pixels(path)  # (T, 3, S, S)
             else:
                 sample["image"] = self.processor.image(load_image(path))  # (3, S, S)
         except VideoError as error:
@@ -310,10 +309,13 @@ class SupervisedDataset(Dataset):
             return None
         return sample
 
-    def _video_frames(self, path: Path) -> Any:
+    def _video_pixels(self, path: Path) -> torch.Tensor:
+        """The row's frames at model size, resized while they are decoded."""
+        transform = self.processor.video
         if self.config.video_fps:
-            return load_video_fps(path, fps=self.config.video_fps, max_frames=self.config.num_frames)[0]
-        return load_video(path, self.config.num_frames)[0]
+            return load_video_fps(path, fps=self.config.video_fps, max_frames=self.config.num_frames,
+                                  transform=transform)[0]
+        return load_video(path, self.config.num_frames, transform=transform)[0]
 
     def _record_bad(self, row_id: str, reason: str) -> None:
         """Log an unreadable row; raise `DataError` once more rows failed than the config allows."""

@@ -1,12 +1,14 @@
-"""Open videos, frame folders, gifs and streams; sample frames uniformly or at a fixed rate.
+"""Open any video source and sample frames from it, by index (uniform) or by presentation time (a rate).
 
     >>> frames, seconds = load_video("playground/demo/clip.mp4", num_frames=16)   # (16, H, W, 3) uint8
+    >>> pixels, seconds = load_video("clip.mp4", 24, transform=VisualProcessor().video)  # model inputs directly
     >>> with open_video("rtsp://camera/live") as video:
     ...     for t, frame in video.iter_frames(fps=1.0): ...
 
-Files go to decord first (fastest here) and to PyAV when decord cannot open them or has rotation metadata it
-would mishandle; URLs, devices and live streams go to PyAV; gifs to PIL. Every failure is a `VideoError` whose
-message names the source and the problem.
+Files and seekable URLs are read exactly through PyAV (`pyav_file.py`): the frames returned are those a
+sequential decode shows at those presentation times, and the seconds returned are those presentation times,
+counted from the start of the file. Live URLs and capture devices are read in order (`pyav_live.py`), folders of
+frame images with PIL. Every failure is a `VideoError` whose message names the source and the problem.
 """
 
 from __future__ import annotations
@@ -17,23 +19,20 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+import torch
 
 from llava.errors import VideoError
-from llava.video.backends import (
-    DecordReader,
-    FrameDirReader,
-    GifReader,
-    PyAVReader,
-    VideoReader,
-    fps_indices,
-    load_image_file,
-)
+from llava.video.image_readers import FrameDirReader, load_image_file
+from llava.video.pyav_file import PyAVFileReader
+from llava.video.pyav_live import PyAVLiveReader
+from llava.video.reader import Transform, VideoReader
+from llava.video.timeline import frame_count, uniform_indices
 
 __all__ = [
     "VideoReader",
+    "Transform",
     "open_video",
     "uniform_indices",
-    "fps_indices",
     "load_video",
     "load_video_fps",
     "load_image",
@@ -41,7 +40,6 @@ __all__ = [
 
 _STREAM_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt", "hls")
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt")
-_BACKENDS = ("auto", "decord", "pyav")
 
 
 def _is_url(source: str) -> bool:
@@ -55,25 +53,22 @@ def _is_device(source: str) -> bool:
 def open_video(
     source: str | os.PathLike[str],
     *,
-    backend: str = "auto",
     live: bool | None = None,
     frames_fps: float = 1.0,
     timeout: float = 10.0,
 ) -> VideoReader:
     """Open a video file, gif, frame folder, URL or capture device as a `VideoReader`.
 
-    backend: "auto" (decord for files, PyAV otherwise), "decord" or "pyav" (files only; for tests and
-    debugging). live: treat the source as a stream of unknown length (default: rtsp/rtmp/udp/... URLs and
+    live: read the source as a stream of unknown length, in order (default: rtsp/rtmp/udp/... URLs and
     /dev/video* devices). frames_fps: the rate a folder of frames is played at. timeout: seconds to wait
     for network data.
     """
     src = os.fspath(source)
-    if backend not in _BACKENDS:
-        raise VideoError(f"{src}: unknown video backend {backend!r} (valid: {', '.join(_BACKENDS)})")
     if _is_url(src) or _is_device(src):
         is_live = live if live is not None else (_is_device(src) or urlparse(src).scheme in _LIVE_SCHEMES)
-        fmt = "v4l2" if _is_device(src) else None
-        return PyAVReader(src, live=is_live, fmt=fmt, timeout=timeout)
+        if is_live:
+            return PyAVLiveReader(src, fmt="v4l2" if _is_device(src) else None, timeout=timeout)
+        return PyAVFileReader(src, timeout=timeout)
     path = Path(src)
     try:
         if not path.exists():
@@ -85,49 +80,7 @@ def open_video(
         raise VideoError(f"{src}: cannot access ({err.strerror or err})") from None
     if empty:
         raise VideoError(f"{src}: file is empty (0 bytes)")
-    if live:
-        return PyAVReader(src, live=True)
-    if path.suffix.lower() == ".gif" and backend == "auto":
-        return GifReader(src)
-    return _open_file(src, backend)
-
-
-def _open_file(src: str, backend: str) -> VideoReader:
-    """decord first; PyAV when decord fails, when the video carries rotation metadata (decord mishandles it) or
-    when its header claims an impossible number of frames (decord would abort the process allocating them)."""
-    if backend == "pyav":
-        return PyAVReader(src, count_packets=True)
-    if backend == "decord":
-        return DecordReader(src)
-    try:
-        probe: PyAVReader | None = PyAVReader(src)  # ~2 ms: reads rotation and display size
-        probe_err: VideoError | None = None
-    except VideoError as err:
-        probe, probe_err = None, err
-    if probe is not None and (probe.rotation % 360 != 0 or not probe.header_plausible):
-        return PyAVReader(src, count_packets=True)
-    try:
-        return DecordReader(src, probe.size if probe is not None else None)
-    except VideoError as decord_err:
-        if probe_err is not None:
-            raise probe_err from decord_err
-        try:
-            return PyAVReader(src, count_packets=True)
-        except VideoError as err:
-            raise err from decord_err
-
-
-def uniform_indices(num_total: int, num_frames: int) -> np.ndarray:
-    """`num_frames` indices spread evenly over `num_total` frames: int(linspace(0, num_total - 1, num_frames))."""
-    if num_total <= 0 or num_frames <= 0:
-        raise ValueError(f"need num_total > 0 and num_frames > 0 (got {num_total}, {num_frames})")
-    return np.linspace(0, num_total - 1, num_frames).astype(np.int64)
-
-
-def frame_count(available: int, max_frames: int, multiple_of: int) -> int:
-    """How many of `available` frames a capped, rounded sampling takes: at most `max_frames`, rounded down to a
-    multiple of `multiple_of`, at least `multiple_of` (the original's streaming rule: 8 to 512)."""
-    return max(multiple_of, min(available, max_frames) // multiple_of * multiple_of)
+    return PyAVLiveReader(src) if live else PyAVFileReader(src)
 
 
 Source = str | os.PathLike[str] | VideoReader
@@ -138,16 +91,20 @@ def _opened(source: Source) -> contextlib.AbstractContextManager[VideoReader]:
     return contextlib.nullcontext(source) if isinstance(source, VideoReader) else open_video(source)
 
 
-def load_video(source: Source, num_frames: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Sample `num_frames` frames uniformly over the whole video (a path, URL or open `VideoReader`).
+def load_video(source: Source, num_frames: int = 16, transform: Transform | None = None
+               ) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+    """Sample `num_frames` frames uniformly by index over the whole video (a path, URL or open `VideoReader`),
+    as the original did: indices int(linspace(0, n - 1, num_frames)).
 
-    Returns frames (T, H, W, 3) uint8 RGB and their timestamps in seconds (T,) float64.
+    Returns the frames, (T, H, W, 3) uint8 RGB or `transform`'s outputs (applied while decoding), and their
+    presentation times in seconds (T,) float64.
     """
     with _opened(source) as video:
         if video.num_frames is None:
             raise VideoError(f"{video.source}: cannot sample uniformly from a live stream; use iter_frames()")
         idx = uniform_indices(video.num_frames, num_frames)
-        return video.get_frames(idx), idx / video.fps
+        frames = video.get_frames(idx, transform)
+        return frames, video.times[idx]
 
 
 def load_video_fps(
@@ -155,20 +112,22 @@ def load_video_fps(
     fps: float = 1.0,
     max_frames: int = 512,
     multiple_of: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample frames at `fps` (timestamps 0, 1/fps, ...), at most `max_frames` of them.
+    transform: Transform | None = None,
+) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+    """Sample frames at `fps` by presentation time (targets 0, 1/fps, ... s), at most `max_frames` of them.
 
     Over the cap, `max_frames` frames are spread uniformly over the whole video instead. With `multiple_of`
     (the streaming path uses 8) the count is rounded down to a multiple of it, at least `multiple_of`, by
     uniform subsampling. A live source is read from its start until `max_frames` frames are collected.
-    Returns frames (T, H, W, 3) uint8 RGB and timestamps in seconds (T,).
+    Returns the frames, (T, H, W, 3) uint8 RGB or `transform`'s outputs, and their presentation times (T,).
     """
     if max_frames <= 0 or (multiple_of is not None and multiple_of <= 0):
         raise ValueError(f"max_frames and multiple_of must be positive (got {max_frames}, {multiple_of})")
     with _opened(source) as video:
         if video.num_frames is None:
-            return _collect_live(video, fps, max_frames, multiple_of)
-        idx = fps_indices(video.num_frames, video.fps, fps)
+            frames, stamps = _collect_live(video, fps, max_frames, multiple_of)
+            return (frames if transform is None else transform(frames)), stamps
+        idx = video.rate_indices(fps)
         if len(idx) > max_frames:
             idx = uniform_indices(video.num_frames, max_frames)
         if multiple_of is not None:
@@ -177,7 +136,7 @@ def load_video_fps(
                 idx = uniform_indices(video.num_frames, count)
             elif count < len(idx):
                 idx = idx[uniform_indices(len(idx), count)]
-        return video.get_frames(idx), idx / video.fps
+        return video.get_frames(idx, transform), video.times[idx]
 
 
 def _collect_live(

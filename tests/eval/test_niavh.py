@@ -23,6 +23,7 @@ from llava.eval.niavh.runner import RunSettings, SessionGenerator, build_test_vi
 from llava.eval.niavh.scoring import JudgeScorer, KeywordScorer, MultipleChoiceScorer, parse_judge_score
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.video.decode import open_video
+from llava.video.transforms import VisualProcessor
 from llava.video.write import write_mp4
 
 OBJ = ("purple", "triangle")
@@ -284,11 +285,12 @@ class CountingSession:
     """A ChatSession stand-in: counts encodings; answers which video's media it holds."""
 
     num_frames = 4
+    processor = VisualProcessor(size=8)
 
     def __init__(self) -> None:
         self.media, self.encoded = None, 0
 
-    def load_frames(self, frames):
+    def load_pixels(self, pixels):
         self.encoded += 1
         self.media = f"media{self.encoded}"
 

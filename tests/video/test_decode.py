@@ -9,18 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from llava.errors import VideoError
-from llava.video.backends import DecordReader, FrameDirReader, GifReader, PyAVReader
 from llava.video.decode import (
-    fps_indices,
     load_image,
     load_video,
     load_video_fps,
     open_video,
     uniform_indices,
 )
+from llava.video.image_readers import FrameDirReader
+from llava.video.reader import BATCH_BYTES
+from llava.video.transforms import VisualProcessor
+from llava.video.pyav_file import PyAVFileReader
+from llava.video.pyav_live import PyAVLiveReader
+from llava.video.timeline import rate_indices
 from tests.video.conftest import FPS, HEIGHT, NUM_FRAMES, TOL, WIDTH, gray_frames, level
 
 
@@ -44,11 +49,23 @@ def test_uniform_indices_follow_linspace_truncation() -> None:
         uniform_indices(0, 4)
 
 
-def test_fps_indices() -> None:
-    np.testing.assert_array_equal(fps_indices(30, 10.0, 1.0), [0, 10, 20])
-    np.testing.assert_array_equal(fps_indices(30, 10.0, 2.5), [0, 4, 8, 12, 16, 20, 24, 28])
-    np.testing.assert_array_equal(fps_indices(5, 10.0, 50.0), np.arange(5))  # never repeats a frame
-    np.testing.assert_array_equal(fps_indices(100, 30.0, 1.0), [0, 30, 60, 90])
+def cfr(num_total: int, native_fps: float) -> np.ndarray:
+    return np.arange(num_total) / native_fps
+
+
+def test_rate_indices_at_a_constant_rate() -> None:
+    np.testing.assert_array_equal(rate_indices(cfr(30, 10.0), 1.0, 0.05), [0, 10, 20])
+    np.testing.assert_array_equal(rate_indices(cfr(30, 10.0), 2.5, 0.05), [0, 4, 8, 12, 16, 20, 24, 28])
+    np.testing.assert_array_equal(rate_indices(cfr(5, 10.0), 50.0, 0.05), np.arange(5))  # never repeats a frame
+    np.testing.assert_array_equal(rate_indices(cfr(100, 30.0), 1.0, 0.5 / 30), [0, 30, 60, 90])
+
+
+def test_rate_indices_follow_presentation_times_not_frame_counts() -> None:
+    """25 fps for 5 s, then 4 fps for 5 s: one frame per second of presentation time, not 9 of 10 from the start."""
+    times = np.concatenate([np.arange(125) / 25.0, 5.0 + np.arange(20) / 4.0])
+    idx = rate_indices(times, 1.0, 0.02)
+    np.testing.assert_allclose(times[idx], np.arange(10.0))
+    assert (times[idx] >= 5.0).sum() == 5
 
 
 # ---------------------------------------------------------------- files
@@ -56,14 +73,14 @@ def test_fps_indices() -> None:
 
 def test_metadata(clip: Path) -> None:
     with open_video(clip) as video:
-        assert isinstance(video, DecordReader)
+        assert isinstance(video, PyAVFileReader)
         assert (video.num_frames, video.fps, video.size) == (NUM_FRAMES, FPS, (WIDTH, HEIGHT))
+        np.testing.assert_allclose(video.times, np.arange(NUM_FRAMES) / FPS)
         assert video.duration == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
-def test_get_frames_returns_the_requested_frames(clip: Path, backend: str) -> None:
-    with open_video(clip, backend=backend) as video:
+def test_get_frames_returns_the_requested_frames(clip: Path) -> None:
+    with open_video(clip) as video:
         frames = video.get_frames([29, 0, 7, 7, 15])
         assert frames.shape == (5, HEIGHT, WIDTH, 3) and frames.dtype == np.uint8
         assert_levels(frames, [level(29), level(0), level(7), level(7), level(15)])
@@ -79,7 +96,7 @@ def test_load_video_uniform(clip: Path) -> None:
 
 
 def test_load_video_accepts_an_open_reader(clip: Path) -> None:
-    with open_video(clip, backend="pyav") as video:
+    with open_video(clip) as video:
         frames, _ = load_video(video, num_frames=3)
     assert_levels(frames, [level(0), level(14), level(29)])
 
@@ -105,9 +122,8 @@ def test_load_video_fps_multiple_of(clip: Path) -> None:
     np.testing.assert_allclose(seconds, uniform_indices(NUM_FRAMES, 8) / FPS)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
-def test_iter_frames_streams_one_frame_at_a_time(clip: Path, backend: str) -> None:
-    with open_video(clip, backend=backend) as video:
+def test_iter_frames_streams_one_frame_at_a_time(clip: Path) -> None:
+    with open_video(clip) as video:
         it = video.iter_frames(fps=2.5)
         assert inspect.isgenerator(it)
         t0, first = next(it)  # nothing after the first chunk has been decoded yet
@@ -118,32 +134,43 @@ def test_iter_frames_streams_one_frame_at_a_time(clip: Path, backend: str) -> No
     assert_levels(np.stack([first] + [f for _, f in rest]), [level(i) for i in range(0, 30, 4)])
 
 
-def test_iter_frames_reads_in_bounded_chunks(make_video, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_transform_sees_a_few_frames_at_a_time_and_gives_what_it_would_give_all_at_once(make_video) -> None:
+    """Frames become model inputs while they are decoded: no call holds more than BATCH_BYTES of pixels."""
     path = make_video("long.mp4", gray_frames(30) * 4)  # 120 frames
-    video = open_video(path)
-    reads: list[int] = []
-    original = video._read
-    monkeypatch.setattr(video, "_read", lambda idx: reads.append(len(idx)) or original(idx))
-    it = video.iter_frames()
-    next(it)
-    assert reads == [16]  # only the first chunk is decoded to serve the first frame
-    assert sum(1 for _ in it) == 119 and max(reads) <= 16
+    batches: list[int] = []
+
+    def transform(frames: np.ndarray) -> torch.Tensor:
+        batches.append(len(frames))
+        return torch.from_numpy(frames.astype(np.float32)).mean(dim=(1, 2, 3))
+
+    with open_video(path) as video:
+        indices = [119, 3, 3, 60] + list(range(0, 120, 2))
+        means = video.get_frames(indices, transform)
+        expected = torch.from_numpy(video.get_frames(indices).astype(np.float32)).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(means, expected)
+    assert sum(batches) == 62  # each distinct frame is decoded and transformed once
+    frame_bytes = WIDTH * HEIGHT * 3
+    assert max(batches) <= BATCH_BYTES // frame_bytes + 1
 
 
-def test_iter_frames_pyav_converts_only_what_it_yields(clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    video = open_video(clip, backend="pyav")
-    converted: list[int] = []
-    original = video._to_array
-    monkeypatch.setattr(video, "_to_array", lambda frame: converted.append(1) or original(frame))
-    it = video.iter_frames(fps=1.0)
-    next(it)
-    assert len(converted) == 1
-    it.close()
+def test_4k_frames_reach_a_transform_two_at_a_time(make_video) -> None:
+    frames = [np.full((2160, 3840, 3), 30 * i, np.uint8) for i in range(6)]
+    path = make_video("uhd.mp4", frames, fps=25)
+    batches: list[int] = []
+    processor = VisualProcessor(size=32)
+
+    def transform(batch: np.ndarray) -> torch.Tensor:
+        batches.append(len(batch))
+        return processor.video(batch)
+
+    pixels, seconds = load_video(path, num_frames=6, transform=transform)
+    assert pixels.shape == (6, 3, 32, 32) and max(batches) <= 3
+    np.testing.assert_allclose(seconds, np.arange(6) / 25)
 
 
 def test_live_source_has_unknown_length(clip: Path) -> None:
     with open_video(clip, live=True) as video:
-        assert isinstance(video, PyAVReader)
+        assert isinstance(video, PyAVLiveReader)
         assert video.num_frames is None and video.duration is None
         with pytest.raises(VideoError, match="clip.mp4"):
             video.get_frames([0])
@@ -167,15 +194,14 @@ def test_other_containers(make_video, suffix: str) -> None:
 # ---------------------------------------------------------------- pixel formats and rotation
 
 
-@pytest.mark.parametrize("backend", ["auto", "pyav"])
-def test_gray_and_alpha_videos_give_rgb(make_video, backend: str) -> None:
+def test_gray_and_alpha_videos_give_rgb(make_video) -> None:
     gray = make_video("gray.mkv", [np.full((HEIGHT, WIDTH), 40 * i, np.uint8) for i in range(5)],
                       codec="ffv1", pix_fmt="gray", in_format="gray")
     rgba = [np.dstack([np.full((HEIGHT, WIDTH, 3), 40 * i, np.uint8), np.full((HEIGHT, WIDTH), 99, np.uint8)])
             for i in range(5)]
     alpha = make_video("alpha.mov", rgba, codec="png", pix_fmt="rgba", in_format="rgba")
     for path in (gray, alpha):
-        with open_video(path, backend=backend) as video:
+        with open_video(path) as video:
             frames = video.get_frames(range(5))
         assert frames.shape == (5, HEIGHT, WIDTH, 3)
         np.testing.assert_array_equal(levels(frames), [0, 40, 80, 120, 160])
@@ -198,7 +224,7 @@ def test_rotation_metadata_is_applied(make_video) -> None:
 
 def test_gif(gif: Path) -> None:
     with open_video(gif) as video:
-        assert isinstance(video, GifReader)
+        assert isinstance(video, PyAVFileReader)
         assert (video.num_frames, video.size) == (10, (WIDTH, HEIGHT))
         assert video.fps == pytest.approx(10.0)
         frames = video.get_frames([9, 0, 4])
@@ -272,10 +298,9 @@ def test_bad_input_raises_video_error_naming_the_file(tmp_path: Path, clip: Path
     assert path.name in str(info.value) and problem in str(info.value)
 
 
-@pytest.mark.parametrize("backend", ["decord", "pyav"])
 @pytest.mark.parametrize("indices", [[30], [-1], [0, 100]])
-def test_out_of_range_indices(clip: Path, backend: str, indices: list[int]) -> None:
-    with open_video(clip, backend=backend) as video, pytest.raises(VideoError, match="clip.mp4.*out of range"):
+def test_out_of_range_indices(clip: Path, indices: list[int]) -> None:
+    with open_video(clip) as video, pytest.raises(VideoError, match="clip.mp4.*out of range"):
         video.get_frames(indices)
 
 
@@ -283,11 +308,10 @@ def test_truncated_mkv_serves_the_frames_that_remain(make_video) -> None:
     path = make_video("cut.mkv", gray_frames(30) * 4)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # mkv stays openable, its tail is gone
-    with open_video(path, backend="pyav") as video:
-        assert video.get_frames([0]).shape[0] == 1
+    with open_video(path) as video:  # the packets that remain are the frames: all of them decode
         readable = video.num_frames
-    with open_video(path) as video:  # decord: reports what it can index, decodes all of it
         assert load_video(video, 4)[0].shape[0] == 4
+        assert video.num_frames == readable
     assert readable is not None and readable < 120
 
 
@@ -297,11 +321,6 @@ def test_load_image_errors_name_the_file(tmp_path: Path) -> None:
     for name, problem in [("fake.png", "cannot read image"), ("zero.png", "empty"), ("none.png", "no such")]:
         with pytest.raises(VideoError, match=f"{name}.*{problem}"):
             load_image(tmp_path / name)
-
-
-def test_unknown_backend(clip: Path) -> None:
-    with pytest.raises(VideoError, match="valid: auto, decord, pyav"):
-        open_video(clip, backend="opencv")
 
 
 def test_audio_only_file(tmp_path: Path) -> None:
@@ -319,8 +338,8 @@ def test_audio_only_file(tmp_path: Path) -> None:
 
 
 def test_a_header_claiming_impossibly_many_frames_is_counted_not_believed(clip: Path, tmp_path: Path) -> None:
-    """decord would allocate the frames such a header claims and abort the whole process (std::bad_alloc): it
-    never sees the file, PyAV counts the packets. Run in a child process, so that an abort fails only this test."""
+    """A damaged time-to-sample table claims millions of frames: the reader counts the packets instead of
+    believing it. Run in a child process, so that an abort (what decord did) fails only this test."""
     data = bytearray(clip.read_bytes())
     data[data.index(b"stts") + 12] = 0xB2  # the high byte of the first time-to-sample entry's sample count
     broken = tmp_path / "broken.mp4"
@@ -334,5 +353,5 @@ def test_a_header_claiming_impossibly_many_frames_is_counted_not_believed(clip: 
     )
     done = subprocess.run([sys.executable, "-c", script, str(broken)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == [f"PyAVReader {NUM_FRAMES}", f"(4, {HEIGHT}, {WIDTH}, 3)"]
+    assert done.stdout.split("\n")[:2] == [f"PyAVFileReader {NUM_FRAMES}", f"(4, {HEIGHT}, {WIDTH}, 3)"]
 

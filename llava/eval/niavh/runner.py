@@ -200,11 +200,12 @@ class SessionGenerator:
             self._encoded.move_to_end(path)
             self.session.media = self._encoded[path]
         else:
+            transform = self.session.processor.video  # frames reach model size while they are decoded
             if self.sample_fps:
-                frames, _ = load_video_fps(path, fps=self.sample_fps, max_frames=self.max_frames)
+                pixels, _ = load_video_fps(path, fps=self.sample_fps, max_frames=self.max_frames, transform=transform)
             else:
-                frames, _ = load_video(path, num_frames=self.num_frames)
-            self.session.load_frames(frames)
+                pixels, _ = load_video(path, num_frames=self.num_frames, transform=transform)
+            self.session.load_pixels(pixels)
             self._encoded[path] = self.session.media
             if len(self._encoded) > self.KEEP_ENCODED:
                 self._encoded.popitem(last=False)

@@ -1,0 +1,204 @@
+"""Exact random access to a video file (or a seekable URL) through PyAV: the frames a sequential decode shows.
+
+Opening reads every packet's header once (no decoding) to learn the presentation time of every frame and where
+the keyframes are. A frame is then served by seeking to the keyframe at or before it and decoding on until the
+frame with exactly its presentation time comes out; frames close together share one decode. Nothing is trusted
+that was not checked: after a seek, frames count only from the keyframe aimed at, and if the decoder shows a
+frame the packets did not announce (or never shows one they did), the reader falls back to a full sequential
+decode, which is the definition of the right frames. See DESIGN.md, "Real video".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from llava.errors import VideoError
+from llava.video.pyav_media import nominal_fps, open_container, upright_rgb, upright_size, video_stream
+from llava.video.reader import VideoReader
+
+CONTINUE_FRAMES = 8  # decode on through at most this many unwanted frames rather than seek
+
+
+class _Untrusted(Exception):
+    """The decoder disagrees with the packet timeline; the reader must fall back to a sequential decode."""
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Presentation timestamps (stream time base units) of every frame in display order, and the keyframes'."""
+
+    pts: np.ndarray  # (N,) int64, strictly increasing
+    key_pts: np.ndarray  # (K,) int64, strictly increasing; frames before key_pts[0] need a decode from the start
+    exact: bool  # True: built from packets and to be checked while decoding; False: built by decoding
+
+
+def scan_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Timeline | None:
+    """The timeline announced by the packets, or None when they cannot announce it (a packet without a
+    timestamp, two frames at one time, a corrupt packet): then only a sequential decode can tell."""
+    pts: list[int] = []
+    keys: list[int] = []
+    try:
+        for packet in container.demux(stream):
+            if not packet.size or packet.is_discard:  # flush packets; frames an edit list cuts away
+                continue
+            if packet.pts is None or packet.is_corrupt:
+                return None
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+    except av.FFmpegError:
+        pass  # a damaged tail: the packets read so far are checked while decoding like any others
+    order = np.sort(np.asarray(pts, dtype=np.int64))
+    if order.size == 0 or np.any(np.diff(order) == 0):
+        return None
+    return Timeline(order, np.unique(np.asarray(keys, dtype=np.int64)), exact=True)
+
+
+class PyAVFileReader(VideoReader):
+    """Frames by index and presentation time from a local file or a seekable URL, exactly."""
+
+    def __init__(self, source: str, timeout: float | None = None) -> None:
+        self._timeout = timeout
+        self._container = open_container(source, timeout=timeout)
+        try:
+            self._stream = stream = video_stream(self._container, source)
+            fps = nominal_fps(stream)
+            self._time_base = stream.time_base
+            timeline = scan_packets(self._container, stream)
+            self._timeline = timeline if timeline is not None else self._decode_timeline(source)
+            first = next(self._frames_from(-1, source), None)
+            if first is None:
+                raise VideoError(f"{source}: no decodable video frames")
+        except BaseException:
+            self._container.close()
+            raise
+        start = self._container.start_time
+        self._origin = start / 1_000_000 if start is not None else float(self._timeline.pts[0] * self._time_base)
+        super().__init__(source, self._seconds(self._timeline.pts), fps, upright_size(first))
+
+    def _seconds(self, pts: np.ndarray) -> np.ndarray:
+        """Presentation times in seconds since the start of the file."""
+        return pts.astype(np.float64) * float(self._time_base) - self._origin
+
+    # ------------------------------------------------------------------ decoding
+
+    def _restart(self, source: str) -> av.video.stream.VideoStream:
+        """A fresh container positioned at the start of the file."""
+        self._container.close()
+        self._container = open_container(source, timeout=self._timeout)
+        self._stream = video_stream(self._container, source)
+        return self._stream
+
+    def _raw_frames(self, stream: av.video.stream.VideoStream, source: str) -> Iterator[av.VideoFrame]:
+        """Decode on from the container's position; corrupt packets are skipped like a player skips them."""
+        try:
+            for packet in self._container.demux(stream):
+                try:
+                    yield from stream.decode(packet)
+                except av.InvalidDataError:
+                    continue
+        except av.FFmpegError as err:
+            raise VideoError(f"{source}: decoding failed ({err})") from err
+
+    def _frames_from(self, key: int, source: str) -> Iterator[av.VideoFrame]:
+        """Trusted frames from keyframe number `key` on (-1: from the start of the file).
+
+        After a seek, output before the aimed keyframe is dropped and the keyframe itself must come first;
+        a seek that lands after it is retried one keyframe earlier, down to a decode from the start."""
+        if key < 0:
+            yield from self._raw_frames(self._restart(source), source)
+            return
+        aim = int(self._timeline.key_pts[key])
+        stream = self._stream
+        try:
+            self._container.seek(aim, stream=stream, backward=True)
+        except av.FFmpegError:
+            yield from self._frames_from(-1, source)
+            return
+        frames = self._raw_frames(stream, source)
+        for frame in frames:
+            if frame.pts is None:
+                raise _Untrusted
+            if frame.pts < aim:
+                continue  # before the aimed keyframe: an earlier landing, or leading pictures of an open GOP
+            if frame.pts > aim:  # the seek landed after the keyframe
+                yield from self._frames_from(key - 1, source)
+                return
+            yield frame
+            break
+        yield from frames
+
+    def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
+        targets = self._timeline.pts[indices]
+        done = 0
+        try:
+            for frame in self._seek_decode(targets):
+                done += 1
+                yield upright_rgb(frame)
+        except _Untrusted:
+            yield from self._fall_back(targets[done:])
+
+    def _seek_decode(self, targets: np.ndarray) -> Iterator[av.VideoFrame]:
+        """The frames presented at `targets` (sorted pts), checked against the timeline as they come."""
+        timeline, source = self._timeline, self.source
+        frames: Iterator[av.VideoFrame] | None = None
+        last = -1  # display index of the last frame decoded since the last seek; -1: none
+        for target in targets:
+            key = int(np.searchsorted(timeline.key_pts, target, side="right")) - 1
+            key_index = int(np.searchsorted(timeline.pts, timeline.key_pts[key])) if key >= 0 else 0
+            if frames is None or last < 0 or key_index - last > CONTINUE_FRAMES:
+                frames, last = self._frames_from(key, source), -1
+            for frame in frames:
+                if frame.pts is None or frame.pts > target:
+                    raise _Untrusted
+                last = int(np.searchsorted(timeline.pts, frame.pts))
+                if last >= len(timeline.pts) or timeline.pts[last] != frame.pts:
+                    raise _Untrusted  # a frame the packets did not announce
+                if frame.pts == target:
+                    yield frame
+                    break
+            else:
+                raise _Untrusted  # the file ended before the frame the packets announced
+
+    # ------------------------------------------------------------------ the exact path
+
+    def _decode_timeline(self, source: str) -> Timeline:
+        """The timeline a sequential decode shows (every frame decoded once, none kept)."""
+        pts = [frame.pts for frame in self._raw_frames(self._restart(source), source)]
+        if not pts:
+            raise VideoError(f"{source}: no decodable video frames")
+        if any(p is None for p in pts) or np.any(np.diff(np.asarray(pts, dtype=np.float64)) <= 0):
+            pts = list(range(len(pts)))  # no usable timestamps: frames in decode order at the nominal rate
+            self._time_base = 1 / nominal_fps(video_stream(self._container, source))
+        return Timeline(np.asarray(pts, dtype=np.int64), np.zeros(0, dtype=np.int64), exact=False)
+
+    def _fall_back(self, targets: np.ndarray) -> Iterator[np.ndarray]:
+        """Serve the remaining `targets` from a sequential decode, rebuilding the timeline from it once."""
+        announced_base = self._time_base
+        announced = self._timeline
+        if announced.exact:
+            self._timeline = self._decode_timeline(self.source)
+            self.times = self._seconds(self._timeline.pts)
+        pts = self._timeline.pts
+        if self._time_base != announced_base and len(pts) == len(announced.pts):
+            pts, targets = np.arange(len(pts)), np.searchsorted(announced.pts, targets)  # frames without timestamps
+        where = np.searchsorted(pts, targets)
+        missing = (where >= len(pts)) | (pts[np.minimum(where, len(pts) - 1)] != targets)
+        if missing.any():
+            lost = float(targets[np.argmax(missing)] * self._time_base) - self._origin
+            raise VideoError(f"{self.source}: the frame at {lost:.3f} s does not decode (damaged file?)")
+        wanted = iter(where.tolist())
+        want = next(wanted, None)
+        for position, frame in enumerate(self._frames_from(-1, self.source)):
+            while want == position:
+                yield upright_rgb(frame)
+                want = next(wanted, None)
+            if want is None:
+                return
+
+    def close(self) -> None:
+        self._container.close()

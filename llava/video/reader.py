@@ -1,0 +1,122 @@
+"""`VideoReader`: an opened video that knows its frames' presentation times and serves frames by index.
+
+Every reader (files and URLs through PyAV, live streams, gifs, folders of frames) is one of these. Indices count
+frames in display order; `times[i]` is when frame i is presented, in seconds since the start of the file, so a
+variable-frame-rate file or one with timestamp gaps is labelled as a player shows it. Frames can be turned into
+model inputs while they are decoded (`transform`), so a 4K file never sits in memory at full size.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+
+import numpy as np
+import torch
+
+from llava.errors import VideoError
+from llava.video.timeline import rate_indices
+
+Transform = Callable[[np.ndarray], torch.Tensor]  # uint8 (n, H, W, 3) -> (n, ...), e.g. VisualProcessor.video
+BATCH_BYTES = 64 << 20  # decoded frames handed to a transform at once: 2 frames of 4K, 23 of 720p
+
+
+def as_indices(indices: Iterable[int] | np.ndarray, source: str) -> np.ndarray:
+    """A 1-D int64 array of frame indices, or a VideoError naming the source."""
+    idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise VideoError(f"{source}: frame indices must be a 1-D sequence of integers")
+    return idx.astype(np.int64)
+
+
+def apply_in_batches(frames: Iterable[np.ndarray], transform: Transform) -> list[torch.Tensor]:
+    """`transform` applied to consecutive frames, a few at a time (at most BATCH_BYTES of pixels per call)."""
+    outputs: list[torch.Tensor] = []
+    batch: list[np.ndarray] = []
+    held = 0
+    for frame in frames:
+        batch.append(frame)
+        held += frame.nbytes
+        if held >= BATCH_BYTES:
+            outputs.append(transform(np.stack(batch)))
+            batch, held = [], 0
+    if batch:
+        outputs.append(transform(np.stack(batch)))
+    return outputs
+
+
+class VideoReader(ABC):
+    """An opened video: metadata, frames by index (`get_frames`) and frames in order (`iter_frames`)."""
+
+    def __init__(self, source: str, times: np.ndarray | None, fps: float, size: tuple[int, int]) -> None:
+        self.source = source
+        self.times = times  # (num_frames,) float64 seconds, display order; None for a live source
+        self.fps = float(fps)  # nominal rate (frames per second); the times are the truth
+        self.size = size  # (width, height) of the frames as returned (rotation applied)
+
+    @property
+    def num_frames(self) -> int | None:
+        """Frames in the video, or None for a live source of unknown length."""
+        return None if self.times is None else len(self.times)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the start of the file to the end of the last frame, or None for a live source."""
+        if self.times is None:
+            return None
+        return float(self.times[-1]) + 1.0 / self.fps if len(self.times) else 0.0
+
+    def get_frames(self, indices: Iterable[int] | np.ndarray, transform: Transform | None = None
+                   ) -> np.ndarray | torch.Tensor:
+        """Frames at `indices` (any order, repeats allowed): uint8 (N, H, W, 3) RGB, or with `transform` its
+        outputs stacked (N, ...), computed a few frames at a time while decoding."""
+        idx = as_indices(indices, self.source)
+        if self.times is None:
+            raise VideoError(f"{self.source}: live source has no known length; use iter_frames()")
+        bad = idx[(idx < 0) | (idx >= len(self.times))]
+        if bad.size:
+            raise VideoError(
+                f"{self.source}: frame index {int(bad[0])} out of range (video has {len(self.times)} frames)"
+            )
+        if idx.size == 0:
+            empty = np.empty((0, self.size[1], self.size[0], 3), dtype=np.uint8)
+            return empty if transform is None else transform(empty)
+        unique, inverse = np.unique(idx, return_inverse=True)
+        frames = self._decode(unique)
+        if transform is None:
+            return np.stack(list(frames))[inverse]
+        return torch.cat(apply_in_batches(frames, transform))[torch.from_numpy(inverse)]
+
+    def iter_frames(self, fps: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield (presentation time in seconds, frame) in order: every frame, or frames sampled at `fps`."""
+        if self.times is None:
+            raise VideoError(f"{self.source}: this reader cannot iterate a source of unknown length")
+        idx = np.arange(len(self.times)) if fps is None else self.rate_indices(fps)
+        for i, frame in zip(idx, self._decode(idx)):
+            yield float(self.times[i]), frame
+
+    def rate_indices(self, fps: float) -> np.ndarray:
+        """Indices of the frames sampled at `fps` by presentation time (half a nominal frame of tolerance)."""
+        if self.times is None:
+            raise VideoError(f"{self.source}: a live source has no timeline to sample from")
+        return rate_indices(self.times, fps, 0.5 / self.fps)
+
+    @abstractmethod
+    def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
+        """Yield the frames at sorted, unique, valid `indices`, one (H, W, 3) uint8 array at a time."""
+
+    def close(self) -> None:
+        """Release the underlying decoder (a no-op for readers that hold none)."""
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}({self.source!r}, num_frames={self.num_frames}, fps={self.fps:.3f}, size={self.size})"
