@@ -12,7 +12,8 @@ Decoding is greedy and nothing is random: two runs write identical files.
 --protocol letter (default, the release's): the model sees the question and lettered options and its
 answer is read by `llava.eval.answers.extract_choice`. --protocol likelihood (EgoPlan's official protocol):
 the model sees the question alone and the option whose text has the lowest mean token cross-entropy as
-the reply is chosen.
+the reply is chosen. A video that cannot be read is recorded in its row (as an error) and the run goes on;
+FFmpeg's log lines about it are silent unless --verbose.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from llava.eval import results
 from llava.eval.answers import LETTERS, extract_choice, format_table, letter_prompt, score_rows
 from llava.eval.benchmarks import BENCHMARKS, Question, find_video, get_benchmark, load_questions
 from llava.eval.likelihood import option_losses
+from llava.logs import set_media_logging
+from llava.serve.options import add_verbose_option
 
 PROTOCOLS = ("letter", "likelihood")
 
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_verbose_option(parser)
     return parser
 
 
@@ -160,6 +164,7 @@ def merge(args: argparse.Namespace, questions: list[Question], required: bool) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_media_logging(args.verbose)
     try:
         questions = load_questions(args.question_file, args.answer_file)
         record = run_record(args)

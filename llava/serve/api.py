@@ -15,8 +15,11 @@ encodes, rejections), GET /health. Media come as `video_url` / `image_url` parts
 --allowed-dir, http(s) URLs, or base64 data URLs; one video or image per request. Encoded media are cached
 by the sha256 of their bytes, so follow-up questions on the same video skip the encoder. At most
 --max-concurrency generations run at once, in worker threads (one with --static-cache); a request that cannot
-start within --queue-timeout seconds is answered 503. Binds 127.0.0.1 unless told otherwise. Temperature defaults to 0
-(greedy). Without --model-path the bundled demo model answers. A bad model path ends in one `error:` line.
+start within --queue-timeout seconds is answered 503. A conversation that does not fit the model's context (its text
+and visual tokens) is answered 400 (code context_length_exceeded), and an answer stops where the context ends
+(finish_reason "length"). Binds 127.0.0.1 unless told otherwise. Temperature defaults to 0 (greedy). Without
+--model-path the bundled demo model answers. A bad model path ends in one `error:` line; FFmpeg's log lines are
+silent unless --verbose.
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llava.errors import ConfigError, LlavaError, report_error
+from llava.logs import set_media_logging
 from llava.serve.api_media import MediaCache, MediaError, from_data_url, from_file_url, from_http_url
 from llava.serve.api_messages import ChatRequest, parse_chat_request
-from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, Reply
+from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, ContextTooLong, Prompt, Reply
 from llava.serve.options import add_inference_options, chat_session_from_options
 
 log = logging.getLogger("llava.serve.api")
@@ -186,8 +190,9 @@ class ApiServer:
         self.slots.release()
 
     # ----- the worker thread
-    def prepare(self, request: ChatRequest, media) -> tuple[ChatSession, bool]:
-        """A session holding the (cached or freshly encoded) media and the replayed conversation."""
+    def prepare(self, request: ChatRequest, media) -> tuple[ChatSession, Prompt, bool]:
+        """A session holding the (cached or freshly encoded) media and the replayed conversation, and its prompt;
+        400 when the prompt does not fit the model's context."""
         session, hit = self.session.fork(media=None), False
         if media is not None:
             key = (media.sha256, self.settings.model_id, session.num_frames, media.kind)
@@ -203,19 +208,23 @@ class ApiServer:
                     raise ApiError(400, f"cannot decode the {media.kind}: {err}", "invalid_media") from err
                 self.cache.put(key, session.media)
         request.replay(session.conversation)
-        return session, hit
+        try:
+            return session, session.prompt(), hit
+        except ContextTooLong as err:
+            raise ApiError(400, str(err), "context_length_exceeded") from err
 
     def job(self, request: ChatRequest, media, channel: _Channel) -> None:
         try:
             try:
-                session, hit = self.prepare(request, media)
+                session, prompt, hit = self.prepare(request, media)
             except BaseException as err:
                 channel.resolve(channel.ready, error=err)
                 return
             channel.resolve(channel.ready, hit)
             on_text = channel.piece if request.stream else None
             try:
-                reply = session.reply(request.settings, on_text=on_text, should_stop=channel.cancelled.is_set)
+                reply = session.reply(request.settings, on_text=on_text, should_stop=channel.cancelled.is_set,
+                                      prompt=prompt)
                 channel.resolve(channel.done, reply)
             except BaseException as err:
                 channel.resolve(channel.done, error=err)
@@ -420,6 +429,7 @@ def settings_from_args(args: argparse.Namespace) -> ApiSettings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_media_logging(args.verbose)
     try:
         settings = settings_from_args(args)
         session = chat_session_from_options(args)

@@ -7,17 +7,22 @@
 Without --model-path the bundled demo model (checkpoints/videollamb-tiny-shapes) answers; build it with
 `make demo-model`. Interactive by default: type a question after "USER: "; an empty line, "exit", EOF
 (Ctrl-D) or Ctrl-C ends the chat. With --query the answer alone is printed and the program exits.
-User errors end in one line `error: ...` on stderr and exit code 1.
+User errors end in one line `error: ...` on stderr and exit code 1. The video (or image) is opened before the
+model loads, so a missing, corrupt or video-less file is reported at once. FFmpeg's own log lines are silent
+unless --verbose.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from llava.errors import LlavaError, report_error
+from llava.logs import set_media_logging
 from llava.serve.engine import ChatSession, GenerationSettings
 from llava.serve.options import EXIT_WORDS, add_inference_options, chat_session_from_options
+from llava.video.decode import load_image, open_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,14 +61,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def open_session(args: argparse.Namespace) -> ChatSession:
-    """Load the model and encode the video or image once."""
-    session = chat_session_from_options(args, model_base=args.model_base, load_8bit=args.load_8bit,
-                                        load_4bit=args.load_4bit)
-    session.model.set_memory_ablation(args.ablate_memory)
-    if args.video_file is not None:
-        session.load_video(args.video_file)
-    else:
-        session.load_image(args.image_file)
+    """Open the video (or read the image) first, so that a bad file fails before the model loads; then load the
+    model and encode the video or image once (the video through the reader already open)."""
+    with contextlib.ExitStack() as stack:
+        if args.video_file is not None:
+            media = stack.enter_context(open_video(args.video_file))
+        else:
+            media = load_image(args.image_file)
+        session = chat_session_from_options(args, model_base=args.model_base, load_8bit=args.load_8bit,
+                                            load_4bit=args.load_4bit)
+        session.model.set_memory_ablation(args.ablate_memory)
+        if args.video_file is not None:
+            session.load_video(media)
+        else:
+            session.load_image(media)
     return session
 
 
@@ -83,6 +94,7 @@ def chat(session: ChatSession, settings: GenerationSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_media_logging(args.verbose)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     try:
         session = open_session(args)

@@ -16,10 +16,13 @@ frame at a time.
 Type a question (and Enter) while the video runs: it is answered from everything seen so far, after the next
 frame (or batch of frames), as a `User:` line and an `Assistant:` line. "exit" or "quit" stops the stream.
 Ctrl-C stops it after the current frame or batch (a second Ctrl-C stops at once). When the stream ends, stops
-or fails, --output gets the whole history as JSON and --save-state the stream's memory; --resume-state
+or fails, --output gets the whole history as JSON, with how the stream ended ("ended": "finished", "stopped",
+"interrupted" or "error", then with the "error" itself), and --save-state the stream's memory; --resume-state
 continues from such a state (a file skips the frames already seen; a live source's clock continues from the
-saved one). Both are written atomically (temp file, then rename): never half-written. User errors end in one
-line `error: ...` on stderr and exit code 1; an interrupted stream exits with 130.
+saved one). Both are written atomically (temp file, then rename): never half-written. A source that cannot be
+opened, or fails before its first frame, writes nothing (an older --output file stays as it was). User errors end
+in one line `error: ...` on stderr and exit code 1; an interrupted stream exits with 130. FFmpeg's own log lines
+are silent unless --verbose.
 """
 
 from __future__ import annotations
@@ -35,17 +38,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TYPE_CHECKING, Iterator, TextIO
 
 import numpy as np
 
 from llava.atomic import write_json_atomic
 from llava.errors import LlavaError, report_error
+from llava.logs import set_media_logging
 from llava.serve.options import EXIT_WORDS, add_inference_options
 from llava.serve.engine import DEMO_VIDEO, GenerationSettings
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
+
+if TYPE_CHECKING:
+    from llava.video.decode import VideoReader
 
 EOF_GRACE_S = 0.5  # at the end of a file, how long to wait for piped questions not yet read
 
@@ -232,7 +239,8 @@ class Streamer:
     stop: threading.Event
     until: float | None = None
     batch: int = 1
-    ended: str = "finished"
+    ended: str = "finished"  # how the stream ended: finished, stopped, interrupted or error
+    pushed: int = 0  # frames pushed into the session by this run
 
     def answer(self, t: float) -> None:
         for question in self.questions.drain():
@@ -251,6 +259,7 @@ class Streamer:
                 pacer.wait(kept[0][0])  # pacing reads one frame at a time
                 for event in self.session.push_timed_frames(kept):
                     self.history.say(event)
+                self.pushed += len(kept)
                 t = kept[-1][0]
             if len(kept) < len(batch):
                 self.ended = "stopped"
@@ -278,15 +287,47 @@ def open_session(args: argparse.Namespace) -> StreamingSession:
 
 
 def save(args: argparse.Namespace, streamer: Streamer, error: str | None = None) -> None:
-    """The history and the stream state, each written atomically."""
+    """The history (how the stream ended included) and the stream state, each written atomically."""
     if args.output is not None:
-        streamer.history.write(args.output, "error" if error else streamer.ended, error)
+        streamer.history.write(args.output, streamer.ended, error)
     if args.save_state is not None:
         streamer.session.save_state(args.save_state)
 
 
+def describe(err: Exception) -> str:
+    """An error as one line; one of an unexpected kind (a bug, shown as a traceback) also names its type."""
+    message = " ".join(str(err).split())
+    return message if isinstance(err, (LlavaError, OSError)) else f"{type(err).__name__}: {message}"
+
+
+def stream(args: argparse.Namespace, streamer: Streamer, reader: VideoReader) -> int:
+    """Run the stream and keep what it saw, however it ends: the exit code (0, or 130 when interrupted).
+
+    A failure (the source or the model raising) writes the history with "ended": "error" and the error, and the
+    state, then propagates; a failure before this run pushed any frame writes nothing (an older file stays).
+    A second Ctrl-C, possibly inside a frame, writes the history alone ("interrupted": the state may be torn).
+    """
+    pacer = Pacer(args.realtime and reader.num_frames is not None, streamer.stop)
+    try:
+        streamer.run(timed_frames(reader, args.fps, streamer.session), pacer)
+    except KeyboardInterrupt:
+        streamer.ended = "interrupted"
+        if args.output is not None:
+            streamer.history.write(args.output, streamer.ended)
+        print(file=sys.stderr)
+        return 130
+    except Exception as err:
+        if streamer.pushed:
+            streamer.ended = "error"
+            save(args, streamer, error=describe(err))
+        raise
+    save(args, streamer)
+    return 130 if streamer.ended == "interrupted" else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_media_logging(args.verbose)
     questions = QuestionReader(sys.stdin)
     try:
         with contextlib.ExitStack() as stack:
@@ -296,20 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             history = History(str(args.video_file), args.prompt, args.fps)
             paced = args.realtime or reader.num_frames is None  # pacing, or a live source: no frame may wait
             batch = 1 if paced else args.batch_frames
-            streamer = Streamer(session, questions, history, stop, args.until, batch)
-            pacer = Pacer(args.realtime and reader.num_frames is not None, stop)
-            try:
-                streamer.run(timed_frames(reader, args.fps, session), pacer)
-            except LlavaError as err:  # the source failed midway: keep what was seen, then report
-                save(args, streamer, error=" ".join(str(err).splitlines()))
-                raise
-            except KeyboardInterrupt:  # a second Ctrl-C, possibly inside a frame: the state may be torn
-                streamer.ended = "interrupted"
-                if args.output is not None:
-                    history.write(args.output, "interrupted")
-                print(file=sys.stderr)
-                return 130
-            save(args, streamer)
+            return stream(args, Streamer(session, questions, history, stop, args.until, batch), reader)
     except (LlavaError, OSError) as err:
         return report_error(err)
     except KeyboardInterrupt:
@@ -317,7 +345,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         questions.close()
-    return 130 if streamer.ended == "interrupted" else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from llava.mm_utils import prompt_tensor
 from llava.model.builder import load_pretrained_model
 from llava.video.decode import load_image, load_video
 from llava.video.transforms import VisualProcessor
+
+if TYPE_CHECKING:
+    from llava.video.decode import VideoReader
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "videollamb-tiny-shapes"
 DEMO_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
@@ -44,6 +48,33 @@ class GenerationSettings:
         if sample:
             settings.update(temperature=self.temperature, top_p=self.top_p)
         return settings
+
+
+class ContextTooLong(LlavaError):
+    """A prompt (its text and visual tokens) leaves no room in the model's context for an answer."""
+
+    def __init__(self, prompt_tokens: int, context: int) -> None:
+        super().__init__(f"the prompt is {prompt_tokens} tokens long (text and visual tokens) but the model's "
+                         f"context holds {context} tokens, answer included: shorten the conversation")
+        self.prompt_tokens, self.context = prompt_tokens, context
+
+
+def fit_to_context(settings: GenerationSettings, prompt_tokens: int, context: int) -> GenerationSettings:
+    """`settings` with max_new_tokens capped to what the context leaves after the prompt, so generation never
+    goes past the context; ContextTooLong when the prompt leaves no room for a single token."""
+    room = context - prompt_tokens
+    if room < 1:
+        raise ContextTooLong(prompt_tokens, context)
+    return replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
+
+
+@dataclass
+class Prompt:
+    """The pending turn's prompt, tokenised."""
+
+    input_ids: Tensor  # (1, L) with a negative id for each media placeholder
+    placeholders: int  # media placeholders among the ids
+    tokens: int  # what the LLM reads: the text tokens plus the visual tokens spliced in for the placeholders
 
 
 @dataclass
@@ -167,13 +198,16 @@ class ChatSession:
         self.media_token = DEFAULT_VIDEO_TOKEN
         self.conversation = get_template(self.conv_mode)
 
-    def load_video(self, path: str | Path) -> None:
-        frames, _ = load_video(path, num_frames=self.num_frames)
+    def load_video(self, source: str | Path | VideoReader) -> None:
+        """Sample `num_frames` frames of a video (a path, or a reader already open) and encode them."""
+        frames, _ = load_video(source, num_frames=self.num_frames)
         self.load_frames(frames)
 
     @torch.inference_mode()
-    def load_image(self, path: str | Path) -> None:
-        (self.media,) = self.model.encode_images([self._pixels(self.processor.image(load_image(path)))])
+    def load_image(self, image: str | Path | np.ndarray) -> None:
+        """Encode an image: a path, or pixels (H, W, 3) uint8 as `load_image` returns them."""
+        pixels = image if isinstance(image, np.ndarray) else load_image(image)
+        (self.media,) = self.model.encode_images([self._pixels(self.processor.image(pixels))])
         self.media_token = DEFAULT_IMAGE_TOKEN
         self.conversation = get_template(self.conv_mode)
 
@@ -194,42 +228,59 @@ class ChatSession:
         self.conversation.append_message(self.conversation.roles[0], text)
         self.conversation.append_message(self.conversation.roles[1], None)
 
-    @torch.no_grad()
-    def reply(
-        self,
-        settings: GenerationSettings | None = None,
-        on_text: Callable[[str], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> Reply:
-        """Generate the pending assistant turn (the conversation's last message, None); the answer fills it.
+    @property
+    def context_length(self) -> int:
+        """The most tokens the LLM reads and writes in one turn: prompt (visual tokens included) and answer."""
+        return self.model.config.text_config.max_position_embeddings
 
-        `on_text` receives the answer piece by piece while it is generated (see `TextPieces`); `should_stop`
-        is polled after every token and ends generation early when it returns True.
-        """
-        settings = settings or GenerationSettings()
+    def prompt(self) -> Prompt:
+        """The pending assistant turn's prompt (see `reply`), tokenised; ContextTooLong when it leaves no room
+        in the context for an answer."""
         if not self.conversation.messages or self.conversation.messages[-1] != [self.conversation.roles[1], None]:
             raise ValueError("the conversation has no pending assistant turn; append one with text None")
         input_ids = prompt_tensor(self.conversation.get_prompt(), self.tokenizer).to(self.device)  # (1, L)
         placeholders = int((input_ids < 0).sum())
         if placeholders and self.media is None:
             raise LlavaError("the prompt holds a <video> or <image> placeholder but no video or image is loaded")
+        visual = placeholders * int(self.media.shape[0]) if placeholders else 0
+        tokens = input_ids.shape[1] - placeholders + visual
+        if tokens >= self.context_length:
+            raise ContextTooLong(tokens, self.context_length)
+        return Prompt(input_ids, placeholders, tokens)
+
+    @torch.no_grad()
+    def reply(
+        self,
+        settings: GenerationSettings | None = None,
+        on_text: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        prompt: Prompt | None = None,
+    ) -> Reply:
+        """Generate the pending assistant turn (the conversation's last message, None); the answer fills it.
+
+        `on_text` receives the answer piece by piece while it is generated (see `TextPieces`); `should_stop`
+        is polled after every token and ends generation early when it returns True. `prompt`: the pending turn's
+        `prompt()` when the caller has it already. The answer never goes past the model's context: max_new_tokens
+        is capped to what the prompt leaves (ContextTooLong when it leaves nothing).
+        """
+        prompt = prompt or self.prompt()
+        settings = fit_to_context(settings or GenerationSettings(), prompt.tokens, self.context_length)
         extra: dict = {}
         if on_text is not None:
             extra["streamer"] = TextPieces(self.tokenizer, on_text)
         if should_stop is not None:
             extra["stopping_criteria"] = StoppingCriteriaList([_StopWhen(should_stop)])
         output = self.model.generate(
-            input_ids, visual_features=[self.media] * placeholders, pad_token_id=self.tokenizer.pad_token_id,
-            **settings.kwargs(), **extra,
+            prompt.input_ids, visual_features=[self.media] * prompt.placeholders,
+            pad_token_id=self.tokenizer.pad_token_id, **settings.kwargs(), **extra,
         )  # (1, new)
         new = output[0].tolist()
         answer = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         self.conversation.messages[-1][1] = answer
         ended = bool(new) and new[-1] == self.tokenizer.eos_token_id
-        visual = placeholders * (int(self.media.shape[0]) if placeholders else 0)
         return Reply(
             text=answer,
-            prompt_tokens=input_ids.shape[1] - placeholders + visual,
+            prompt_tokens=prompt.tokens,
             completion_tokens=len(new),
             finish_reason="length" if not ended and len(new) >= settings.max_new_tokens else "stop",
         )

@@ -11,7 +11,7 @@ Clear drops the turns and the media. Each browser tab has its own conversation; 
 caption is written, with its video time, whenever a scene ends. Uploads over --max-upload-mb are refused
 (by the server, and with a message in the page). Binds 127.0.0.1 unless --host says otherwise; there is no
 public share link. Without --model-path the bundled demo model answers; a bad model path ends in one `error:`
-line and exit code 1.
+line and exit code 1. FFmpeg's log lines are silent unless --verbose.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import gradio as gr
 
 from llava.errors import LlavaError, report_error
+from llava.logs import set_media_logging
 from llava.serve.options import add_inference_options, chat_session_from_options
 from llava.serve.engine import DEMO_VIDEO, ChatSession, GenerationSettings
 from llava.serve.gradio_parts import (DemoSettings, UserChat, caption_log, chat_messages, one_line,
@@ -237,6 +238,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    set_media_logging(args.verbose)
     try:
         base = chat_session_from_options(args)
     except (LlavaError, OSError) as err:

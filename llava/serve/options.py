@@ -10,12 +10,19 @@ from llava.serve.engine import ChatSession
 EXIT_WORDS = {"exit", "quit"}  # typed instead of a question, they end the chat or the stream
 
 
+def add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    """--verbose: show FFmpeg's own log lines (silenced by default; see `llava.logs.set_media_logging`)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show FFmpeg's log lines about the videos read (silent by default)")
+
+
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """--conv-mode (the prompt template), --device (where the model runs) and --static-cache."""
+    """--conv-mode (the prompt template), --device (where the model runs), --static-cache and --verbose."""
     parser.add_argument("--conv-mode", default=DEFAULT_TEMPLATE, choices=sorted(TEMPLATES), help="prompt template")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--static-cache", action="store_true",
                         help="preallocated KV cache; on a GPU decoding is compiled (faster after a slow first answer)")
+    add_verbose_option(parser)
 
 
 def chat_session_from_options(args: argparse.Namespace, **loading) -> ChatSession:

@@ -36,7 +36,7 @@ from llava.model.builder import load_pretrained_model
 from llava.model.languagebind import StreamCache
 from llava.model.videollamb import PromptPrefix
 from llava.serve import engine
-from llava.serve.engine import GenerationSettings
+from llava.serve.engine import GenerationSettings, fit_to_context
 from llava.video.scenetilling import OnlineSceneTiller, subsample_segment
 from llava.video.transforms import VisualProcessor
 
@@ -271,13 +271,15 @@ class StreamingSession:
         static = self.model.uses_static_kv_cache
         size = 1 if static else max(1, self.policy.caption_batch)
         prefix = None if static else self._prompt_prefix(input_ids[0])
+        context = self.model.config.text_config.max_position_embeddings
         answers = []
         for start in range(0, len(readouts), size):
-            batch = readouts[start : start + size]
-            output = self.model.generate(input_ids.expand(len(batch), -1),
-                                         visual_features=[self.model.mm_projector(r) for r in batch],
+            features = [self.model.mm_projector(r) for r in readouts[start : start + size]]  # each (N, h)
+            longest = input_ids.shape[1] - 1 + max(len(f) for f in features)  # the placeholder becomes N tokens
+            settings = fit_to_context(self.settings, longest, context)  # never past the context
+            output = self.model.generate(input_ids.expand(len(features), -1), visual_features=features,
                                          prompt_prefix=prefix, pad_token_id=self.tokenizer.pad_token_id,
-                                         **self.settings.kwargs())
+                                         **settings.kwargs())
             answers += [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
         return answers
 

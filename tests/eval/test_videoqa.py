@@ -212,3 +212,25 @@ def test_shell_script_runs_one_cpu_chunk(bench, tiny_checkpoint, tmp_path):
     assert scores["benchmark"] == "egoschema" and scores["num_frames"] == 8 and 0 <= scores["accuracy"] <= 1
     assert [p.name for p in (tmp_path / "out").glob("chunk_*")] == ["chunk_0_of_1.jsonl"]
     print(f"shell script took {time.monotonic() - start:.1f} s")
+
+
+def test_ffmpeg_lines_about_a_broken_video_only_with_verbose(bench, tiny_checkpoint, tmp_path, capfd):
+    """The broken video's row records the error either way; FFmpeg's own lines (fd 2) only come with --verbose."""
+    from llava.logs import set_media_logging
+
+    data = tmp_path / "data"
+    shutil.copytree(bench, data)
+    broken = data / "videos" / json.loads((data / "test_q.json").read_text())[0]["video_name"]
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])  # truncated: FFmpeg logs about it
+    try:
+        set_media_logging(True)  # as an earlier caller in this process may have left it: main() decides
+        capfd.readouterr()
+        assert run(tiny_checkpoint, data, tmp_path / "quiet") == 0
+        assert capfd.readouterr().err == ""
+        assert run(tiny_checkpoint, data, tmp_path / "verbose", "--verbose") == 0
+        assert "moov atom not found" in capfd.readouterr().err
+    finally:
+        set_media_logging(False)
+    for out in ("quiet", "verbose"):
+        rows = [json.loads(line) for line in (tmp_path / out / "merge.jsonl").read_text().splitlines()]
+        assert sum(bool(row.get("error")) for row in rows) == 3

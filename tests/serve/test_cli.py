@@ -155,3 +155,59 @@ def test_static_cache_flag_loads_a_static_kv_cache_and_answers_the_same(tiny_che
     assert generation.max_cache_len == static.model.config.text_config.max_position_embeddings
     first, second = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert first == second == reference(tiny_checkpoint, tiny_video, [question])[0]
+
+
+# ---------------------------------------------------------------- bad media fail before the model loads
+def write_audio_only(path):
+    """An mp4 holding one AAC audio stream and no video stream."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for i in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_media(tmp_path_factory, tiny_video):
+    """name -> a video file the chat CLI must refuse: missing, no video stream, text, truncated."""
+    folder = tmp_path_factory.mktemp("bad-media")
+    data = tiny_video.read_bytes()
+    (folder / "text.mp4").write_text("this is not a video\n" * 20)
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    return {"missing": folder / "missing.mp4", "audio_only": write_audio_only(folder / "audio_only.mp4"),
+            "text": folder / "text.mp4", "truncated": folder / "truncated.mp4"}
+
+
+@pytest.mark.parametrize("case", ["missing", "audio_only", "text", "truncated"])
+def test_bad_video_is_reported_before_the_model_loads(bad_media, tmp_path, capsys, case):
+    """--model-path names no checkpoint: had the model been loaded first, the error would name the checkpoint."""
+    no_model = tmp_path / "no-such-checkpoint"
+    code = cli.main(["--model-path", str(no_model), "--video-file", str(bad_media[case]), "--query", "hi", *FAST])
+    assert_user_error(capsys, code, str(bad_media[case]))
+    capsys.readouterr()
+    assert cli.main(["--model-path", str(no_model), "--video-file", str(bad_media[case]), *FAST]) == 1
+    out, err = capsys.readouterr()
+    assert str(no_model) not in err and "USER:" not in out  # and the interactive chat never started
+
+
+def test_bad_image_is_reported_before_the_model_loads(bad_media, tmp_path, capsys):
+    no_model = tmp_path / "no-such-checkpoint"
+    code = cli.main(["--model-path", str(no_model), "--image-file", str(bad_media["text"]), "--query", "hi", *FAST])
+    line = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(line) == 1 and str(bad_media["text"]) in line[0] and str(no_model) not in line[0]
+
+
+def test_the_opened_video_is_the_one_encoded(tiny_checkpoint, tiny_video, spy):
+    """The reader opened for the probe is the one the frames are read from: the same tokens as a fresh load."""
+    args = ["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--query", "Describe it.", *FAST]
+    assert cli.main(args) == 0
+    fresh = ChatSession.from_pretrained(tiny_checkpoint, device="cpu")
+    fresh.load_video(tiny_video)
+    assert spy[0].media.shape == fresh.media.shape and (spy[0].media == fresh.media).all()

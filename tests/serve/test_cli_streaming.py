@@ -193,31 +193,62 @@ def test_corrupt_video_is_one_error_line_and_writes_nothing(sharp_checkpoint, tm
     assert not out.exists()
 
 
-def test_video_failing_midway_keeps_a_whole_history(sharp_checkpoint, flat_video, tmp_path, capsys, monkeypatch):
-    def breaking_open_video(source):
+def failing_source(error: Exception, at: int):
+    """An `open_video` whose readers raise `error` when asked for frame number `at` (counted from 0)."""
+    def open_failing(source):
         reader = open_video(source)
         frames = reader.iter_frames
 
         def iter_frames(fps):
             for i, item in enumerate(frames(fps)):
-                if i == 10:
-                    raise VideoError(f"{source}: decoding failed (corrupt packet)")
+                if i == at:
+                    raise error
                 yield item
 
         reader.iter_frames = iter_frames
         return reader
 
-    monkeypatch.setattr(cli_streaming, "open_video", breaking_open_video)
+    return open_failing
+
+
+@pytest.mark.parametrize("error", [VideoError("flat.mp4: decoding failed (corrupt packet)"),
+                                   ConnectionResetError(104, "decoding failed: connection reset by peer")],
+                         ids=["decode_error", "source_os_error"])
+def test_video_failing_midway_keeps_a_whole_history(sharp_checkpoint, flat_video, tmp_path, capsys, monkeypatch,
+                                                    error):
+    monkeypatch.setattr(cli_streaming, "open_video", failing_source(error, at=10))
     out, state = tmp_path / "h.json", tmp_path / "s.pt"
     out.write_text("previous run\n")
     code = run(sharp_checkpoint, flat_video, "--output", str(out), "--save-state", str(state), "--batch-frames", "4")
     assert_user_error(capsys, code, "decoding failed")
     record = json.loads(out.read_text())  # replaced whole, never half-written
     assert record["ended"] == "error" and "decoding failed" in record["error"]
-    assert all(e["time"] < 2.5 for e in record["history"])
+    assert record["history"] and all(e["time"] < 2.5 for e in record["history"])  # the captions before the failure
     assert sorted(os.listdir(tmp_path)) == ["h.json", "s.pt"]
     # frames 8 and 9 were read in a batch of 4 that the failure cut short: they were still streamed
     assert torch.load(state, weights_only=True)["last_time"] == 9 / FPS
+
+
+def test_video_failing_before_its_first_frame_writes_nothing(sharp_checkpoint, flat_video, tmp_path, capsys,
+                                                             monkeypatch):
+    """Nothing was streamed: as with a file that cannot be opened, nothing is written and an older file stays."""
+    monkeypatch.setattr(cli_streaming, "open_video", failing_source(VideoError("flat.mp4: no decodable frames"), 0))
+    out = tmp_path / "h.json"
+    out.write_text("previous run\n")
+    code = run(sharp_checkpoint, flat_video, "--output", str(out), "--save-state", str(tmp_path / "s.pt"))
+    assert_user_error(capsys, code, "no decodable frames")
+    assert out.read_text() == "previous run\n" and os.listdir(tmp_path) == ["h.json"]
+
+
+def test_unexpected_error_midway_still_keeps_the_history(sharp_checkpoint, flat_video, tmp_path, monkeypatch):
+    """A bug (not a user error) shows its traceback, and the history up to it is written first."""
+    monkeypatch.setattr(cli_streaming, "open_video", failing_source(RuntimeError("a bug in the reader"), at=10))
+    out = tmp_path / "h.json"
+    with pytest.raises(RuntimeError, match="a bug in the reader"):
+        run(sharp_checkpoint, flat_video, "--output", str(out), "--batch-frames", "4")
+    record = json.loads(out.read_text())
+    assert record["ended"] == "error" and record["error"] == "RuntimeError: a bug in the reader"
+    assert record["history"] and os.listdir(tmp_path) == ["h.json"]
 
 
 def test_bad_resume_state_and_missing_model(sharp_checkpoint, flat_video, tmp_path, capsys):

@@ -29,3 +29,19 @@ def test_api_static_cache_serves_one_generation_at_a_time(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--static-cache runs one generation at a time" in err and "Traceback" not in err
+
+
+REQUIRED = {"cli": ["--video-file", "a.mp4"], "cli_streaming": [], "api": [], "gradio_demo": [],
+            "videoqa": ["--benchmark", "synthetic", "--question-file", "q.json", "--answer-file", "a.json",
+                        "--output-dir", "out"]}
+
+
+@pytest.mark.parametrize("name", list(REQUIRED))
+def test_every_front_end_has_the_verbose_flag(name):
+    from llava.eval import videoqa
+    from llava.serve import cli, cli_streaming
+
+    front_end = {"cli": cli, "cli_streaming": cli_streaming, "api": api, "gradio_demo": gradio_demo,
+                 "videoqa": videoqa}[name]
+    assert front_end.parse_args(REQUIRED[name]).verbose is False
+    assert front_end.parse_args([*REQUIRED[name], "--verbose"]).verbose is True
