@@ -60,3 +60,26 @@ def tiny_image(tmp_path_factory) -> Path:
     pixels[8:24, 8:24] = (200, 30, 30)
     Image.fromarray(pixels).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """Real-world video formats, rendered and encoded by tests/media_corpus.py: a mapping name -> CorpusFile.
+
+    Lazy: a file is encoded the first time its name is looked up (then kept for the session), so a test that
+    needs one file pays for that file only; the whole corpus takes ~13 s on 2 cores. Every frame carries a
+    marker spelling its id (`media_corpus.read_marker`); a CorpusFile has `path`, `kind` ("video", "gif",
+    "frames"), `notes` (what it is), `tags` (properties), `width`/`height` (upright size), `ids` (the marker
+    shown at each display index), `intended_times`, `rotation` and `source_frame(i)` (the rendered upright
+    frame). The reference decode is `media_corpus.reference` / `iter_reference`. Entries (see each `notes`):
+
+    h264_720p_bframes (mp4, 60 frames), hevc_1080p_10bit (mp4), h264_4k (3840x2160, 5 frames), vp9_webm,
+    av1_10bit_mkv, mjpeg_avi (full range), prores4444_alpha_mov, ffv1_gray_mkv, rotate90_mp4, rotate180_mov,
+    rotate270_mkv, vfr_mkv (25 fps then 4 fps), mpegts_start_1_4s, editlist_mp4 (3 discarded frames),
+    concat_gaps_mp4 (timestamp gaps at the joins), long_gop_480p (12 s, keyframes every 10 s), open_gop_mp4,
+    one_frame_mp4, audio_before_video_mp4 (video from 0.5 s), two_video_streams_mkv (the best stream is #1),
+    gif, frame_folder_png (a folder of 12 PNGs).
+    """
+    from tests.media_corpus import Corpus
+
+    return Corpus(tmp_path_factory.mktemp("corpus"))
