@@ -191,17 +191,22 @@ class ChatSession:
     def _pixels(self, pixels: Tensor) -> Tensor:
         return pixels.to(device=self.device, dtype=next(self.model.parameters()).dtype)
 
-    @torch.inference_mode()
     def load_frames(self, frames: np.ndarray) -> None:
         """Decoded frames (T, H, W, 3) uint8 -> visual tokens, encoded once; starts a new conversation."""
-        (self.media,) = self.model.encode_videos([self._pixels(self.processor.video(frames))])
+        self.load_pixels(self.processor.video(frames))
+
+    @torch.inference_mode()
+    def load_pixels(self, pixels: Tensor) -> None:
+        """Preprocessed frames (T, 3, S, S) -> visual tokens, encoded once; starts a new conversation."""
+        (self.media,) = self.model.encode_videos([self._pixels(pixels)])
         self.media_token = DEFAULT_VIDEO_TOKEN
         self.conversation = get_template(self.conv_mode)
 
     def load_video(self, source: str | Path | VideoReader) -> None:
-        """Sample `num_frames` frames of a video (a path, or a reader already open) and encode them."""
-        frames, _ = load_video(source, num_frames=self.num_frames)
-        self.load_frames(frames)
+        """Sample `num_frames` frames of a video (a path, or a reader already open) and encode them; frames are
+        brought to model size while they are decoded, so a 4K file is never held at full size."""
+        pixels, _ = load_video(source, num_frames=self.num_frames, transform=self.processor.video)
+        self.load_pixels(pixels)
 
     @torch.inference_mode()
     def load_image(self, image: str | Path | np.ndarray) -> None:
