@@ -355,3 +355,25 @@ def test_a_header_claiming_impossibly_many_frames_is_counted_not_believed(clip: 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == [f"PyAVFileReader {NUM_FRAMES}", f"(4, {HEIGHT}, {WIDTH}, 3)"]
 
+
+
+def test_full_range_yuv_keeps_its_colours(tmp_path: Path) -> None:
+    """A file tagged full range (0-255 luma, as phones write) is converted with that range, not as TV range."""
+    import av
+
+    path = tmp_path / "full_range.mp4"
+    frames = [np.full((HEIGHT, WIDTH, 3), value, np.uint8) for value in (20, 128, 235)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.color_range = av.video.reformatter.ColorRange.JPEG
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p", dst_color_range=av.video.reformatter.ColorRange.JPEG)
+            frame.color_range = av.video.reformatter.ColorRange.JPEG
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    got, _ = load_video(path, num_frames=3)
+    np.testing.assert_allclose(levels(got), [20, 128, 235], atol=3)
