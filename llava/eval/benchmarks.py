@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from llava.errors import ConfigError, DataError, VideoError
+from llava.video.decode import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 NEXTQA_GROUPS = {"C": "causal", "T": "temporal", "D": "descriptive"}
 
 

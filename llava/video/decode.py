@@ -29,6 +29,7 @@ from llava.video.reader import Transform, VideoReader
 from llava.video.timeline import frame_count, uniform_indices
 
 __all__ = [
+    "VIDEO_EXTENSIONS",
     "VideoReader",
     "Transform",
     "open_video",
@@ -38,6 +39,9 @@ __all__ = [
     "load_image",
 ]
 
+# file names taken for videos where a folder is searched (the reader itself opens anything FFmpeg can)
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg",
+                    ".flv", ".wmv", ".3gp", ".ogv", ".gif")
 _STREAM_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt", "hls")
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt")
 

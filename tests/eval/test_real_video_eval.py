@@ -25,18 +25,6 @@ HD = "h264_720p_bframes"
 DEMO_NUM_FRAMES = json.loads((DEMO_CHECKPOINT / "config.json").read_text())["num_frames"]
 VIDEO_FILES = [name for name in CORPUS_NAMES if name != "frame_folder_png"]  # a haystack is a folder of video files
 NIAVH_OTHERS = [name for name in VIDEO_FILES if name != HD]
-NIAVH_FAILS = {
-    "mpegts_start_1_4s": "llava/eval/niavh/haystack.py VIDEO_SUFFIXES lacks .ts (and .m2ts, .mts, .m4v, .mpg, ...): "
-    "a --haystack-dir holding an MPEG-TS file ignores it, and one holding only that file ends in 'error: haystack "
-    "folder ... holds no videos (.mp4, .avi, .mov, .mkv, .webm, .gif)', though the reader decodes it",
-}
-
-
-def _niavh_case(name: str):
-    if name in NIAVH_FAILS:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NIAVH_FAILS[name]))
-    return name
-
 
 # ================================================================ python -m llava.eval.videoqa
 def write_bench(folder: Path, video_names: list[str]) -> tuple[Path, Path]:
@@ -111,7 +99,7 @@ def test_niavh_with_a_720p_haystack_at_defaults(corpus, tmp_path, capsys):
     assert summary["num_cells"] == 3 and set(summary["per_modality"]) == {"image", "text", "video"}
 
 
-@pytest.mark.parametrize("name", [_niavh_case(name) for name in NIAVH_OTHERS])
+@pytest.mark.parametrize("name", [name for name in NIAVH_OTHERS])
 def test_niavh_haystack_of_every_corpus_video_file(corpus, tmp_path, capsys, name):
     (cell,) = run_niavh(corpus, name, tmp_path, capsys, "--modality", "image")[0]
     assert cell["modality"] == "image"

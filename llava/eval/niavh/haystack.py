@@ -20,9 +20,8 @@ from PIL import Image
 
 from llava.data.world import render_frames, sample_video_spec, video_rng, without_object
 from llava.errors import LlavaError, VideoError
-from llava.video.decode import open_video
+from llava.video.decode import VIDEO_EXTENSIONS, open_video
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 CHUNK_SCENES = 16  # the synthetic haystack is drawn in chunks of this many scenes, each from its own stream
 
 
@@ -103,10 +102,10 @@ class VideoHaystack(Haystack):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise LlavaError(f"haystack folder {self.folder} does not exist or is not a folder")
-        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
         if not self.paths:
             raise LlavaError(
-                f"haystack folder {self.folder} holds no videos ({', '.join(VIDEO_SUFFIXES)})")
+                f"haystack folder {self.folder} holds no videos ({', '.join(VIDEO_EXTENSIONS)})")
         self.identity = f"videos:{self.folder.name}:{files_digest(self.paths)}"
 
     def _build(self, num_frames: int, fps: float, size: int) -> np.ndarray:
