@@ -26,6 +26,7 @@ DEMO_NUM_FRAMES = json.loads((DEMO_CHECKPOINT / "config.json").read_text())["num
 VIDEO_FILES = [name for name in CORPUS_NAMES if name != "frame_folder_png"]  # a haystack is a folder of video files
 NIAVH_OTHERS = [name for name in VIDEO_FILES if name != HD]
 
+
 # ================================================================ python -m llava.eval.videoqa
 def write_bench(folder: Path, video_names: list[str]) -> tuple[Path, Path]:
     """One multiple-choice question per video, in the original file format."""
