@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llava.model.activations import Activation
 from llava.model.config import BridgeConfig
 
 
@@ -67,7 +68,9 @@ class BridgeLayer(nn.Module):
     def __init__(self, config: BridgeConfig) -> None:
         super().__init__()
         self.selfattention = AttentionBlock(config)
-        self.mlp = nn.Sequential(nn.Linear(config.hidden_size, config.intermediate_size), nn.GELU())
+        self.mlp = nn.Sequential(
+            nn.Linear(config.hidden_size, config.intermediate_size), Activation(config.hidden_act, "bridge hidden_act")
+        )
         self.residual = ResidualNorm(config.intermediate_size, config)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -117,11 +120,16 @@ class BridgeState:
 
 
 class MemoryBridge(nn.Module):
-    """Bridge layer + retriever with an explicit, batched recurrent state."""
+    """Bridge layer + retriever with an explicit, batched recurrent state.
+
+    `reset_memory_each_segment` is a run-time switch (never saved with the model): the ablation that starts every
+    segment from the initial memory and an empty cache, to show what the memory carries.
+    """
 
     def __init__(self, config: BridgeConfig) -> None:
         super().__init__()
         self.config = config
+        self.reset_memory_each_segment = False
         self.read_memory_emb = nn.Parameter(torch.zeros(config.num_memory_tokens, config.hidden_size))
         if config.memory_init_std > 0:
             nn.init.normal_(self.read_memory_emb, std=config.memory_init_std)
@@ -159,7 +167,7 @@ class MemoryBridge(nn.Module):
             positions = state.num_segments.clamp(max=cfg.max_segment_positions - 1)
             tokens = tokens + self.segment_position_emb(positions)[:, None, :]
         previous, cache, cache_masks = state.memory, state.cache, state.cache_masks
-        if cfg.reset_memory_each_segment:
+        if self.reset_memory_each_segment:
             previous, cache, cache_masks = self.init_state(b).memory, [], []
         m = previous.shape[1]
         x = torch.cat([previous, tokens], dim=1)  # (B, M + N, d)

@@ -80,10 +80,17 @@ class BridgeConfig(PreTrainedConfig):
     llm_input: str | None = None  # what the LLM reads; None = the variant's own (see `readout_mode`)
     memory_init_std: float = 0.0  # 0 = the original's zero-initialised memory (its tokens start identical)
     max_segment_positions: int = 1024
-    max_cache_segments: int | None = None
-    reset_memory_each_segment: bool = False
+    max_cache_segments: int | None = None  # whole videos: the bridge cache keeps at most this many blocks (None: all)
+    # streams (llava.model.stream): online SceneTilling decides each cut from the frames seen so far
+    stream_scenetilling_alpha: float = 0.5  # a cut's depth is this many standard deviations above the running mean
+    stream_scenetilling_min_depth: float = 0.1  # and at least this deep (cosine units): still scenes never cut
+    stream_scenetilling_min_length: int = 1  # frames of a segment before it may end
+    stream_scenetilling_max_length: int | None = None  # a segment ends after this many frames (a long still scene)
+    stream_max_cache_segments: int | None = 64  # a stream's bridge cache (and memories) keep this many: flat memory
 
     def __post_init__(self, **kwargs: Any) -> None:
+        # an ablation switch saved by earlier versions: now a run-time option (`set_memory_ablation`), never loaded
+        kwargs.pop("reset_memory_each_segment", None)
         super().__post_init__(**kwargs)
         if self.variant not in BRIDGE_VARIANTS:
             raise ConfigError(f"unknown bridge variant {self.variant!r}; valid: {', '.join(BRIDGE_VARIANTS)}")
@@ -93,6 +100,9 @@ class BridgeConfig(PreTrainedConfig):
             raise ConfigError(f"unknown frame_pool {self.frame_pool!r}; valid: {', '.join(FRAME_POOLS)}")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError("bridge hidden_size must be a multiple of num_attention_heads")
+        low, high = self.stream_scenetilling_min_length, self.stream_scenetilling_max_length
+        if low < 1 or (high is not None and high < low):
+            raise ConfigError(f"stream_scenetilling_min_length {low} must be >= 1 and <= the max_length {high}")
 
     @property
     def readout_mode(self) -> str:

@@ -20,32 +20,14 @@ layernorms.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llava.errors import ConfigError
+from llava.model.activations import activation
 from llava.model.config import VisionTowerConfig
-
-
-def quick_gelu(x: Tensor) -> Tensor:
-    """The OpenAI CLIP activation x * sigmoid(1.702 x)."""
-    return x * torch.sigmoid(1.702 * x)
-
-
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "quick_gelu": quick_gelu,
-    "gelu": F.gelu,
-    "relu": F.relu,
-}
-
-
-def _activation(name: str) -> Callable[[Tensor], Tensor]:
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"unknown vision tower hidden_act {name!r}; valid: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
 
 
 class TowerAttention(nn.Module):
@@ -103,11 +85,11 @@ class TowerAttention(nn.Module):
 
 
 class TowerMLP(nn.Module):
-    """fc1 -> activation (quick_gelu) -> fc2."""
+    """fc1 -> the config's activation (quick_gelu in LanguageBind) -> fc2."""
 
     def __init__(self, config: VisionTowerConfig) -> None:
         super().__init__()
-        self.act = _activation(config.hidden_act)
+        self.act = activation(config.hidden_act, "vision tower hidden_act")
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 

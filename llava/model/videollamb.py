@@ -19,6 +19,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from llava.constants import IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
+from llava.model.activations import Activation
 from llava.model.bridge import MemoryBridge
 from llava.model.config import VideoLLaMBConfig
 from llava.model.languagebind import LanguageBindTower, TowerEmbeddings, TowerEncoderLayer
@@ -85,7 +86,8 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         self.image_tower = LanguageBindTower(config.vision_config, temporal=False) if config.use_image_tower else None
         self.bridge = MemoryBridge(config.bridge_config)
         self.mm_projector = nn.Sequential(
-            nn.Linear(config.bridge_config.hidden_size, config.text_config.hidden_size), nn.GELU()
+            nn.Linear(config.bridge_config.hidden_size, config.text_config.hidden_size),
+            Activation(config.projector_hidden_act, "projector_hidden_act"),
         )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
@@ -277,8 +279,15 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         return self.language_model.generation_config.cache_implementation == "static"
 
     def set_memory_ablation(self, enabled: bool) -> None:
-        """Reset the bridge memory (and cache) at every segment: the ablation that shows the memory works."""
-        self.config.bridge_config.reset_memory_each_segment = enabled
+        """Reset the bridge memory (and cache) at every segment: the ablation that shows the memory works.
+        A run-time switch of this model object: the config is untouched, so a checkpoint saved after it is not
+        ablated."""
+        self.bridge.reset_memory_each_segment = enabled
+
+    @property
+    def memory_ablation(self) -> bool:
+        """Whether `set_memory_ablation(True)` is in force."""
+        return self.bridge.reset_memory_each_segment
 
 
 AutoConfig.register(VideoLLaMBConfig.model_type, VideoLLaMBConfig, exist_ok=True)

@@ -99,7 +99,7 @@ def test_memory_carries_the_past_and_the_ablation_removes_it():
     _, (a,) = bridge.run_segments([video])
     _, (b,) = bridge.run_segments([other_start])
     assert not torch.allclose(a, b, atol=1e-4), "the first segment must influence the last output"
-    bridge.config.reset_memory_each_segment = True
+    bridge.reset_memory_each_segment = True
     _, (a,) = bridge.run_segments([video])
     _, (b,) = bridge.run_segments([other_start])
     torch.testing.assert_close(a, b)
@@ -139,7 +139,7 @@ def test_memory_and_last_segment_readout_matches_direct_equations_and_ablation_r
     torch.testing.assert_close(ours, direct_video(bridge, video), atol=1e-5, rtol=1e-5)
     assert ours.shape[0] == MEM + video[-1].shape[0]
     other_start = [torch.randn_like(video[0])] + video[1:]
-    bridge.config.reset_memory_each_segment = True
+    bridge.reset_memory_each_segment = True
     _, (a,) = bridge.run_segments([video])
     _, (b,) = bridge.run_segments([other_start])
     torch.testing.assert_close(a, b)

@@ -1,11 +1,15 @@
 """VideoLLaMBForCausalLM on tiny random configs: media, splice, generate, save/load round-trip."""
 
+import json
+
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, StaticCache
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
 from llava.conversation import get_template
+from llava.errors import ConfigError
 from llava.mm_utils import tokenize_prompt
 from llava.model.presets import tiny_config
 from llava.model.videollamb import VideoLLaMBForCausalLM
@@ -201,3 +205,29 @@ def test_frame_cls_token_joins_every_frame_for_the_bridge(tokenizer):
     last = model.split_segments(frames)[-1]
     assert tokens.shape == (last.shape[0], model.config.text_config.hidden_size)
     assert last.shape[0] % 5 == 0
+
+
+def test_memory_ablation_is_a_run_time_switch_never_saved(tiny_model, tmp_path):
+    tiny_model.set_memory_ablation(True)
+    assert tiny_model.memory_ablation and tiny_model.bridge.reset_memory_each_segment
+    tiny_model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert "reset_memory_each_segment" not in saved["bridge_config"]
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).memory_ablation is False
+    saved["bridge_config"]["reset_memory_each_segment"] = True  # as saved after an ablation by earlier versions
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.memory_ablation is False and not hasattr(loaded.config.bridge_config, "reset_memory_each_segment")
+
+
+def test_activations_come_from_the_config(tokenizer):
+    model = VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer), hidden_act="relu")).eval()
+    assert model.bridge.layer.mlp[1].fn is F.relu and model.mm_projector[1].fn is F.gelu  # the defaults: GELU
+    config = tiny_config(vocab_size=len(tokenizer))
+    config.projector_hidden_act = "relu"
+    model = VideoLLaMBForCausalLM(config).eval()
+    (tokens,) = model.encode_videos([random_video(6, seed=2)])
+    assert model.mm_projector[1].fn is F.relu and bool((tokens >= 0).all()) and bool((tokens == 0).any())
+    config.projector_hidden_act = "swishy"
+    with pytest.raises(ConfigError, match="unknown projector_hidden_act 'swishy'; valid: quick_gelu, gelu, relu"):
+        VideoLLaMBForCausalLM(config)

@@ -97,9 +97,9 @@ def test_num_frames_and_ablation_flags(tiny_checkpoint, tiny_video, spy):
     assert cli.main([*base, "--num-frames", "4", "--ablate-memory"]) == 0
     default, flagged = spy
     assert default.num_frames == default.model.config.num_frames == 8
-    assert default.model.config.bridge_config.reset_memory_each_segment is False
+    assert default.model.memory_ablation is False
     assert flagged.num_frames == 4
-    assert flagged.model.config.bridge_config.reset_memory_each_segment is True
+    assert flagged.model.memory_ablation is True
 
 
 def test_missing_video_file(tiny_checkpoint, tmp_path, capsys):
