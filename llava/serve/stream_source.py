@@ -16,9 +16,9 @@ import numpy as np
 from llava.errors import LlavaError
 from llava.serve.streaming import StreamingSession
 from llava.video.decode import VideoReader
-from llava.video.reader import BATCH_BYTES  # at most this much of decoded frames in a batch: 2 frames of 4K
 
 FILE_BATCH_FRAMES = 32  # frames of a file pushed together when it is read as fast as possible
+BATCH_BYTES = 96 * 2**20  # and at most this much of decoded frames: 32 frames of 720p, 3 of 4K
 
 
 def timed_frames(reader: VideoReader, fps: float, session: StreamingSession) -> Iterator[tuple[float, np.ndarray]]:

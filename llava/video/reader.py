@@ -19,7 +19,7 @@ from llava.errors import VideoError
 from llava.video.timeline import rate_indices
 
 Transform = Callable[[np.ndarray], torch.Tensor]  # uint8 (n, H, W, 3) -> (n, ...), e.g. VisualProcessor.video
-BATCH_BYTES = 64 << 20  # decoded frames handed to a transform at once: 2 frames of 4K, 23 of 720p
+BATCH_BYTES = 32 << 20  # decoded frames handed to a transform at once: 2 frames of 4K, 12 of 720p
 
 
 def as_indices(indices: Iterable[int] | np.ndarray, source: str) -> np.ndarray:
@@ -30,20 +30,48 @@ def as_indices(indices: Iterable[int] | np.ndarray, source: str) -> np.ndarray:
     return idx.astype(np.int64)
 
 
-def apply_in_batches(frames: Iterable[np.ndarray], transform: Transform) -> list[torch.Tensor]:
-    """`transform` applied to consecutive frames, a few at a time (at most BATCH_BYTES of pixels per call)."""
-    outputs: list[torch.Tensor] = []
+def _batches(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Consecutive frames stacked a few at a time: at most BATCH_BYTES of pixels per batch (at least one frame)."""
     batch: list[np.ndarray] = []
     held = 0
     for frame in frames:
         batch.append(frame)
         held += frame.nbytes
         if held >= BATCH_BYTES:
-            outputs.append(transform(np.stack(batch)))
+            yield np.stack(batch)
             batch, held = [], 0
     if batch:
-        outputs.append(transform(np.stack(batch)))
-    return outputs
+        yield np.stack(batch)
+
+
+def transform_in_batches(frames: Iterable[np.ndarray], count: int, transform: Transform) -> torch.Tensor:
+    """`transform` applied to `count` frames a few at a time, its outputs written into one tensor (N, ...) as
+    they come: neither the decoded frames nor a second copy of the outputs are ever held whole."""
+    out: torch.Tensor | None = None
+    filled = 0
+    for batch in _batches(frames):
+        result = transform(batch)
+        if out is None:
+            out = result.new_empty((count, *result.shape[1:]))
+        out[filled : filled + len(result)] = result
+        filled += len(result)
+    if out is None or filled != count:
+        raise RuntimeError(f"a reader served {filled} frames where {count} were asked for")
+    return out
+
+
+def _stack(frames: Iterable[np.ndarray], count: int) -> np.ndarray:
+    """`count` frames written into one array as they come (no list of frames beside the stacked copy)."""
+    out: np.ndarray | None = None
+    filled = 0
+    for frame in frames:
+        if out is None:
+            out = np.empty((count, *frame.shape), dtype=frame.dtype)
+        out[filled] = frame
+        filled += 1
+    if out is None or filled != count:
+        raise RuntimeError(f"a reader served {filled} frames where {count} were asked for")
+    return out
 
 
 class VideoReader(ABC):
@@ -84,9 +112,10 @@ class VideoReader(ABC):
             return empty if transform is None else transform(empty)
         unique, inverse = np.unique(idx, return_inverse=True)
         frames = self._decode(unique)
-        if transform is None:
-            return np.stack(list(frames))[inverse]
-        return torch.cat(apply_in_batches(frames, transform))[torch.from_numpy(inverse)]
+        out = _stack(frames, len(unique)) if transform is None else transform_in_batches(frames, len(unique), transform)
+        if len(unique) == len(idx) and np.array_equal(unique, idx):
+            return out  # asked in order without repeats (the usual case): no second copy
+        return out[inverse] if transform is None else out[torch.from_numpy(inverse)]
 
     def iter_frames(self, fps: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
         """Yield (presentation time in seconds, frame) in order: every frame, or frames sampled at `fps`."""

@@ -18,7 +18,7 @@ from PIL import Image
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 _FRAME_CHUNK = 32  # frames resized at once, so a long clip never holds all full-size float frames
-_CHUNK_PIXELS = 1 << 24  # and at most this many pixels (~200 MB as float RGB): one 8K frame at a time
+_CHUNK_PIXELS = 1 << 23  # and at most this many pixels (~100 MB as float RGB): one 4K frame at a time
 
 
 def _to_rgb_uint8(array: np.ndarray) -> np.ndarray:
