@@ -12,6 +12,7 @@ from transformers import AutoConfig, LlamaConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from llava.errors import ConfigError
+from llava.video.sampling import FrameSampling
 
 BRIDGE_VARIANTS = ("default", "mem")
 LLM_INPUTS = ("last_segment", "memories", "memory_and_last_segment")
@@ -130,11 +131,20 @@ class VideoLLaMBConfig(PreTrainedConfig):
     text_config: dict | PreTrainedConfig | None = None
     vision_config: dict | PreTrainedConfig | None = None
     bridge_config: dict | PreTrainedConfig | None = None
-    num_frames: int = 16
+    # Frame sampling (see `frame_sampling`): uniformly num_frames, or video_fps frames per second up to max_frames.
+    # Independent of bridge_config.frames_per_segment, the most frames one segment keeps (a cap, not a count).
+    num_frames: int = FrameSampling.num_frames
+    video_fps: float | None = FrameSampling.fps
+    max_frames: int = FrameSampling.max_frames
     image_aspect_ratio: str = "pad"
     use_image_tower: bool = True
     projector_hidden_act: str = "gelu"
     tie_word_embeddings: bool = False
+
+    @property
+    def frame_sampling(self) -> FrameSampling:
+        """How this model samples a video (a checkpoint without video_fps / max_frames samples num_frames uniformly)."""
+        return FrameSampling(num_frames=self.num_frames, fps=self.video_fps, max_frames=self.max_frames)
 
     @classmethod
     def from_released_dict(cls, released: dict[str, Any]) -> "VideoLLaMBConfig":
@@ -161,7 +171,7 @@ class VideoLLaMBConfig(PreTrainedConfig):
             text_config=text,
             vision_config=vision,
             bridge_config=bridge,
-            num_frames=released.get("num_frames", 16),
+            num_frames=released.get("num_frames", FrameSampling.num_frames),
             image_aspect_ratio=released.get("image_aspect_ratio", "pad"),
             use_image_tower="IMAGE" in released.get("X", ["VIDEO", "IMAGE"]),
         )
