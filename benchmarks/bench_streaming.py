@@ -168,12 +168,10 @@ class Reencode:
 
     def __init__(self, session) -> None:
         from llava.serve.engine import ChatSession
-        from llava.video.scenetilling import OnlineSceneTiller
 
         self.stream, self.frames = session, []  # the stream session is used for its tower cache only
         self.chat = ChatSession(session.model, session.tokenizer, session.processor, conv_mode=session.conv_mode)
-        p = session.policy
-        self.tiller = OnlineSceneTiller(p.alpha, p.min_depth, p.min_segment_frames, p.max_segment_frames)
+        self.tiller = session.stream.settings.tiller()  # the stream's own online SceneTilling
 
     def push(self, frame: np.ndarray, t: float) -> Closed:
         import torch

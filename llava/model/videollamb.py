@@ -2,7 +2,8 @@
 
 A composition: the towers, the bridge, the projector and a transformers causal LM (built from
 `config.text_config`) are sub-modules. Media enter as lists of preprocessed pixel tensors, one per
-placeholder in reading order: `videos[i]` is (T_i, 3, H, W), `images[i]` is (3, H, W).
+placeholder in reading order: `videos[i]` is (T_i, 3, H, W), `images[i]` is (3, H, W). The video steps are
+those of `llava.model.stream`: whole videos (`encode_videos`) and live streams (`open_stream`) share them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -24,7 +24,7 @@ from llava.model.bridge import MemoryBridge
 from llava.model.config import VideoLLaMBConfig
 from llava.model.languagebind import LanguageBindTower, TowerEmbeddings, TowerEncoderLayer
 from llava.model.splice import placeholder_kinds, splice_visual_tokens
-from llava.video.scenetilling import segment, segments_from_boundaries, subsample_segment
+from llava.model.stream import FrameTokens, StreamSettings, VideoStream, offline_segments, pool_frames
 
 
 @dataclass
@@ -34,14 +34,6 @@ class PromptPrefix:
 
     ids: Tensor  # (P,) token ids
     cache: DynamicCache
-
-
-@dataclass
-class FrameTokens:
-    """What the tower gives per frame: the CLS feature (for SceneTilling) and the pooled patch tokens."""
-
-    cls: Tensor  # (T, D)
-    patches: Tensor  # (T, tokens_per_frame, D): the pooled patches, after the CLS when the bridge reads it too
 
 
 class VideoLLaMBPreTrainedModel(PreTrainedModel):
@@ -102,23 +94,10 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
     def get_output_embeddings(self) -> nn.Module:
         return self.language_model.get_output_embeddings()
 
-    # ----- vision
+    # ----- vision (the steps themselves live in llava.model.stream, shared with streams)
     def frame_tokens(self, features: Tensor) -> FrameTokens:
-        """Tower hidden states (T, 1+P, D) -> CLS (T, D) and the bridge's tokens (T, tokens_per_frame, D): the
-        patches pooled to pool x pool, after the CLS itself if `frame_cls_token`."""
-        cls, patches = features[:, 0], features[:, 1:]
-        t, p, d = patches.shape
-        grid = int(p**0.5)
-        pool = self.config.bridge_config.pool_size
-        patches = patches.transpose(1, 2).reshape(t, d, grid, grid)
-        if self.config.bridge_config.frame_pool == "max":
-            pooled = F.adaptive_max_pool2d(patches, pool)
-        else:
-            pooled = F.adaptive_avg_pool2d(patches, pool)
-        tokens = pooled.flatten(2).transpose(1, 2)  # (T, pool*pool, D)
-        if self.config.bridge_config.frame_cls_token:
-            tokens = torch.cat([cls[:, None], tokens], dim=1)
-        return FrameTokens(cls=cls, patches=tokens)
+        """Tower hidden states (T, 1+P, D) -> CLS (T, D) and the bridge's tokens (T, tokens_per_frame, D)."""
+        return pool_frames(features, self.config.bridge_config)
 
     def encode_video_frames(self, videos: list[Tensor]) -> list[FrameTokens]:
         """Pixel tensors (T_i, 3, H, W) -> per-frame CLS and pooled tokens, all videos in one tower pass."""
@@ -126,16 +105,11 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
 
     def split_segments(self, frames: FrameTokens) -> list[Tensor]:
         """SceneTilling on the CLS features; each segment subsampled to at most frames_per_segment frames."""
-        cfg = self.config.bridge_config
-        boundaries = segment(
-            frames.cls.detach().float(),
-            k=cfg.scenetilling_k,
-            alpha=cfg.scenetilling_alpha,
-            max_cuts=cfg.scenetilling_max_cuts,
-            min_length=cfg.scenetilling_min_length,
-        )
-        chosen = [subsample_segment(s, e, cfg.frames_per_segment) for s, e in segments_from_boundaries(boundaries)]
-        return [frames.patches[idx].flatten(0, 1) for idx in chosen]  # each (n_s * tokens_per_frame, D)
+        return offline_segments(frames, self.config.bridge_config)
+
+    def project(self, readout: Tensor) -> Tensor:
+        """What the bridge gives the LLM (N, d) -> the LLM's visual tokens (N, h)."""
+        return self.mm_projector(readout)
 
     def encode_videos(self, videos: list[Tensor], every_segment: bool = False) -> list:
         """Whole videos -> the projected visual tokens the LLM reads, one (N_i, h) tensor per video.
@@ -147,8 +121,12 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         segments = [self.split_segments(f) for f in self.encode_video_frames(videos)]
         _, outputs = self.bridge.run_segments(segments, every_segment=every_segment)
         if every_segment:
-            return [[self.mm_projector(o) for o in per_video] for per_video in outputs]
-        return [self.mm_projector(o) for o in outputs]
+            return [[self.project(o) for o in per_video] for per_video in outputs]
+        return [self.project(o) for o in outputs]
+
+    def open_stream(self, settings: StreamSettings | None = None) -> VideoStream:
+        """A live stream through this model; `settings` default to the config's `stream_*` fields."""
+        return VideoStream(self, settings)
 
     def encode_images(self, images: list[Tensor]) -> list[Tensor]:
         """Images (3, H, W) each -> one bridge pass from the initial memory -> projected tokens."""
@@ -158,7 +136,7 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         tower = self.image_tower if self.image_tower is not None else self.video_tower
         patches = self.frame_tokens(tower.encode_images(pixels)).patches  # (N, tokens_per_frame, D)
         _, outputs = self.bridge.run_segments([[p] for p in patches])
-        return [self.mm_projector(o) for o in outputs]
+        return [self.project(o) for o in outputs]
 
     def encode_media(self, input_ids: Tensor, attention_mask: Tensor | None, videos, images) -> list[Tensor]:
         """Encode the media and order them as their placeholders appear in `input_ids`."""

@@ -6,13 +6,11 @@
             print(event)                                         # (Video Time = 3.0s) Assistant: a green triangle
     session.finish()
 
-Each frame passes the tower once (`encode_stream_frames`), the online SceneTilling segmenter decides cuts from
-the frames seen so far, each closed segment passes the Memory Bridge once (`bridge.step`), and captions and
-answers read the current state. What is kept: the bridge state (memory plus a cache capped at
-`max_cache_segments` blocks), the tower's window cache (the temporal keys and values of the window's earlier
-frames; a saved state holds those frames instead, at most temporal_window of them, and loading rebuilds the
-cache), and at most 2 x frames_per_segment frames of the open segment (decimated as it grows). Nothing grows with
-the length of the stream.
+The video side is the model's stream (`llava.model.stream.VideoStream`, from `model.open_stream()`): each frame
+passes the tower once, the online SceneTilling segmenter (set by the checkpoint's `stream_scenetilling_*` fields)
+decides cuts from the frames seen so far, each closed segment passes the Memory Bridge once, and nothing grows with
+the length of the stream. This session adds what is about serving: when a caption is spoken (`StreamingPolicy`),
+questions, prompts, and the state file (the stream's state and the last caption).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from __future__ import annotations
 import itertools
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +31,10 @@ from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.bridge import BridgeState
 from llava.model.builder import load_pretrained_model
-from llava.model.languagebind import StreamCache
+from llava.model.stream import StreamMismatch, StreamSettings, StreamState
 from llava.model.videollamb import PromptPrefix
 from llava.serve import engine
 from llava.serve.engine import GenerationSettings, fit_to_context
-from llava.video.scenetilling import OnlineSceneTiller, subsample_segment
 from llava.video.transforms import VisualProcessor
 
 CAPTION_PROMPT = "Describe the video in one sentence."
@@ -45,15 +42,10 @@ CAPTION_PROMPT = "Describe the video in one sentence."
 
 @dataclass
 class StreamingPolicy:
-    """When segments close and when a caption is spoken."""
+    """When a caption is spoken, and how (how the stream segments is the model's: `StreamSettings`)."""
 
-    alpha: float = 0.5  # online SceneTilling: standard deviations above the running mean depth
-    min_depth: float = 0.1  # online SceneTilling: absolute floor of a cut's depth
-    min_segment_frames: int = 1
-    max_segment_frames: int | None = None  # force a cut in a long static scene
     min_caption_gap: float = 0.0  # seconds between two captions
     skip_repeated: bool = True  # do not say the same caption twice in a row
-    max_cache_segments: int = 64  # bridge cache cap: memory stays flat however long the stream
     prompt: str = CAPTION_PROMPT
     caption_batch: int = 8  # captions of the scenes that end in one push are generated together, this many at once
 
@@ -69,32 +61,26 @@ class StreamEvent:
 
 
 @dataclass
-class StreamState:
-    """Everything a stream carries: saved and loaded as one file."""
+class CaptionState:
+    """The last caption spoken (saved with the stream's state)."""
 
-    bridge: BridgeState
-    tiller: dict
-    tower_cache: StreamCache = field(default_factory=StreamCache)  # rebuilt from window_pixels, not saved
-    window_pixels: Tensor | None = None  # (n, 3, H, W): the frames of the tower's current window, preprocessed
-    open_tokens: list[Tensor] = field(default_factory=list)  # pooled tokens of kept frames of the open segment
-    open_stride: int = 1  # keep every open_stride-th frame of the open segment
-    open_seen: int = 0  # frames of the open segment seen so far
-    open_start: float = 0.0
-    last_time: float = 0.0
-    readout: Tensor | None = None  # what the LLM reads after the last closed segment (unprojected)
-    segments: list[tuple[float, float]] = field(default_factory=list)
     last_caption: str | None = None
     last_caption_time: float = float("-inf")
 
 
 class StreamingSession:
+    """Captions and answers over a live stream. `stream_settings` overrides how the model's stream segments and
+    what it keeps (default: the checkpoint's config)."""
+
     def __init__(self, model, tokenizer, processor: VisualProcessor, policy: StreamingPolicy | None = None,
-                 conv_mode: str = "llava_v1", settings: GenerationSettings | None = None) -> None:
+                 conv_mode: str = "llava_v1", settings: GenerationSettings | None = None,
+                 stream_settings: StreamSettings | None = None) -> None:
         self.model, self.tokenizer, self.processor = model, tokenizer, processor
         self.policy = policy or StreamingPolicy()
         self.conv_mode = conv_mode
         self.settings = settings or GenerationSettings(max_new_tokens=32)
-        self.state = self._fresh_state()
+        self.stream = model.open_stream(stream_settings)
+        self.captions = CaptionState()
         self._prefix: PromptPrefix | None = None  # the KV cache of the text before the video in every prompt
 
     @classmethod
@@ -112,15 +98,15 @@ class StreamingSession:
                                                                static_kv_cache=static_kv_cache)
         return cls(model, tokenizer, processor, **kwargs)
 
+    @property
+    def state(self) -> StreamState:
+        """The model's stream state: memory, segmenter, open segment, clock and the segments' times."""
+        return self.stream.state
+
     def reset(self) -> None:
         """Start a new stream: fresh memory, segmenter, clock and history."""
-        self.state = self._fresh_state()
-
-    def _fresh_state(self) -> StreamState:
-        p = self.policy
-        tiller = OnlineSceneTiller(alpha=p.alpha, min_depth=p.min_depth, min_length=p.min_segment_frames,
-                                   max_length=p.max_segment_frames)
-        return StreamState(bridge=self.model.bridge.init_state(1), tiller=tiller.state_dict())
+        self.stream.reset()
+        self.captions = CaptionState()
 
     @property
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
@@ -145,26 +131,12 @@ class StreamingSession:
             raise ValueError(f"{len(frames)} frames but {len(times)} times")
         if not len(frames):
             return []
-        device, dtype = self._device_dtype
-        with torch.inference_mode():  # the tower (and `_step` the bridge); captions are generated in no-grad mode
-            pixels = self.processor.video(frames).to(device=device, dtype=dtype)
-            tower = self.model.video_tower
-            features, self.state.tower_cache = tower.encode_stream_frames(pixels, self.state.tower_cache)
-            self._keep_window(pixels)
-            tokens = self.model.frame_tokens(features)
-        cls = tokens.cls.float().cpu().numpy()
-        tiller = OnlineSceneTiller()
-        tiller.load_state_dict(self.state.tiller)
-        ended: list[tuple[int, float, Tensor]] = []  # (frame index, time, readout) of each scene that ended
-        for index, time in enumerate(times):
-            if tiller.push(cls[index]) and self.state.open_seen:
-                ended.append((index, self.state.last_time, self._close_segment()))
-            self._keep_frame(tokens.patches[index], time)
-            self.state.last_time = time
-        self.state.tiller = tiller.state_dict()
+        with torch.inference_mode():
+            pixels = self.processor.video(frames)  # (N, 3, H, W)
+        closed = self.stream.push(pixels, times)
         events: list[list[StreamEvent]] = [[] for _ in times]
-        for (index, _, _), event in zip(ended, self._captions([(time, readout) for _, time, readout in ended])):
-            events[index] += event
+        for segment, event in zip(closed, self._captions([(c.time, c.readout) for c in closed])):
+            events[segment.index] += event
         return events
 
     def push_timed_frames(self, frames: Sequence[tuple[float, np.ndarray]]) -> list[StreamEvent]:
@@ -179,50 +151,10 @@ class StreamingSession:
             stamped += [StreamEvent(time, e.role, e.text) for time, events in zip(times, per_frame) for e in events]
         return stamped
 
-    def _keep_window(self, pixels: Tensor) -> None:
-        """Keep the frames of the tower's current window (at most temporal_window), from which a loaded state
-        rebuilds the tower's cache: far smaller on disk than the cache's keys and values of every layer."""
-        s = self.state
-        recent = pixels if s.window_pixels is None else torch.cat([s.window_pixels, pixels])
-        s.window_pixels = recent[len(recent) - s.tower_cache.position :]
-
-    def _keep_frame(self, patches: Tensor, time: float) -> None:
-        s = self.state
-        if s.open_seen == 0:
-            s.open_start = time
-        if s.open_seen % s.open_stride == 0:
-            s.open_tokens.append(patches)
-        s.open_seen += 1
-        if len(s.open_tokens) > 2 * self.model.config.bridge_config.frames_per_segment:
-            s.open_tokens, s.open_stride = s.open_tokens[::2], s.open_stride * 2
-
-    def _segment_tokens(self) -> Tensor:
-        kept = self.state.open_tokens
-        chosen = subsample_segment(0, len(kept) - 1, self.model.config.bridge_config.frames_per_segment)
-        return torch.cat([kept[i] for i in chosen])[None]  # (1, n * pool*pool, D)
-
-    @torch.inference_mode()
-    def _step(self, state: BridgeState) -> tuple[BridgeState, Tensor]:
-        """The bridge over the open segment; returns the new state and the LLM's (unprojected) readout."""
-        tokens = self._segment_tokens()
-        new_state, hidden = self.model.bridge.step(state, tokens, cache_cap=self.policy.max_cache_segments)
-        if new_state.memories:  # the mem variant keeps every memory for the LLM: cap them like the cache
-            new_state.memories = new_state.memories[-self.policy.max_cache_segments :]
-            new_state.memory_masks = new_state.memory_masks[-self.policy.max_cache_segments :]
-        return new_state, self.model.bridge.readout(new_state, hidden, 0, tokens.shape[1])
-
-    def _close_segment(self) -> Tensor:
-        """The open segment through the bridge; returns the readout its caption reads."""
-        s = self.state
-        s.bridge, s.readout = self._step(s.bridge)
-        s.segments.append((s.open_start, s.last_time))
-        s.open_tokens, s.open_stride, s.open_seen = [], 1, 0
-        return s.readout
-
     def _captions(self, ended: list[tuple[float, Tensor]]) -> list[list[StreamEvent]]:
         """(time, readout) of scenes that ended, in order -> the caption event each gets (none, or one), by the
         policy: none within min_caption_gap of the last caption, none repeating the last caption."""
-        s, p = self.state, self.policy
+        s, p = self.captions, self.policy
         # the last caption only gets later: a scene too close to it now is too close to any caption said meanwhile
         wanted = [time - s.last_caption_time >= p.min_caption_gap for time, _ in ended]
         texts = iter(self._answers(p.prompt, [readout for (_, readout), want in zip(ended, wanted) if want]))
@@ -239,18 +171,17 @@ class StreamingSession:
     @torch.no_grad()
     def finish(self) -> list[StreamEvent]:
         """End of stream: close the open segment (and caption it)."""
-        if not self.state.open_seen:
+        closed = self.stream.finish()
+        if closed is None:
             return []
-        (events,) = self._captions([(self.state.last_time, self._close_segment())])
+        (events,) = self._captions([(closed.time, closed.readout)])
         return events
 
     # ----- questions
     @torch.no_grad()
     def ask(self, question: str) -> str:
         """Answer from the current state, including the open segment (passed through the bridge tentatively)."""
-        readout = self.state.readout
-        if self.state.open_seen:
-            _, readout = self._step(self.state.bridge)
+        readout = self.stream.current_readout()
         if readout is None:
             raise LlavaError("no frames have been seen yet")
         (answer,) = self._answers(question, [readout])
@@ -274,7 +205,7 @@ class StreamingSession:
         context = self.model.config.text_config.max_position_embeddings
         answers = []
         for start in range(0, len(readouts), size):
-            features = [self.model.mm_projector(r) for r in readouts[start : start + size]]  # each (N, h)
+            features = [self.stream.visual_tokens(r) for r in readouts[start : start + size]]  # each (N, h)
             longest = input_ids.shape[1] - 1 + max(len(f) for f in features)  # the placeholder becomes N tokens
             settings = fit_to_context(self.settings, longest, context)  # never past the context
             output = self.model.generate(input_ids.expand(len(features), -1), visual_features=features,
@@ -294,29 +225,23 @@ class StreamingSession:
 
     # ----- persistence
     def save_state(self, path: str | Path) -> None:
-        """Write the whole stream state (memory, cache, clock, segment times) atomically."""
+        """Write the whole stream state (memory, cache, clock, segment times, last caption) atomically."""
         with atomic_path(path) as tmp:
-            torch.save(_state_to_dict(self.state), tmp)
+            torch.save(_state_to_dict(self.state, self.captions), tmp)
 
     def load_state(self, path: str | Path) -> None:
         try:
             raw = torch.load(Path(path), map_location=self._device_dtype[0], weights_only=True)
-            state = _state_from_dict(raw)
+            state, captions = _state_from_dict(raw)
         except KeyError as err:
             raise LlavaError(f"{path}: not a saved stream state of this version (no {err})") from None
         except (OSError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as err:
             raise LlavaError(f"{path}: not a saved stream state ({err})") from None
-        expected = tuple(self.model.bridge.init_state(1).memory.shape)
-        if tuple(state.bridge.memory.shape) != expected:
-            raise LlavaError(f"{path}: saved by a different model (memory {tuple(state.bridge.memory.shape)}, "
-                             f"this model's {expected})")
-        if state.window_pixels is not None:
-            with torch.inference_mode():
-                try:
-                    _, state.tower_cache = self.model.video_tower.encode_stream_frames(state.window_pixels)
-                except ValueError as err:  # frames of another size: another model's tower
-                    raise LlavaError(f"{path}: saved by a different model ({err})") from None
-        self.state = state
+        try:
+            self.stream.restore(state)
+        except StreamMismatch as err:
+            raise LlavaError(f"{path}: saved by a different model ({err})") from None
+        self.captions = captions
 
     @property
     def frames_seen(self) -> bool:
@@ -324,7 +249,7 @@ class StreamingSession:
         return bool(self.state.segments) or self.state.open_seen > 0
 
 
-def _state_to_dict(state: StreamState) -> dict:
+def _state_to_dict(state: StreamState, captions: CaptionState) -> dict:
     """Plain containers of tensors and numbers, loadable with `torch.load(weights_only=True)`."""
     b = state.bridge
     return {
@@ -337,14 +262,14 @@ def _state_to_dict(state: StreamState) -> dict:
         "last_time": state.last_time,
         "readout": state.readout,
         "segments": [list(seg) for seg in state.segments],
-        "last_caption": state.last_caption,
-        "last_caption_time": state.last_caption_time,
+        "last_caption": captions.last_caption,
+        "last_caption_time": captions.last_caption_time,
     }
 
 
-def _state_from_dict(raw: dict) -> StreamState:
+def _state_from_dict(raw: dict) -> tuple[StreamState, CaptionState]:
     opened = raw["open"]
-    return StreamState(
+    state = StreamState(
         bridge=BridgeState(**raw["bridge"]),
         tiller=raw["tiller"],
         window_pixels=raw["tower_window"],
@@ -355,6 +280,5 @@ def _state_from_dict(raw: dict) -> StreamState:
         last_time=raw["last_time"],
         readout=raw["readout"],
         segments=[tuple(seg) for seg in raw["segments"]],
-        last_caption=raw["last_caption"],
-        last_caption_time=raw["last_caption_time"],
     )
+    return state, CaptionState(raw["last_caption"], raw["last_caption_time"])

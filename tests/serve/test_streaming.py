@@ -1,13 +1,19 @@
 """StreamingSession: each frame encoded once, each segment bridged once, flat state, save and resume."""
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from llava.errors import LlavaError
 from llava.model.builder import load_pretrained_model
-from llava.serve.streaming import StreamingPolicy, StreamingSession
+from llava.model.stream import StreamSettings
+from llava.serve.streaming import StreamingSession
 from llava.video.decode import open_video
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sharpen(model):
@@ -20,8 +26,10 @@ def sharpen(model):
 
 
 def make_session(checkpoint) -> StreamingSession:
+    """The checkpoint's stream settings, with the bridge cache capped at 3 segments (a run-time override)."""
     tokenizer, model, processor, _ = load_pretrained_model(checkpoint, device="cpu")
-    return StreamingSession(sharpen(model), tokenizer, processor, StreamingPolicy(max_cache_segments=3))
+    settings = replace(StreamSettings.from_config(model.config.bridge_config), max_cache_segments=3)
+    return StreamingSession(sharpen(model), tokenizer, processor, stream_settings=settings)
 
 
 @pytest.fixture
@@ -138,6 +146,8 @@ def test_save_and_resume_gives_the_same_captions_and_answers(session, tiny_check
     events = [str(e) for t, f in frames[:half] for e in first.push(f, t)]
     first.save_state(tmp_path / "stream.pt")
     saved = torch.load(tmp_path / "stream.pt", weights_only=True)
+    assert set(saved) == {"bridge", "tiller", "tower_window", "open", "last_time", "readout", "segments",
+                          "last_caption", "last_caption_time"}  # the layout of every earlier state file
     assert "tower_cache" not in saved and saved["tower_window"].shape[:2] == (window // 2, 3)
     second = make_session(tiny_checkpoint)
     second.load_state(tmp_path / "stream.pt")
@@ -162,6 +172,19 @@ def test_questions_before_any_frame_and_bad_state_files_are_clear_errors(session
     torch.save(older, tmp_path / "older.pt")
     with pytest.raises(LlavaError, match="not a saved stream state of this version \\(no 'tower_window'\\)"):
         session.load_state(tmp_path / "older.pt")
+
+
+def test_a_state_saved_by_the_earlier_code_resumes_as_that_code_went_on():
+    """Saved by commit a250795 (before the stream moved into llava/model) with the demo model, shapes.mp4 at 1 fps
+    after 10 frames; what that code then captioned and answered is recorded here."""
+    session = StreamingSession.from_pretrained(device="cpu")
+    session.load_state(Path(__file__).parent / "data" / "demo_stream_state_a250795.pt")
+    assert session.state.last_time == 9.0 and session.captions.last_caption == "a red circle"
+    rest = [(t, f) for t, f in stream_frames(ROOT / "playground" / "demo" / "shapes.mp4", fps=1.0) if t > 9.0]
+    events = [str(e) for t, f in rest for e in session.push(f, t)] + [str(e) for e in session.finish()]
+    assert events == ["(Video Time = 12s) Assistant: a purple triangle", "(Video Time = 15s) Assistant: a white square",
+                      "(Video Time = 17s) Assistant: a purple circle"]
+    assert session.ask("What was in the first scene?") == "a green triangle"
 
 
 def test_a_question_mid_segment_reads_the_open_segment(session, tiny_video):
