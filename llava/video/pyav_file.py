@@ -38,18 +38,23 @@ class Timeline:
 
 def scan_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Timeline | None:
     """The timeline announced by the packets, or None when they cannot announce it (a packet without a
-    timestamp, two frames at one time, a corrupt packet): then only a sequential decode can tell."""
+    timestamp, two frames at one time): then only a sequential decode can tell. A corrupt packet is not looked
+    for here: a frame that does not decode is found missing while decoding, which falls back the same way."""
+    cuts = any(entry.is_discard for entry in stream.index_entries)  # an edit list hides some frames
     pts: list[int] = []
     keys: list[int] = []
     try:
-        for packet in container.demux(stream):
-            if not packet.size or packet.is_discard:  # flush packets; frames an edit list cuts away
+        for packet in container.demux(stream):  # the hot loop of opening a file: one pass, few attributes
+            stamp = packet.pts
+            if stamp is None:
+                if packet.size:
+                    return None
+                continue  # the flush packet at the end
+            if cuts and packet.is_discard:
                 continue
-            if packet.pts is None or packet.is_corrupt:
-                return None
-            pts.append(packet.pts)
+            pts.append(stamp)
             if packet.is_keyframe:
-                keys.append(packet.pts)
+                keys.append(stamp)
     except av.FFmpegError:
         pass  # a damaged tail: the packets read so far are checked while decoding like any others
     order = np.sort(np.asarray(pts, dtype=np.int64))
