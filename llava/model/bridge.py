@@ -1,7 +1,7 @@
 """The Memory Bridge: a recurrent transformer layer over [memory ; segment tokens] plus a memory retriever.
 
 One explicit state object carries the recurrence, and `MemoryBridge.step(state, tokens)` advances it by one
-segment; the full-video forward (`run_segments`) and the streaming engine both use that one step.
+segment; the full-video forward (`run_segments`) and streams (`llava.model.stream.VideoStream`) both use that one step.
 
 Equations (reference section 2), per segment s with tokens X_s:
     [M~_s ; H~_s] = BridgeLayer([M_{s-1} ; X_s])

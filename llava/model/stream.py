@@ -91,13 +91,14 @@ def offline_segments(frames: FrameTokens, config: BridgeConfig) -> list[Tensor]:
 
 @dataclass
 class StreamSettings:
-    """How a stream segments and what it keeps; `from_config` reads the checkpoint's (the default)."""
+    """How a stream segments and what it keeps. The defaults are the checkpoint's (`from_config`, the
+    `BridgeConfig.stream_*` fields); a changed copy (`dataclasses.replace`) overrides them at run time."""
 
-    alpha: float = 0.5  # online SceneTilling: standard deviations above the running mean depth
-    min_depth: float = 0.1  # online SceneTilling: absolute floor of a cut's depth
-    min_segment_frames: int = 1
-    max_segment_frames: int | None = None  # force a cut in a long static scene
-    max_cache_segments: int | None = 64  # bridge cache cap (None: the config's max_cache_segments)
+    alpha: float  # online SceneTilling: standard deviations above the running mean depth
+    min_depth: float  # online SceneTilling: absolute floor of a cut's depth
+    min_segment_frames: int
+    max_segment_frames: int | None  # force a cut in a long static scene
+    max_cache_segments: int | None  # bridge cache cap (None: the config's max_cache_segments, for whole videos)
 
     @classmethod
     def from_config(cls, config: BridgeConfig) -> "StreamSettings":
