@@ -42,7 +42,7 @@ def _nextqa_group(kind: str | None) -> str | None:
 @dataclass(frozen=True)
 class Benchmark:
     name: str
-    num_frames: int | None  # None: the checkpoint's own num_frames
+    num_frames: int | None  # the release's count, for a model that samples uniformly; None: the model's own
     group_of: Callable[[str | None], str | None] = field(default=_per_type)
 
 

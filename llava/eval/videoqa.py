@@ -2,7 +2,7 @@
 
     python -m llava.data.synthetic --out runs/shapes_mc --num-videos 4 --seed 1 --format mc --quiet
     python -m llava.eval.videoqa --benchmark synthetic --question-file runs/shapes_mc/test_q.json \\
-        --answer-file runs/shapes_mc/test_a.json --video-dir runs/shapes_mc/videos --output-dir runs/eval_shapes
+        --answer-file runs/shapes_mc/test_a.json --video-dir runs/shapes_mc/videos --output runs/eval_shapes
 
 One process per GPU takes a contiguous chunk (--num-chunks K --chunk-idx i) and appends one JSONL row per
 question to OUT/chunk_{i}_of_{K}.jsonl as it goes; a restarted chunk skips the questions already answered.
@@ -14,6 +14,12 @@ answer is read by `llava.eval.answers.extract_choice`. --protocol likelihood (Eg
 the model sees the question alone and the option whose text has the lowest mean token cross-entropy as
 the reply is chosen. A video that cannot be read is recorded in its row (as an error) and the run goes on;
 FFmpeg's log lines about it are silent unless --verbose.
+
+The model, frame sampling and generation options are those of every front end (`llava.serve.options`);
+--max-new-tokens defaults to a short answer's length. Frames: a model that samples uniformly is given the
+benchmark's frame count (the release's protocol: 16 EgoSchema/EgoPlan, 8 NExT-QA/MVBench, the checkpoint's own for
+synthetic); a model whose config records a rate is sampled at that rate; --num-frames, --video-fps and --max-frames
+change either. --output-dir is the older name of --output.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from llava.eval.answers import LETTERS, extract_choice, format_table, letter_pro
 from llava.eval.benchmarks import BENCHMARKS, Question, find_video, get_benchmark, load_questions
 from llava.eval.likelihood import option_losses
 from llava.logs import set_media_logging
-from llava.serve.options import add_verbose_option
+from llava.serve.engine import SHORT_MAX_NEW_TOKENS
+from llava.serve.options import (add_flag, add_inference_options, chat_session_from_options, check_inference_options,
+                                 frame_sampling, generation_settings)
+from llava.video.sampling import FrameSampling
 
 PROTOCOLS = ("letter", "likelihood")
 
@@ -39,23 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava.eval.videoqa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", required=True, choices=tuple(BENCHMARKS))
-    parser.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
     parser.add_argument("--question-file", required=True, type=Path, help="test_q.json")
     parser.add_argument("--answer-file", required=True, type=Path, help="test_a.json")
     parser.add_argument("--video-dir", type=Path, default=None, help="videos (default: videos/ beside the questions)")
-    parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--num-frames", type=int, default=None,
-                        help="frames sampled per video (default: 16 EgoSchema/EgoPlan, 8 NExT-QA/MVBench, "
-                             "the checkpoint's for synthetic)")
+    add_flag(parser, "--output", aliases=("--output-dir",), type=Path, default=None,
+             help="folder of the results: chunk files, run.json, merge.jsonl, scores.json (required)")
     parser.add_argument("--num-chunks", type=int, default=1)
     parser.add_argument("--chunk-idx", type=int, default=0)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="letter")
     parser.add_argument("--merge-only", action="store_true", help="only merge the chunk files and score")
-    parser.add_argument("--conv-mode", default="llava_v1")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_verbose_option(parser)
+    add_inference_options(parser, max_new_tokens=SHORT_MAX_NEW_TOKENS)
     return parser
 
 
@@ -66,24 +69,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--num-chunks must be at least 1, got {args.num_chunks}")
     if not 0 <= args.chunk_idx < args.num_chunks:
         parser.error(f"--chunk-idx must be in [0, {args.num_chunks - 1}], got {args.chunk_idx}")
-    if args.num_frames is not None and args.num_frames < 1:
-        parser.error(f"--num-frames must be at least 1, got {args.num_frames}")
-    if args.max_new_tokens < 1:
-        parser.error(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if args.output is None:
+        parser.error("the following arguments are required: --output")
+    check_inference_options(parser, args)
     if args.video_dir is None:
         args.video_dir = args.question_file.parent / "videos"
-    if args.num_frames is None:
-        args.num_frames = get_benchmark(args.benchmark).num_frames
     return args
 
 
+def benchmark_sampling(args: argparse.Namespace, model_sampling: FrameSampling) -> FrameSampling:
+    """How this run samples: a uniform model at the benchmark's frame count, a rate model at its rate; then the
+    flags."""
+    count = get_benchmark(args.benchmark).num_frames
+    if count is not None and model_sampling.uniform:
+        model_sampling = FrameSampling(count, None, model_sampling.max_frames)
+    return frame_sampling(args, model_sampling)
+
+
 def run_record(args: argparse.Namespace) -> dict:
-    """What the rows depend on; num_frames None (the checkpoint's) is filled in once the model is loaded."""
+    """What the rows depend on; the frame sampling is filled in once the model is loaded (None is not compared)."""
     from llava.serve.engine import DEMO_CHECKPOINT
 
+    sampled = args.temperature > 0
     return {"benchmark": args.benchmark, "model_path": str(args.model_path or DEMO_CHECKPOINT),
-            "num_frames": args.num_frames, "protocol": args.protocol, "conv_mode": args.conv_mode,
-            "max_new_tokens": args.max_new_tokens if args.protocol == "letter" else None}
+            "num_frames": args.num_frames, "video_fps": args.video_fps, "max_frames": args.max_frames,
+            "protocol": args.protocol, "conv_mode": args.conv_mode,
+            "max_new_tokens": args.max_new_tokens if args.protocol == "letter" else None,
+            "temperature": args.temperature if sampled else None, "top_p": args.top_p if sampled else None}
 
 
 # --- answering ---------------------------------------------------------------------------------------------
@@ -91,12 +103,9 @@ class Answerer:
     """A ChatSession that encodes each video once, however many questions in a row ask about it."""
 
     def __init__(self, args: argparse.Namespace):
-        from llava.serve.engine import ChatSession, GenerationSettings
-
-        extra = {} if args.num_frames is None else {"num_frames": args.num_frames}
-        self.session = ChatSession.from_pretrained(args.model_path, device=args.device, conv_mode=args.conv_mode,
-                                                   **extra)
-        self.settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=0.0)
+        self.session = chat_session_from_options(args)
+        self.session.sampling = benchmark_sampling(args, self.session.model.config.frame_sampling)
+        self.settings = generation_settings(args)
         self.args = args
         self.loaded: Path | None = None
 
@@ -128,15 +137,15 @@ class Answerer:
 def run_chunk(args: argparse.Namespace, questions: list[Question], record: dict) -> None:
     """Answer this chunk's questions that its file does not hold yet, appending each row as it comes."""
     chunk = questions[results.chunk_slice(len(questions), args.num_chunks, args.chunk_idx)]
-    path = results.chunk_path(args.output_dir, args.chunk_idx, args.num_chunks)
+    path = results.chunk_path(args.output, args.chunk_idx, args.num_chunks)
     done = results.resume_chunk(path, [q.question_id for q in chunk])
     todo = [q for q in chunk if str(q.question_id) not in done]
     if not todo:
         return
     answer = Answerer(args)
-    record["num_frames"] = answer.session.num_frames
-    results.check_run(args.output_dir, record)
-    results.save_run(args.output_dir, record)
+    record |= answer.session.sampling.record()
+    results.check_run(args.output, record)
+    results.save_run(args.output, record)
     with open(path, "a", encoding="utf-8") as handle, tqdm(
         total=len(chunk), initial=len(chunk) - len(todo), desc=f"{args.benchmark} chunk {args.chunk_idx}",
         unit="q", disable=args.quiet,
@@ -148,17 +157,18 @@ def run_chunk(args: argparse.Namespace, questions: list[Question], record: dict)
 
 def merge(args: argparse.Namespace, questions: list[Question], required: bool) -> dict | None:
     """Merge and score when every question has its row; otherwise None (or a DataError when `required`)."""
-    rows, missing = results.collect(args.output_dir, args.num_chunks, [q.question_id for q in questions])
+    rows, missing = results.collect(args.output, args.num_chunks, [q.question_id for q in questions])
     if missing:
         if required:
             shown = ", ".join(repr(m) for m in missing[:5])
-            raise LlavaError(f"{len(missing)} of {len(questions)} questions have no row in {args.output_dir} "
+            raise LlavaError(f"{len(missing)} of {len(questions)} questions have no row in {args.output} "
                              f"(first: {shown}); run the missing chunks (--num-chunks {args.num_chunks})")
         return None
-    run = results.load_run(args.output_dir)
+    run = results.load_run(args.output)
+    sampling = {key: run[key] for key in ("num_frames", "video_fps", "max_frames") if run.get(key) is not None}
     scores = {"benchmark": args.benchmark, **score_rows(rows, get_benchmark(args.benchmark).group_of),
-              "model_path": run["model_path"], "num_frames": run["num_frames"], "protocol": run["protocol"]}
-    results.write_merge(args.output_dir, rows, scores)
+              "model_path": run["model_path"], **sampling, "protocol": run["protocol"]}
+    results.write_merge(args.output, rows, scores)
     return scores
 
 
@@ -168,11 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         questions = load_questions(args.question_file, args.answer_file)
         record = run_record(args)
-        results.check_run(args.output_dir, record)
+        results.check_run(args.output, record)
         if not args.merge_only:
             if not args.video_dir.is_dir():
                 raise LlavaError(f"--video-dir {args.video_dir}: no such folder")
-            args.output_dir.mkdir(parents=True, exist_ok=True)
+            args.output.mkdir(parents=True, exist_ok=True)
             run_chunk(args, questions, record)
         scores = merge(args, questions, required=args.merge_only)
     except LlavaError as err:
@@ -182,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
               "(or run with --merge-only)")
         return 0
     print(format_table(scores))
-    print(f"wrote {args.output_dir / 'merge.jsonl'} and {args.output_dir / 'scores.json'}")
+    print(f"wrote {args.output / 'merge.jsonl'} and {args.output / 'scores.json'}")
     return 0
 
 

@@ -17,7 +17,9 @@ by the sha256 of their bytes, so follow-up questions on the same video skip the 
 --max-concurrency generations run at once, in worker threads (one with --static-cache); a request that cannot
 start within --queue-timeout seconds is answered 503. A conversation that does not fit the model's context (its text
 and visual tokens) is answered 400 (code context_length_exceeded), and an answer stops where the context ends
-(finish_reason "length"). Binds 127.0.0.1 unless told otherwise. Temperature defaults to 0 (greedy). Without
+(finish_reason "length"). Binds 127.0.0.1 unless told otherwise. A request without max_tokens, temperature or top_p
+gets --max-new-tokens (256; --default-max-tokens is its older name), --temperature (0: greedy) and --top-p. The
+model, frame sampling and generation options are shared with every front end (see `llava.serve.options`). Without
 --model-path the bundled demo model answers. A bad model path ends in one `error:` line; FFmpeg's log lines are
 silent unless --verbose.
 """
@@ -49,8 +51,8 @@ from llava.errors import ConfigError, LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.api_media import MediaCache, MediaError, from_data_url, from_file_url, from_http_url
 from llava.serve.api_messages import ChatRequest, parse_chat_request
-from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, ContextTooLong, Prompt, Reply
-from llava.serve.options import add_inference_options, chat_session_from_options
+from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, ContextTooLong, GenerationSettings, Prompt, Reply
+from llava.serve.options import add_flag, add_inference_options, chat_session_from_options, check_inference_options
 
 log = logging.getLogger("llava.serve.api")
 MB = 2**20
@@ -67,10 +69,17 @@ class ApiSettings:
     queue_timeout: float = 5.0
     cache_size: int = 8
     download_timeout: float = 30.0
-    default_max_tokens: int = 256
+    default_max_tokens: int = GenerationSettings.max_new_tokens  # a request's max_tokens when it gives none
+    default_temperature: float = GenerationSettings.temperature  # ... its temperature
+    default_top_p: float = GenerationSettings.top_p  # ... its top_p
 
     def __post_init__(self) -> None:
         self.allowed_dirs = tuple(Path(d).resolve() for d in self.allowed_dirs)
+
+    @property
+    def defaults(self) -> GenerationSettings:
+        return GenerationSettings(max_new_tokens=self.default_max_tokens, temperature=self.default_temperature,
+                                  top_p=self.default_top_p)
 
 
 class ApiError(Exception):
@@ -258,7 +267,7 @@ class ApiServer:
         self.check_key(request)
         self.counts["requests"] += 1
         body = await self.read_json(request)
-        chat = parse_chat_request(body, self.settings.model_id, self.settings.default_max_tokens)
+        chat = parse_chat_request(body, self.settings.model_id, self.settings.defaults)
         media = await self.fetch(chat)
         await self.acquire()
         channel = _Channel(asyncio.get_running_loop())
@@ -374,7 +383,6 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     add("--port", type=int, default=8000)
-    add("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
     add("--model-name", default=None, help="model id the API reports (default: the checkpoint folder's name)")
     add("--api-key", default=os.environ.get("LLAVA_API_KEY"),
         help="require Authorization: Bearer KEY (default: the LLAVA_API_KEY environment variable)")
@@ -386,9 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--queue-timeout", type=float, default=5, help="seconds a request may wait for a slot before 503")
     add("--cache-size", type=int, default=8, help="encoded videos/images kept for follow-up questions (0 = off)")
     add("--download-timeout", type=float, default=30, help="seconds for each network step of an http(s) download")
-    add("--default-max-tokens", type=int, default=256, help="max_tokens when a request gives none")
-    add("--num-frames", type=int, default=None, help="frames sampled per video (default: the model's)")
-    add_inference_options(parser)
+    add_inference_options(parser)  # --max-new-tokens, --temperature, --top-p: for requests that give none
+    add_flag(parser, "--default-max-tokens", dest="max_new_tokens", type=int, default=argparse.SUPPRESS,
+             help=argparse.SUPPRESS)  # the older name of --max-new-tokens
     add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -401,9 +409,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     elif args.static_cache and args.max_concurrency > 1:
         parser.error("--static-cache runs one generation at a time (threads cannot share its compiled decoding "
                      "step on a GPU): use --max-concurrency 1")
+    check_inference_options(parser, args)
     positive = {"--max-body-mb": args.max_body_mb, "--max-video-mb": args.max_video_mb,
-                "--max-concurrency": args.max_concurrency, "--download-timeout": args.download_timeout,
-                "--default-max-tokens": args.default_max_tokens, "--num-frames": args.num_frames or 1}
+                "--max-concurrency": args.max_concurrency, "--download-timeout": args.download_timeout}
     for flag, value in positive.items():
         if value <= 0:
             parser.error(f"{flag} must be positive")
@@ -423,7 +431,7 @@ def settings_from_args(args: argparse.Namespace) -> ApiSettings:
         model_id=model_id, api_key=args.api_key or None, allowed_dirs=tuple(args.allowed_dir),
         max_body_mb=args.max_body_mb, max_video_mb=args.max_video_mb, max_concurrency=args.max_concurrency,
         queue_timeout=args.queue_timeout, cache_size=args.cache_size, download_timeout=args.download_timeout,
-        default_max_tokens=args.default_max_tokens,
+        default_max_tokens=args.max_new_tokens, default_temperature=args.temperature, default_top_p=args.top_p,
     )
 
 

@@ -98,19 +98,20 @@ def _number(body: dict, name: str, default, low: float, high: float, integer: bo
     return value
 
 
-def _settings(body: dict, default_max_tokens: int) -> GenerationSettings:
+def _settings(body: dict, defaults: GenerationSettings) -> GenerationSettings:
+    """The request's max_tokens, temperature and top_p; `defaults` (the server's flags) for those it leaves out."""
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", default_max_tokens, 1, 1 << 20, integer=True)
+    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", defaults.max_new_tokens, 1, 1 << 20, integer=True)
     if _number(body, "n", 1, 1, 1, integer=True) != 1:
         raise _invalid("n must be 1", "invalid_parameter")
     return GenerationSettings(
         max_new_tokens=max_tokens,
-        temperature=float(_number(body, "temperature", 0.0, 0.0, 2.0)),
-        top_p=float(_number(body, "top_p", 1.0, 1e-6, 1.0)),
+        temperature=float(_number(body, "temperature", defaults.temperature, 0.0, 2.0)),
+        top_p=float(_number(body, "top_p", defaults.top_p, 1e-6, 1.0)),
     )
 
 
-def parse_chat_request(body: dict, model_id: str, default_max_tokens: int) -> ChatRequest:
+def parse_chat_request(body: dict, model_id: str, defaults: GenerationSettings) -> ChatRequest:
     """Validate the body; every problem is a 400 (404 for an unknown model) naming the offending field."""
     model = body.get("model", model_id)
     if model != model_id:
@@ -146,7 +147,7 @@ def parse_chat_request(body: dict, model_id: str, default_max_tokens: int) -> Ch
         raise _invalid("stream must be true or false", "invalid_parameter")
     options = body.get("stream_options") or {}
     return ChatRequest(
-        model=model_id, turns=turns, settings=_settings(body, default_max_tokens),
+        model=model_id, turns=turns, settings=_settings(body, defaults),
         system="\n".join(system) if system else None, media=media, media_turn=media_turn, stream=stream,
         include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
     )

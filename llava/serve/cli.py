@@ -4,6 +4,7 @@
     python -m llava.serve.cli --video-file clip.mp4 --query "What was in the first scene?"
     python -m llava.serve.cli --model-path checkpoints/videollamb-llava-1.5-7b --video-file clip.mp4
 
+The model, frame sampling and generation options are those of every front end (see `llava.serve.options`).
 Without --model-path the bundled demo model (checkpoints/videollamb-tiny-shapes) answers; build it with
 `make demo-model`. Interactive by default: type a question after "USER: "; an empty line, "exit", EOF
 (Ctrl-D) or Ctrl-C ends the chat. With --query the answer alone is printed and the program exits.
@@ -21,7 +22,8 @@ import sys
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.engine import ChatSession, GenerationSettings
-from llava.serve.options import EXIT_WORDS, add_inference_options, chat_session_from_options
+from llava.serve.options import (EXIT_WORDS, add_inference_options, chat_session_from_options,
+                                 check_inference_options, generation_settings)
 from llava.video.decode import load_image, open_video
 
 
@@ -29,16 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m llava.serve.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
-    parser.add_argument("--model-base", default=None, help="folder to read the tokenizer from if model-path has none")
     media = parser.add_mutually_exclusive_group()
     media.add_argument("--video-file", default=None, help="video file, gif or folder of frames")
     media.add_argument("--image-file", default=None, help="image file")
     parser.add_argument("--query", default=None, help="ask this one question, print the answer and exit")
-    parser.add_argument("--num-frames", type=int, default=None, help="frames sampled per video (default: the model's)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (deterministic)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass when temperature > 0")
-    parser.add_argument("--max-new-tokens", type=int, default=512)
     add_inference_options(parser)
     parser.add_argument("--load-8bit", action="store_true", help="8-bit weights (needs CUDA)")
     parser.add_argument("--load-4bit", action="store_true", help="4-bit weights (needs CUDA)")
@@ -51,12 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.video_file is None and args.image_file is None:
         parser.error("one of --video-file or --image-file is required")
-    if args.num_frames is not None and args.num_frames < 1:
-        parser.error("--num-frames must be at least 1")
-    if args.max_new_tokens < 1:
-        parser.error("--max-new-tokens must be at least 1")
-    if args.temperature < 0:
-        parser.error("--temperature must be 0 (greedy) or more")
+    check_inference_options(parser, args)
     return args
 
 
@@ -68,8 +59,7 @@ def open_session(args: argparse.Namespace) -> ChatSession:
             media = stack.enter_context(open_video(args.video_file))
         else:
             media = load_image(args.image_file)
-        session = chat_session_from_options(args, model_base=args.model_base, load_8bit=args.load_8bit,
-                                            load_4bit=args.load_4bit)
+        session = chat_session_from_options(args, load_8bit=args.load_8bit, load_4bit=args.load_4bit)
         session.model.set_memory_ablation(args.ablate_memory)
         if args.video_file is not None:
             session.load_video(media)
@@ -95,7 +85,7 @@ def chat(session: ChatSession, settings: GenerationSettings) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_media_logging(args.verbose)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    settings = generation_settings(args)
     try:
         session = open_session(args)
         if args.query is not None:

@@ -1,12 +1,14 @@
 """Caption a video or a live stream as it plays, and answer questions typed while it runs.
 
     python -m llava.serve.cli_streaming                                   # the demo video, the demo model
-    python -m llava.serve.cli_streaming --video-file clip.mp4 --fps 1 --realtime --output history.json
+    python -m llava.serve.cli_streaming --video-file clip.mp4 --video-fps 1 --realtime --output history.json
     python -m llava.serve.cli_streaming --video-file rtsp://camera/live --save-state cam.pt
     python -m llava.serve.cli_streaming --video-file clip.mp4 --resume-state cam.pt --save-state cam.pt
 
-A thin front end over `StreamingSession`: every frame is encoded once and each scene passes the memory bridge once,
-so a long stream costs the same per frame at its end as at its start. A caption is printed when a scene ends, as
+A thin front end over `StreamingSession`: frames are read at --video-fps frames per second (default: the rate the
+checkpoint's config records, or 1 for a model that samples uniformly; --fps is an older name). Every frame is
+encoded once and each scene passes the memory bridge once, so a long stream costs the same per frame at its end as
+at its start. A caption is printed when a scene ends, as
 `(Video Time = 12s) Assistant: ...`. Files are read as fast as the model goes (--realtime paces them to the video
 clock), --batch-frames frames at a time (32, fewer when they would hold over 256 MB decoded): whole temporal windows
 of frames go through the tower together and the captions of the scenes that end among them are generated together,
@@ -22,7 +24,8 @@ continues from such a state (a file skips the frames already seen; a live source
 saved one). Both are written atomically (temp file, then rename): never half-written. A source that cannot be
 opened, or fails before its first frame, writes nothing (an older --output file stays as it was). User errors end
 in one line `error: ...` on stderr and exit code 1; an interrupted stream exits with 130. FFmpeg's own log lines
-are silent unless --verbose.
+are silent unless --verbose. The model, sampling and generation options are shared with every front end (see
+`llava.serve.options`); --max-new-tokens defaults to a caption's length.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ import numpy as np
 from llava.atomic import write_json_atomic
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
-from llava.serve.options import EXIT_WORDS, add_inference_options
-from llava.serve.engine import DEMO_VIDEO, GenerationSettings
+from llava.serve.engine import DEMO_VIDEO, SHORT_MAX_NEW_TOKENS
+from llava.serve.options import (EXIT_WORDS, add_flag, add_inference_options, chat_session_from_options,
+                                 check_inference_options, generation_settings)
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
@@ -60,12 +64,9 @@ EOF_GRACE_S = 0.5  # at the end of a file, how long to wait for piped questions 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava.serve.cli_streaming", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-path", "--model_path", dest="model_path", default=None,
-                        help="checkpoint folder (default: the bundled demo model)")
-    parser.add_argument("--video-file", "--video_file", dest="video_file", default=str(DEMO_VIDEO),
-                        help="video file, URL (rtsp://, http://, ...) or capture device /dev/videoN "
-                             "(default: playground/demo/shapes.mp4)")
-    parser.add_argument("--fps", type=float, default=1.0, help="frames per second taken from the video")
+    add_flag(parser, "--video-file", aliases=("--video_file",), default=str(DEMO_VIDEO),
+             help="video file, URL (rtsp://, http://, ...) or capture device /dev/videoN "
+                  "(default: playground/demo/shapes.mp4)")
     parser.add_argument("--realtime", action="store_true", help="play a file at the speed of its own clock")
     parser.add_argument("--prompt", default=CAPTION_PROMPT, help="what the model is asked at each scene end")
     parser.add_argument("--min-caption-gap", type=float, default=0.0, help="seconds of video between two captions")
@@ -74,26 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=None, help="write the history (captions, questions) here")
     parser.add_argument("--save-state", type=Path, default=None, help="write the stream state here at the end")
     parser.add_argument("--resume-state", type=Path, default=None, help="continue the stream saved in this file")
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="longest caption or answer, in tokens")
     parser.add_argument("--batch-frames", type=int, default=FILE_BATCH_FRAMES,
                         help="frames of a file pushed together when it is read as fast as possible (questions are "
                              "answered between batches); --realtime and live sources go one frame at a time")
     parser.add_argument("--caption-batch", type=int, default=StreamingPolicy.caption_batch,
                         help="captions generated together when one batch ends several scenes (each holds a KV "
                              "cache of its whole prompt: lower it when GPU memory is tight)")
-    add_inference_options(parser)
+    add_inference_options(parser, max_new_tokens=SHORT_MAX_NEW_TOKENS, stream_only=True, fps_aliases=("--fps",))
     return parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.fps > 0:
-        parser.error("--fps must be positive")
+    check_inference_options(parser, args)
     if args.min_caption_gap < 0:
         parser.error("--min-caption-gap must be 0 or more")
-    if args.max_new_tokens < 1:
-        parser.error("--max-new-tokens must be at least 1")
     if args.batch_frames < 1 or args.caption_batch < 1:
         parser.error("--batch-frames and --caption-batch must be at least 1")
     for name in ("output", "save_state"):
@@ -275,15 +272,15 @@ class Streamer:
             self.answer(t)
 
 
-def open_session(args: argparse.Namespace) -> StreamingSession:
+def open_session(args: argparse.Namespace) -> tuple[StreamingSession, float]:
+    """The stream on the model the shared options load, and the frames per second it is read at."""
+    base = chat_session_from_options(args)
     policy = StreamingPolicy(min_caption_gap=args.min_caption_gap, prompt=args.prompt, caption_batch=args.caption_batch)
-    session = StreamingSession.from_pretrained(
-        args.model_path, device=args.device, static_kv_cache=args.static_cache, policy=policy, conv_mode=args.conv_mode,
-        settings=GenerationSettings(max_new_tokens=args.max_new_tokens),
-    )
+    session = StreamingSession(base.model, base.tokenizer, base.processor, policy, conv_mode=base.conv_mode,
+                               settings=generation_settings(args))
     if args.resume_state is not None:
         session.load_state(args.resume_state)
-    return session
+    return session, base.sampling.stream_fps
 
 
 def save(args: argparse.Namespace, streamer: Streamer, error: str | None = None) -> None:
@@ -309,7 +306,7 @@ def stream(args: argparse.Namespace, streamer: Streamer, reader: VideoReader) ->
     """
     pacer = Pacer(args.realtime and reader.num_frames is not None, streamer.stop)
     try:
-        streamer.run(timed_frames(reader, args.fps, streamer.session), pacer)
+        streamer.run(timed_frames(reader, streamer.history.fps, streamer.session), pacer)
     except KeyboardInterrupt:
         streamer.ended = "interrupted"
         if args.output is not None:
@@ -332,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(open_video(args.video_file))
-            session = open_session(args)
+            session, fps = open_session(args)
             stop = stack.enter_context(deferred_interrupt())
-            history = History(str(args.video_file), args.prompt, args.fps)
+            history = History(str(args.video_file), args.prompt, fps)
             paced = args.realtime or reader.num_frames is None  # pacing, or a live source: no frame may wait
             batch = 1 if paced else args.batch_frames
             return stream(args, Streamer(session, questions, history, stop, args.until, batch), reader)

@@ -22,11 +22,12 @@ from transformers.generation.stopping_criteria import StoppingCriteria, Stopping
 from transformers.generation.streamers import BaseStreamer
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
-from llava.conversation import Conversation, get_template
+from llava.conversation import DEFAULT_TEMPLATE, Conversation, get_template
 from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.builder import load_pretrained_model
-from llava.video.decode import load_image, load_video
+from llava.video.decode import load_image
+from llava.video.sampling import FrameSampling, sample_video
 from llava.video.transforms import VisualProcessor
 
 if TYPE_CHECKING:
@@ -34,11 +35,13 @@ if TYPE_CHECKING:
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "videollamb-tiny-shapes"
 DEMO_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
+DEFAULT_DEVICE = "auto"  # a GPU when there is one (see llava.model.builder.resolve_device)
+SHORT_MAX_NEW_TOKENS = 32  # the default of a caption (streaming) and of a benchmark's answer (a letter, a name)
 
 
 @dataclass
 class GenerationSettings:
-    max_new_tokens: int = 64
+    max_new_tokens: int = 256  # the default longest answer of a chat (CLI, gradio demo, API)
     temperature: float = 0.0  # 0 = greedy (deterministic)
     top_p: float = 1.0
 
@@ -147,8 +150,8 @@ class ChatSession:
     model: torch.nn.Module
     tokenizer: object
     processor: VisualProcessor
-    conv_mode: str = "llava_v1"
-    num_frames: int = 16
+    conv_mode: str = DEFAULT_TEMPLATE
+    sampling: FrameSampling = field(default_factory=FrameSampling)  # how a video's frames are chosen
     media: Tensor | None = None  # projected visual tokens (N, h) of the loaded video or image
     media_token: str = DEFAULT_VIDEO_TOKEN
     conversation: Conversation = field(init=False)
@@ -160,29 +163,36 @@ class ChatSession:
     def from_pretrained(
         cls,
         model_path: str | Path | None = None,
-        device: str = "auto",
+        device: str = DEFAULT_DEVICE,
         model_base: str | Path | None = None,
+        dtype: torch.dtype | None = None,
         load_8bit: bool = False,
         load_4bit: bool = False,
         static_kv_cache: bool = False,
         **kwargs,
     ) -> "ChatSession":
-        """model_path None = the bundled demo model; other keyword arguments go to the session."""
+        """model_path None = the bundled demo model; other keyword arguments go to the session. The session samples
+        videos as the checkpoint's config says (`sampling`), unless told otherwise."""
         if model_path is None and not DEMO_CHECKPOINT.is_dir():
             raise CheckpointError(
                 f"the bundled demo model {DEMO_CHECKPOINT} is missing; build it with `make demo-model` "
                 "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
             )
         tokenizer, model, processor, _ = load_pretrained_model(
-            model_path or DEMO_CHECKPOINT, model_base=model_base, device=device,
+            model_path or DEMO_CHECKPOINT, model_base=model_base, device=device, dtype=dtype,
             load_8bit=load_8bit, load_4bit=load_4bit, static_kv_cache=static_kv_cache,
         )
-        kwargs.setdefault("num_frames", model.config.num_frames)
+        kwargs.setdefault("sampling", model.config.frame_sampling)
         return cls(model=model, tokenizer=tokenizer, processor=processor, **kwargs)
 
     def fork(self, **changes) -> "ChatSession":
         """A new session on the same model, tokenizer and processor (and media, unless changed), with no turns."""
         return replace(self, **changes)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames sampled uniformly per video (when `sampling` is uniform)."""
+        return self.sampling.num_frames
 
     @property
     def device(self) -> torch.device:
@@ -203,9 +213,9 @@ class ChatSession:
         self.conversation = get_template(self.conv_mode)
 
     def load_video(self, source: str | Path | VideoReader) -> None:
-        """Sample `num_frames` frames of a video (a path, or a reader already open) and encode them; frames are
-        brought to model size while they are decoded, so a 4K file is never held at full size."""
-        pixels, _ = load_video(source, num_frames=self.num_frames, transform=self.processor.video)
+        """Sample a video (a path, or a reader already open) as `sampling` says and encode it; frames are brought
+        to model size while they are decoded, so a 4K file is never held at full size."""
+        pixels, _ = sample_video(source, self.sampling, transform=self.processor.video)
         self.load_pixels(pixels)
 
     @torch.inference_mode()

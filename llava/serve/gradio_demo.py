@@ -7,11 +7,12 @@ A thin front end over `ChatSession` and `StreamingSession`. The "Chat" tab: uplo
 encoded once per upload), then ask as many questions as you like; Regenerate asks the last question again,
 Clear drops the turns and the media. Each browser tab has its own conversation; all share one model (with
 --static-cache it runs one request at a time: an upload, a question or a stream; the others wait). The
-"Streaming" tab: upload a video and press Start: the video is read at --stream-fps frames per second and a
-caption is written, with its video time, whenever a scene ends. Uploads over --max-upload-mb are refused
+"Streaming" tab: upload a video and press Start: the video is read at --video-fps frames per second (default: the
+checkpoint's rate, or 1 for a model that samples uniformly; --stream-fps is an older name) and a caption is written, with its video time, whenever a scene ends. Uploads over --max-upload-mb are refused
 (by the server, and with a message in the page). Binds 127.0.0.1 unless --host says otherwise; there is no
 public share link. Without --model-path the bundled demo model answers; a bad model path ends in one `error:`
-line and exit code 1. FFmpeg's log lines are silent unless --verbose.
+line and exit code 1. FFmpeg's log lines are silent unless --verbose. The model, frame sampling and generation
+options are shared with every front end (see `llava.serve.options`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import gradio as gr
 
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
-from llava.serve.options import add_inference_options, chat_session_from_options
-from llava.serve.engine import DEMO_VIDEO, ChatSession, GenerationSettings
+from llava.serve.engine import DEMO_VIDEO, ChatSession
+from llava.serve.options import (add_inference_options, chat_session_from_options, check_inference_options,
+                                 generation_settings)
 from llava.serve.gradio_parts import (DemoSettings, UserChat, caption_log, chat_messages, one_line,
                                       stream_reply, streaming_session, too_large)
 
@@ -210,26 +212,18 @@ def serve(demo: gr.Blocks, settings: DemoSettings, host: str = "127.0.0.1", port
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava.serve.gradio_demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 = every interface)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest video or image accepted")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (deterministic)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass when temperature > 0")
-    parser.add_argument("--num-frames", type=int, default=None, help="frames sampled per video (default: the model's)")
-    parser.add_argument("--stream-fps", type=float, default=1.0, help="frames per second read by the Streaming tab")
-    add_inference_options(parser)
+    add_inference_options(parser, fps_aliases=("--stream-fps",))
     return parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    checks = {"--max-upload-mb": args.max_upload_mb > 0, "--max-new-tokens": args.max_new_tokens >= 1,
-              "--temperature": args.temperature >= 0, "--stream-fps": args.stream_fps > 0,
-              "--num-frames": args.num_frames is None or args.num_frames >= 1,
-              "--port": 0 < args.port < 65536}
+    check_inference_options(parser, args)
+    checks = {"--max-upload-mb": args.max_upload_mb > 0, "--port": 0 < args.port < 65536}
     for flag, ok in checks.items():
         if not ok:
             parser.error(f"{flag} is out of range")
@@ -243,10 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         base = chat_session_from_options(args)
     except (LlavaError, OSError) as err:
         return report_error(err)
-    generation = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                    top_p=args.top_p)
-    settings = DemoSettings(max_upload_mb=args.max_upload_mb, generation=generation, stream_fps=args.stream_fps,
-                            one_model_request=args.static_cache)
+    settings = DemoSettings(max_upload_mb=args.max_upload_mb, generation=generation_settings(args),
+                            stream_fps=base.sampling.stream_fps, one_model_request=args.static_cache)
     try:
         serve(build_demo(base.fork, settings), settings, host=args.host, port=args.port)
     except OSError as err:  # the port is taken, the address cannot be bound

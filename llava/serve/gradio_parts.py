@@ -13,9 +13,10 @@ from pathlib import Path
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.errors import LlavaError
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
-from llava.serve.engine import ChatSession, GenerationSettings
+from llava.serve.engine import SHORT_MAX_NEW_TOKENS, ChatSession, GenerationSettings
 from llava.serve.streaming import StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
+from llava.video.sampling import STREAM_FPS
 
 MB = 2**20
 _MEDIA_TAGS = (f"{DEFAULT_VIDEO_TOKEN}\n", f"{DEFAULT_IMAGE_TOKEN}\n")
@@ -26,9 +27,9 @@ class DemoSettings:
     """What the demo's command line sets."""
 
     max_upload_mb: float = 200.0
-    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=256))
-    stream_fps: float = 1.0  # frames per second the Streaming tab takes from a video
-    stream_max_new_tokens: int = 32  # longest caption
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    stream_fps: float = STREAM_FPS  # frames per second the Streaming tab takes from a video (main: the model's)
+    stream_max_new_tokens: int = SHORT_MAX_NEW_TOKENS  # longest caption
     one_model_request: bool = False  # every event that runs the model waits for the others (--static-cache)
 
     @property

@@ -9,7 +9,8 @@
 #   DATA_DIR     test_q.json, test_a.json, videos/  (default: data/eval/BENCHMARK)
 #   VIDEO_DIR    the videos                         (default: $DATA_DIR/videos)
 #   OUTPUT_DIR   chunk files, merge.jsonl, scores.json (default: runs/eval/BENCHMARK/<model folder name>)
-#   NUM_FRAMES   frames per video                   (default: the benchmark's, see llava/eval/benchmarks.py)
+#   NUM_FRAMES   frames per video, uniformly        (default: the benchmark's for a model that samples
+#                                                   uniformly, see llava/eval/benchmarks.py; a model's rate)
 #   PROTOCOL     letter | likelihood                (default: letter)
 #   PYTHON       interpreter                        (default: python)
 # GPUs: those in CUDA_VISIBLE_DEVICES when it is set (empty = none), else all that nvidia-smi lists.
@@ -35,7 +36,7 @@ fi
 
 ARGS=(--benchmark "${BENCHMARK}" --model-path "${MODEL_PATH}"
       --question-file "${DATA_DIR}/test_q.json" --answer-file "${DATA_DIR}/test_a.json"
-      --video-dir "${VIDEO_DIR}" --output-dir "${OUTPUT_DIR}" --protocol "${PROTOCOL}")
+      --video-dir "${VIDEO_DIR}" --output "${OUTPUT_DIR}" --protocol "${PROTOCOL}")
 if [[ -n "${NUM_FRAMES:-}" ]]; then
     ARGS+=(--num-frames "${NUM_FRAMES}")
 fi

@@ -23,7 +23,6 @@ from llava.eval.niavh.runner import RunSettings, SessionGenerator, build_test_vi
 from llava.eval.niavh.scoring import JudgeScorer, KeywordScorer, MultipleChoiceScorer, parse_judge_score
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.video.decode import open_video
-from llava.video.transforms import VisualProcessor
 from llava.video.write import write_mp4
 
 OBJ = ("purple", "triangle")
@@ -209,7 +208,7 @@ def test_user_haystack_and_needle_files(tmp_path):
     (["--needle-image", "missing.png", "--needle-description", "a cat", "--distractors", "a;b;c"], "needle image"),
 ])
 def test_cli_user_errors(tmp_path, capsys, extra, message):
-    assert main(["--modality", "image", "--output-dir", str(tmp_path), "--quiet", *extra]) == 1
+    assert main(["--modality", "image", "--output", str(tmp_path), "--quiet", *extra]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
 
@@ -217,7 +216,7 @@ def test_cli_user_errors(tmp_path, capsys, extra, message):
 def test_cli_end_to_end(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "niavh"
     argv = ["--model-path", str(tiny_checkpoint), "--device", "cpu", "--modality", "image", "--lengths", "4,8",
-            "--depths", "0,100", "--output-dir", str(out), "--size", "32", "--max-new-tokens", "3", "--quiet",
+            "--depths", "0,100", "--output", str(out), "--size", "32", "--max-new-tokens", "3", "--quiet",
             "--control"]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -234,7 +233,7 @@ def test_a_retrained_checkpoint_never_reuses_the_old_cells(tiny_checkpoint, tmp_
     shutil.copytree(tiny_checkpoint, folder)
     out = tmp_path / "niavh"
     argv = ["--model-path", str(folder), "--device", "cpu", "--modality", "image", "--lengths", "4",
-            "--depths", "50", "--output-dir", str(out), "--size", "32", "--max-new-tokens", "2", "--quiet"]
+            "--depths", "50", "--output", str(out), "--size", "32", "--max-new-tokens", "2", "--quiet"]
     assert main(argv) == 0
     model = VideoLLaMBForCausalLM.from_pretrained(folder)
     with torch.no_grad():
@@ -284,13 +283,10 @@ def test_runs_without_control_report_none_and_keep_their_cells_apart(tmp_path):
 class CountingSession:
     """A ChatSession stand-in: counts encodings; answers which video's media it holds."""
 
-    num_frames = 4
-    processor = VisualProcessor(size=8)
-
     def __init__(self) -> None:
         self.media, self.encoded = None, 0
 
-    def load_pixels(self, pixels):
+    def load_video(self, path):
         self.encoded += 1
         self.media = f"media{self.encoded}"
 
@@ -305,7 +301,7 @@ def test_the_control_video_is_encoded_once_per_length(tmp_path):
     settings = RunSettings(lengths=(4, 8), depths=(0, 50, 100), size=32, control=True)
     session = CountingSession()
     answers = []
-    generator = SessionGenerator(session, num_frames=2)
+    generator = SessionGenerator(session)
 
     def generate(instruction, video):
         answers.append((Path(video).name.startswith("control_"), generator.generate(instruction, video)))

@@ -35,7 +35,7 @@ def bench(tmp_path_factory) -> Path:
 def run(checkpoint, bench, out, *extra, benchmark="synthetic"):
     return videoqa.main([
         "--benchmark", benchmark, "--model-path", str(checkpoint), "--question-file", str(bench / "test_q.json"),
-        "--answer-file", str(bench / "test_a.json"), "--video-dir", str(bench / "videos"), "--output-dir", str(out),
+        "--answer-file", str(bench / "test_a.json"), "--video-dir", str(bench / "videos"), "--output", str(out),
         "--device", "cpu", "--max-new-tokens", "4", "--quiet", *extra,
     ])
 

@@ -25,7 +25,7 @@ from .test_streaming import flat_scenes, sharpen
 
 FPS = 4.0
 NUM_SCENES = 5  # flat colours, 4 frames each at 4 fps: cuts at exactly 1, 2, 3 and 4 s; the video ends at 4.75 s
-FAST = ["--device", "cpu", "--max-new-tokens", "4", "--fps", str(FPS)]
+FAST = ["--device", "cpu", "--max-new-tokens", "4", "--video-fps", str(FPS)]
 LINE = re.compile(r"^\(Video Time = ([0-9.]+)s\) (User|Assistant): (.*)$")
 
 
@@ -261,10 +261,11 @@ def test_bad_resume_state_and_missing_model(sharp_checkpoint, flat_video, tmp_pa
 
 def test_flags(capsys):
     args = cli_streaming.parse_args(["--model_path", "m", "--video_file", "v.mp4", "--min-caption-gap", "2"])
-    assert (args.model_path, args.video_file, args.min_caption_gap, args.fps) == ("m", "v.mp4", 2.0, 1.0)
+    assert (args.model_path, args.video_file, args.min_caption_gap, args.video_fps) == ("m", "v.mp4", 2.0, None)
     assert cli_streaming.parse_args([]).video_file.endswith("playground/demo/shapes.mp4")
-    for bad in (["--fps", "0"], ["--min-caption-gap", "-1"], ["--output", "."], ["--batch-frames", "0"],
-                ["--caption-batch", "0"]):
+    assert cli_streaming.parse_args(["--fps", "2"]).video_fps == 2.0  # the older name of --video-fps
+    for bad in (["--video-fps", "0"], ["--fps", "0"], ["--min-caption-gap", "-1"], ["--output", "."],
+                ["--batch-frames", "0"], ["--caption-batch", "0"], ["--num-frames", "4"]):
         with pytest.raises(SystemExit) as exit_info:
             cli_streaming.parse_args(bad)
         assert exit_info.value.code == 2
@@ -309,5 +310,6 @@ def test_state_of_another_model_and_missing_demo_model_are_clear_errors(sharp_ch
 
 def test_caption_batch_reaches_the_session_policy(sharp_checkpoint):
     args = cli_streaming.parse_args(["--model-path", str(sharp_checkpoint), "--caption-batch", "3", *FAST])
-    assert cli_streaming.open_session(args).policy.caption_batch == 3
+    session, fps = cli_streaming.open_session(args)
+    assert session.policy.caption_batch == 3 and fps == FPS
 

@@ -1,14 +1,18 @@
 """Needle In A Video Haystack: hide a one-second needle (text, image or video) in a long video at every length
 and depth of a grid, ask the model about it, score, and draw a heatmap per modality.
 
-    python -m llava.eval.niavh --modality image --lengths 8,16,32 --depths 0,50,100 --output-dir runs/niavh
+    python -m llava.eval.niavh --modality image --lengths 8,16,32 --depths 0,50,100 --output runs/niavh
     python -m llava.eval.niavh --model-path checkpoints/videollamb-llava-1.5-7b --haystack-dir ego_videos/ \\
         --needle-video needle.mp4 --needle-description "a man seated on a cloud" \\
-        --distractors "a dog on a beach;a man riding a bike;a bird on a tree" --output-dir runs/niavh-7b
+        --distractors "a dog on a beach;a man riding a bike;a bird on a tree" --output runs/niavh-7b
 
 Defaults: the bundled demo model, the original grid (lengths round(linspace(1, 320, 40)) seconds, depths
 round(linspace(0, 100, 12)) percent), all three modalities, a synthetic haystack at 1 fps, the needle a
-purple triangle (reserved: the haystack never shows one), multiple choice with circular evaluation.
+purple triangle (reserved: the haystack never shows one), multiple choice with circular evaluation. The model
+samples each test video as its checkpoint's config says (the demo model: 24 frames uniformly); --video-fps 1 samples
+it at 1 frame per second (at most --max-frames), --num-frames N uniformly: these and the other model and generation
+options are those of every front end (`llava.serve.options`). Older names: --output-dir (--output), --sample-fps
+(--video-fps), --fps (--haystack-fps, the rate the test videos are written at).
 Writes OUT/cells/*.json (one per cell; a rerun skips finished cells), OUT/summary.json and
 OUT/heatmap_{modality}.png; test videos are cached in OUT/videos (or --cache-dir).
 User errors end in one line `error: ...` on stderr and exit code 1.
@@ -22,6 +26,7 @@ import os
 import sys
 from pathlib import Path
 
+from llava.conversation import DEFAULT_TEMPLATE
 from llava.errors import ConfigError, LlavaError, report_error
 from llava.eval.niavh.grid import ORIGINAL_DEPTHS, ORIGINAL_LENGTHS, parse_values, place
 from llava.eval.niavh.haystack import Haystack, SyntheticHaystack, VideoHaystack, files_digest
@@ -29,6 +34,9 @@ from llava.eval.niavh.needles import MODALITIES, NeedleOptions, build_needles, p
 from llava.eval.niavh.report import write_report
 from llava.eval.niavh.runner import RunSettings, SessionGenerator, run_grid
 from llava.eval.niavh.scoring import SCORINGS, make_scorer
+from llava.serve.engine import SHORT_MAX_NEW_TOKENS
+from llava.serve.options import (add_flag, add_inference_options, chat_session_from_options, check_inference_options,
+                                 generation_settings)
 
 DEMO_NAME = "videollamb-tiny-shapes"
 
@@ -36,14 +44,13 @@ DEMO_NAME = "videollamb-tiny-shapes"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m llava.eval.niavh", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
     p.add_argument("--model-name", default=None, help="label in the results (default: the checkpoint folder name)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--modality", default=",".join(MODALITIES), help="comma list of: text, image, video")
     p.add_argument("--lengths", default=None, help="seconds, comma list (default: the original 40 lengths)")
     p.add_argument("--depths", default=None, help="percent, comma list (default: the original 12 depths)")
-    p.add_argument("--output-dir", default="runs/niavh", type=Path)
-    p.add_argument("--cache-dir", default=None, type=Path, help="test videos (default: OUTPUT_DIR/videos)")
+    add_flag(p, "--output", aliases=("--output-dir",), default=Path("runs/niavh"), type=Path,
+             help="folder of the results: cells/, summary.json, heatmap_*.png (default runs/niavh)")
+    p.add_argument("--cache-dir", default=None, type=Path, help="test videos (default: OUTPUT/videos)")
     p.add_argument("--haystack-dir", default=None, type=Path,
                    help="folder of videos looped into the haystack (default: the synthetic world)")
     p.add_argument("--haystack-seed", type=int, default=0, help="seed of the synthetic haystack")
@@ -62,28 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
     p.add_argument("--judge-key", default=None, help="API key of the judge (default: $OPENAI_API_KEY)")
     p.add_argument("--judge-model", default="gpt-3.5-turbo")
-    p.add_argument("--fps", type=float, default=1.0, help="frame rate of the test videos")
+    add_flag(p, "--haystack-fps", aliases=("--fps",), type=float, default=1.0,
+             help="frame rate the test videos are written at (how the model samples them: --num-frames, --video-fps)")
     p.add_argument("--size", type=int, default=224, help="test video frames are SIZE x SIZE pixels")
-    p.add_argument("--num-frames", type=int, default=None, help="frames the model samples uniformly (default: its own)")
-    p.add_argument("--sample-fps", type=float, default=None, help="sample the test video at this rate instead")
-    p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
     p.add_argument("--control", action="store_true",
                    help="also ask each question of the haystack without the needle; summary.json adds the "
                         "control's mean and the mean net of it (a model that names the needle anyway is guessing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_inference_options(p, max_new_tokens=SHORT_MAX_NEW_TOKENS, fps_aliases=("--sample-fps",))
     return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_inference_options(parser, args)
+    return args
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
     checks = [
-        (not args.fps > 0, f"--fps must be positive, got {args.fps}"),
+        (not args.haystack_fps > 0, f"--haystack-fps must be positive, got {args.haystack_fps}"),
         (args.size < 16, f"--size must be at least 16, got {args.size}"),
         (not args.needle_duration > 0, f"--needle-duration must be positive, got {args.needle_duration}"),
         (not 0 < args.needle_scale <= 1, f"--needle-scale must be in (0, 1], got {args.needle_scale}"),
-        (args.num_frames is not None and args.num_frames < 1, "--num-frames must be at least 1"),
-        (args.sample_fps is not None and not args.sample_fps > 0, "--sample-fps must be positive"),
-        (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
     ]
     for failed, message in checks:
         if failed:
@@ -96,7 +106,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, object, RunSettin
     lengths = parse_values(args.lengths, "--lengths", 0) if args.lengths else list(ORIGINAL_LENGTHS)
     depths = parse_values(args.depths, "--depths", 0, 100) if args.depths else list(ORIGINAL_DEPTHS)
     for length in lengths:  # every length must give at least one frame
-        place(length, 0, args.fps, args.needle_duration)
+        place(length, 0, args.haystack_fps, args.needle_duration)
     modalities = [m.strip() for m in args.modality.split(",") if m.strip()]
     distractors = tuple(d.strip() for d in args.distractors.split(";") if d.strip()) if args.distractors else None
     if distractors is not None and len(distractors) < 3:
@@ -109,7 +119,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, object, RunSettin
     haystack = VideoHaystack(args.haystack_dir) if args.haystack_dir else SyntheticHaystack(args.haystack_seed, obj)
     scorer = make_scorer(args.scoring, args.judge_url, args.judge_key or os.environ.get("OPENAI_API_KEY"),
                          args.judge_model)
-    settings = RunSettings(tuple(lengths), tuple(depths), fps=args.fps, size=args.size,
+    settings = RunSettings(tuple(lengths), tuple(depths), fps=args.haystack_fps, size=args.size,
                            needle_duration=args.needle_duration, control=args.control)
     return needles, haystack, scorer, settings
 
@@ -119,30 +129,40 @@ def weights_digest(folder: Path) -> str:
     return files_digest(sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin")))
 
 
-def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
-    from llava.serve.engine import DEMO_CHECKPOINT, ChatSession
+def _changed_defaults(args: argparse.Namespace) -> dict:
+    """Settings that change answers, recorded (in the cells' key) only where they differ from the defaults, so the
+    cells of a run at the defaults keep their keys: a template other than the default, sampled decoding."""
+    changed = {} if args.conv_mode == DEFAULT_TEMPLATE else {"conv_mode": args.conv_mode}
+    if args.temperature > 0:
+        changed |= {"temperature": args.temperature, "top_p": args.top_p}
+    return changed
 
-    session = ChatSession.from_pretrained(args.model_path, device=args.device)
+
+def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
+    """The model (loaded by the shared options) as `generate`, and what its answers depend on (the cells' key)."""
+    from llava.serve.engine import DEMO_CHECKPOINT
+
+    session = chat_session_from_options(args)
     session.model.set_memory_ablation(args.ablate_memory)
-    generator = SessionGenerator(session, args.num_frames, args.sample_fps, max_new_tokens=args.max_new_tokens)
+    settings = generation_settings(args)
+    generator = SessionGenerator(session, settings)
     name = args.model_name or (Path(args.model_path).resolve().name if args.model_path else DEMO_NAME)
-    sampling = {"sample_fps": args.sample_fps} if args.sample_fps else {"num_frames": generator.num_frames}
     model = {"name": name + (" (memory ablated)" if args.ablate_memory else ""), "ablate_memory": args.ablate_memory,
-             "max_new_tokens": args.max_new_tokens, **sampling,
+             "max_new_tokens": args.max_new_tokens, **session.sampling.record(), **_changed_defaults(args),
              "weights": weights_digest(Path(args.model_path) if args.model_path else DEMO_CHECKPOINT)}
     return generator, model
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m llava.eval.niavh --modality image --lengths 4,8 --depths 0,100 --output-dir runs/niavh-small"""
-    args = build_parser().parse_args(argv)
+    """python -m llava.eval.niavh --modality image --lengths 4,8 --depths 0,100 --output runs/niavh-small"""
+    args = parse_args(argv)
     try:
         needles, haystack, scorer, settings = prepare(args)
         generator, model = _generator(args)
         settings = dataclasses.replace(settings, model=model)
-        records = run_grid(generator.generate, needles, haystack, scorer, settings, args.output_dir,
+        records = run_grid(generator.generate, needles, haystack, scorer, settings, args.output,
                            args.cache_dir, progress=not args.quiet)
-        summary = write_report(records, args.output_dir)
+        summary = write_report(records, args.output)
     except (LlavaError, OSError) as err:
         return report_error(err)
     except KeyboardInterrupt:
@@ -152,5 +172,5 @@ def main(argv: list[str] | None = None) -> int:
     if summary["control_mean"] is not None:
         per += f"; without the needle {summary['control_mean']:g}, net {summary['net_mean']:g}"
     print(f"NIAVH {summary['model']}: mean {summary['mean']:g} ({summary['scoring']}, {summary['num_cells']} cells; "
-          f"{per}); wrote {args.output_dir / 'summary.json'} and {len(summary['heatmaps'])} heatmap(s)")
+          f"{per}); wrote {args.output / 'summary.json'} and {len(summary['heatmaps'])} heatmap(s)")
     return 0

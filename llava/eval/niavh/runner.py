@@ -1,7 +1,8 @@
 """The NIAVH loop: for every modality x length x depth, build (or reuse) the test video, ask, score, save.
 
 Any model plugs in through `generate(instruction, video_path) -> str`, as in the original harness; the model
-samples the video's frames itself. `SessionGenerator` wraps a `ChatSession` that way.
+samples the video's frames itself. `SessionGenerator` wraps a `ChatSession` that way (it samples as its `sampling`
+says: the checkpoint's config, or what the command line changed).
 
     records = run_grid(SessionGenerator(session).generate, needles, SyntheticHaystack(exclude=obj),
                        MultipleChoiceScorer(), RunSettings(lengths=(8, 16), depths=(0, 50, 100)), "runs/niavh")
@@ -176,36 +177,26 @@ def run_grid(generate: Generate, needles: Mapping[str, Needle], haystack: Haysta
 
 
 class SessionGenerator:
-    """`generate(instruction, video_path)` over a ChatSession: the video is sampled (uniformly, num_frames;
-    or at sample_fps) and encoded once per path, then every instruction is a fresh greedy first turn. The last
-    KEEP_ENCODED videos stay encoded, so a length's control video, asked between its cells, is encoded once."""
+    """`generate(instruction, video_path)` over a ChatSession: the video is sampled as the session's `sampling` says
+    and encoded once per path, then every instruction is a fresh first turn (greedy unless `settings` sample). The
+    last KEEP_ENCODED videos stay encoded, so a length's control video, asked between its cells, is encoded once."""
 
     KEEP_ENCODED = 2
 
-    def __init__(self, session: Any, num_frames: int | None = None, sample_fps: float | None = None,
-                 max_frames: int = 512, max_new_tokens: int = 32) -> None:
-        from llava.serve.engine import GenerationSettings
+    def __init__(self, session: Any, settings: Any = None) -> None:
+        from llava.serve.engine import SHORT_MAX_NEW_TOKENS, GenerationSettings
 
         self.session = session
-        self.num_frames = num_frames or session.num_frames
-        self.sample_fps, self.max_frames = sample_fps, max_frames
-        self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0)
+        self.settings = settings or GenerationSettings(max_new_tokens=SHORT_MAX_NEW_TOKENS)
         self._encoded: OrderedDict[Path, Any] = OrderedDict()  # path -> the session's media, newest last
 
     def generate(self, instruction: str, video_path: str | Path) -> str:
-        from llava.video.decode import load_video, load_video_fps
-
         path = Path(video_path)
         if path in self._encoded:
             self._encoded.move_to_end(path)
             self.session.media = self._encoded[path]
         else:
-            transform = self.session.processor.video  # frames reach model size while they are decoded
-            if self.sample_fps:
-                pixels, _ = load_video_fps(path, fps=self.sample_fps, max_frames=self.max_frames, transform=transform)
-            else:
-                pixels, _ = load_video(path, num_frames=self.num_frames, transform=transform)
-            self.session.load_pixels(pixels)
+            self.session.load_video(path)  # frames reach model size while they are decoded
             self._encoded[path] = self.session.media
             if len(self._encoded) > self.KEEP_ENCODED:
                 self._encoded.popitem(last=False)
