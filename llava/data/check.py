@@ -4,7 +4,9 @@
     python -m llava.data.check --data_path /tmp/shapes/train.json --x_folder /tmp/shapes --num-frames 4
 
 Prints every bad row (id, path, reason) and a table of rows per modality; exits 0 when every row is fine,
-1 when any is bad or the file itself is missing or invalid (one line, no traceback).
+1 when any is bad or the file itself is missing or invalid (one line, no traceback). Videos are decoded as training
+samples them, with training's flags: --num_frames uniformly (4 by default: a quick check), or --video_fps up to
+--max_frames (default --num_frames); pass a run's own flags to decode exactly the frames it will read.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from llava.data.dataset import load_rows, media_path, row_label, row_modality, split_rows
-from llava.errors import DataError, VideoError, report_error
-from llava.video.decode import load_image, load_video
+from llava.data.dataset import load_rows, media_path, row_label, row_modality, split_rows, training_sampling
+from llava.errors import ConfigError, DataError, VideoError, report_error
+from llava.video.decode import load_image
+from llava.video.sampling import FrameSampling, sample_video
 
 MODALITIES = ("video", "image", "text")
+CHECK_FRAMES = 4  # frames decoded per video unless told otherwise: a quick check
 
 
 @dataclass
@@ -45,11 +49,11 @@ def _keep_nothing(frames: np.ndarray) -> torch.Tensor:
     return torch.zeros(len(frames))
 
 
-def _media_problem(modality: str, path: str, num_frames: int) -> str | None:
+def _media_problem(modality: str, path: str, sampling: FrameSampling) -> str | None:
     """Why the media file at `path` cannot be used, or None when it decodes."""
     try:
         if modality == "video":
-            load_video(path, num_frames, transform=_keep_nothing)
+            sample_video(path, sampling, transform=_keep_nothing)
         else:
             load_image(path)
     except VideoError as error:
@@ -57,8 +61,12 @@ def _media_problem(modality: str, path: str, num_frames: int) -> str | None:
     return None
 
 
-def check_rows(rows: list, x_folder: str, num_frames: int = 4, progress: bool = True) -> Report:
-    """Validate every row (the dataset's own rules) and decode every media file; a `Report` of what failed."""
+def check_rows(rows: list, x_folder: str, sampling: FrameSampling | int = CHECK_FRAMES,
+               progress: bool = True) -> Report:
+    """Validate every row (the dataset's own rules) and decode every media file (videos as `sampling` says, or
+    that many frames uniformly); a `Report` of what failed."""
+    if isinstance(sampling, int):
+        sampling = FrameSampling(num_frames=sampling)
     report = Report(total=len(rows))
     kept, malformed = split_rows(rows)
     report.malformed = len(malformed)
@@ -72,7 +80,7 @@ def check_rows(rows: list, x_folder: str, num_frames: int = 4, progress: bool = 
         path = media_path(row, x_folder)
         key = (modality, path)
         if key not in seen:
-            seen[key] = _media_problem(modality, path, num_frames)
+            seen[key] = _media_problem(modality, path, sampling)
         if seen[key] is not None:
             report.unreadable[modality] += 1
             report.problems.append((row_label(row, index), path, seen[key]))
@@ -101,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="conversation JSON (a list) or JSON lines")
     parser.add_argument("--x_folder", "--x-folder", dest="x_folder", default="",
                         help="folder that relative media paths are joined to")
-    parser.add_argument("--num-frames", "--num_frames", dest="num_frames", type=int, default=4,
-                        help="frames decoded per video (uniformly over its length)")
+    parser.add_argument("--num_frames", "--num-frames", dest="num_frames", type=int, default=CHECK_FRAMES,
+                        help=f"frames decoded per video, uniformly (default {CHECK_FRAMES})")
+    parser.add_argument("--video_fps", "--video-fps", dest="video_fps", type=float, default=None,
+                        help="decode frames at this rate instead, as training with --video_fps does")
+    parser.add_argument("--max_frames", "--max-frames", dest="max_frames", type=int, default=None,
+                        help="with --video_fps, the most frames decoded (default: --num_frames, as training)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -111,8 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Check the data file; print the report; 0 when every row is fine, else 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.num_frames < 1:
-        parser.error(f"--num-frames must be >= 1 (got {args.num_frames})")
+    try:
+        sampling = training_sampling(args.num_frames, args.video_fps, args.max_frames)
+    except ConfigError as error:
+        parser.error(str(error))
     try:
         rows = load_rows(args.data_path)
     except DataError as error:
@@ -120,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rows:
         print(f"error: {args.data_path}: the file holds no rows", file=sys.stderr)
         return 1
-    report = check_rows(rows, args.x_folder, args.num_frames, progress=not args.quiet)
+    report = check_rows(rows, args.x_folder, sampling, progress=not args.quiet)
     print(format_report(report))
     return 0 if report.ok else 1
 

@@ -1,6 +1,6 @@
 """LLaVA conversation data (video / image / text rows): read, validate, tokenise and mask, collate.
 
-    >>> config = DataConfig("data/shapes/train.json", x_folder="data/shapes", num_frames=16)
+    >>> config = DataConfig("data/shapes/train.json", x_folder="data/shapes", num_frames=16)   # or video_fps=1.0
     >>> dataset = SupervisedDataset(config, tokenizer)          # malformed rows logged and skipped here
     >>> sampler = ModalityGroupedSampler(dataset.modalities, batch_size=8, world_size=4)
     >>> loader = DataLoader(dataset, batch_size=8, sampler=sampler, collate_fn=DataCollator(tokenizer))
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,15 +30,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN, IGNORE_INDEX
-from llava.conversation import get_template
+from llava.conversation import DEFAULT_TEMPLATE, get_template
 from llava.data.sampler import ModalityGroupedSampler
 from llava.errors import ConfigError, DataError, VideoError
 from llava.mm_utils import tokenize_prompt
-from llava.video.decode import load_image, load_video, load_video_fps
+from llava.video.decode import load_image
+from llava.video.sampling import FrameSampling, sample_video
 from llava.video.transforms import VisualProcessor
 
 __all__ = [
     "DataConfig",
+    "training_sampling",
     "SupervisedDataset",
     "DataCollator",
     "ModalityGroupedSampler",
@@ -61,6 +62,12 @@ MEDIA_TAGS = {"video": DEFAULT_VIDEO_TOKEN, "image": DEFAULT_IMAGE_TOKEN}
 SHOW_IDS = 5  # ids named in an error message
 
 
+def training_sampling(num_frames: int, video_fps: float | None = None, max_frames: int | None = None) -> FrameSampling:
+    """Training's frame flags as a `FrameSampling`: num_frames uniformly, or video_fps frames per second up to
+    max_frames, which defaults to num_frames (training's cap on a rate has always been --num_frames)."""
+    return FrameSampling(num_frames, video_fps, num_frames if max_frames is None else max_frames)
+
+
 @dataclass
 class DataConfig:
     """Where the data is and how a row becomes a sample.
@@ -71,19 +78,22 @@ class DataConfig:
 
     data_path: str
     x_folder: str = ""
-    num_frames: int = 16  # frames sampled uniformly; with video_fps, the most frames sampled
-    video_fps: float | None = None  # sample at this rate instead (the needle benchmark's 1 fps)
-    conv_template: str = "llava_v1"
+    num_frames: int = FrameSampling.num_frames  # frames sampled uniformly; with video_fps, the cap by default
+    video_fps: float | None = FrameSampling.fps  # sample at this rate instead (the needle benchmark's 1 fps)
+    max_frames: int | None = None  # with video_fps, the most frames sampled (None: num_frames)
+    conv_template: str = DEFAULT_TEMPLATE
     max_length: int = 2048
     image_size: int = 224
     pad_images: bool = True
     max_bad_fraction: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.num_frames < 1:
-            raise ConfigError(f"num_frames must be at least 1, got {self.num_frames}")
-        if self.video_fps is not None and not (math.isfinite(self.video_fps) and self.video_fps > 0):
-            raise ConfigError(f"video_fps must be a positive number of frames per second, got {self.video_fps}")
+        self.sampling.describe()  # a bad num_frames, video_fps or max_frames is a ConfigError now, not at a video
+
+    @property
+    def sampling(self) -> FrameSampling:
+        """How each video is sampled (see `training_sampling`)."""
+        return training_sampling(self.num_frames, self.video_fps, self.max_frames)
 
 
 # --- reading and validating rows ---------------------------------------------------------------------------
@@ -311,11 +321,7 @@ class SupervisedDataset(Dataset):
 
     def _video_pixels(self, path: Path) -> torch.Tensor:
         """The row's frames at model size, resized while they are decoded."""
-        transform = self.processor.video
-        if self.config.video_fps:
-            return load_video_fps(path, fps=self.config.video_fps, max_frames=self.config.num_frames,
-                                  transform=transform)[0]
-        return load_video(path, self.config.num_frames, transform=transform)[0]
+        return sample_video(path, self.config.sampling, transform=self.processor.video)[0]
 
     def _record_bad(self, row_id: str, reason: str) -> None:
         """Log an unreadable row; raise `DataError` once more rows failed than the config allows."""

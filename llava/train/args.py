@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 import transformers
 
+from llava.conversation import DEFAULT_TEMPLATE
+from llava.video.sampling import FrameSampling
+
 
 @dataclass
 class ModelArguments:
@@ -17,7 +20,7 @@ class ModelArguments:
         default=None, metadata={"help": "a VideoLLaMBConfig JSON: build a fresh model from it (no base weights)"}
     )
     tokenizer_path: str | None = field(default=None, metadata={"help": "tokenizer folder, if not the model's"})
-    version: str = field(default="llava_v1", metadata={"help": "conversation template"})
+    version: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "conversation template"})
     video_tower: str | None = field(default=None, metadata={"help": "LanguageBind_Video_merge folder"})
     image_tower: str | None = field(default=None, metadata={"help": "LanguageBind_Image folder"})
     mm_projector_type: str = field(default="rmt_r_transformer1x", metadata={"help": "only the memory bridge exists"})
@@ -31,8 +34,11 @@ class ModelArguments:
 class DataArguments:
     data_path: str = field(default="", metadata={"help": "LLaVA conversation JSON (or JSONL)"})
     x_folder: str = field(default="", metadata={"help": "root that the rows' video / image paths are joined to"})
-    num_frames: int = field(default=16, metadata={"help": "frames sampled uniformly per video (with video_fps: at most)"})
+    num_frames: int = field(default=FrameSampling.num_frames,
+                            metadata={"help": "frames sampled uniformly per video (with video_fps: the default cap)"})
     video_fps: float | None = field(default=None, metadata={"help": "sample videos at this rate instead"})
+    max_frames: int | None = field(default=None,
+                                   metadata={"help": "with video_fps, the most frames sampled (default: num_frames)"})
     image_aspect_ratio: str = field(default="pad", metadata={"help": "pad (to square, mean colour) or crop"})
     max_bad_fraction: float = field(default=0.01, metadata={"help": "stop when more rows than this are unreadable"})
 

@@ -6,8 +6,10 @@
 
 Launch with `torchrun --nproc_per_node=N -m llava.train.train ...` for DDP, add `--deepspeed scripts/zero2.json`
 for DeepSpeed. The result is saved in this project's format, which `load_pretrained_model` reads, with
-trainer_state.json (the logged losses). `--log_row_ids True` writes which rows each process trained on to
-output_dir/row_ids.rank{r}.jsonl (see llava.train.trainer).
+trainer_state.json (the logged losses). Its config records the frame sampling trained with (--num_frames uniformly,
+or --video_fps up to --max_frames, which defaults to --num_frames), and every front end samples that way unless told
+otherwise. `--log_row_ids True` writes which rows each process trained on to output_dir/row_ids.rank{r}.jsonl (see
+llava.train.trainer).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.model_init import build_model, set_trainable
 from llava.train.trainer import RowIdCollator, VideoLLaMBTrainer
+from llava.video.sampling import FrameSampling
 from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ def make_dataset(data_args: DataArguments, model: VideoLLaMBForCausalLM, tokeniz
         x_folder=data_args.x_folder,
         num_frames=data_args.num_frames,
         video_fps=data_args.video_fps,
+        max_frames=data_args.max_frames,
         conv_template=template,
         max_length=max_length,
         image_size=vision.image_size,
@@ -61,16 +65,25 @@ def make_dataset(data_args: DataArguments, model: VideoLLaMBForCausalLM, tokeniz
     return SupervisedDataset(config, tokenizer, processor)
 
 
+def record_sampling(model: VideoLLaMBForCausalLM, sampling: FrameSampling) -> None:
+    """The model's config records the sampling trained with, so that it is served the same way: a uniform count
+    (its cap on a rate is kept), or a rate and its cap (its uniform count is kept)."""
+    config = model.config
+    if sampling.uniform:
+        config.num_frames, config.video_fps = sampling.num_frames, None
+    else:
+        config.video_fps, config.max_frames = sampling.fps, sampling.max_frames
+
+
 def train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
     set_seed(training_args.seed)
     model, tokenizer = build_model(model_args)
-    if data_args.video_fps is None:  # the frame count trained with becomes the model's default
-        model.config.num_frames = data_args.num_frames
     model.config.image_aspect_ratio = data_args.image_aspect_ratio
     set_trainable(model, model_args)
     if training_args.gradient_checkpointing:
         model.language_model.config.use_cache = False
     dataset = make_dataset(data_args, model, tokenizer, model_args.version, training_args.model_max_length)
+    record_sampling(model, dataset.config.sampling)
     trained = apply_lora(model, training_args) if training_args.lora_enable else model
     trainer = VideoLLaMBTrainer(
         model=trained,

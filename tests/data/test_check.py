@@ -49,3 +49,25 @@ def test_missing_or_invalid_file_is_one_line(tmp_path, capsys, content):
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
     assert "data.json" in captured.err and "Traceback" not in captured.err
+
+
+def test_videos_are_decoded_with_trainings_sampling_flags(world, monkeypatch, capsys):  # noqa: F811
+    """--video_fps / --max_frames decode what training with the same flags reads (one sampling function)."""
+    from llava.data import check
+    from llava.video.sampling import FrameSampling
+
+    used = []
+    real = check.sample_video
+    monkeypatch.setattr(check, "sample_video", lambda path, sampling, **kw: used.append(sampling) or real(
+        path, sampling, **kw))
+    args = ["--data_path", str(world / "clean.json"), "--x_folder", str(world), "--quiet"]
+    assert main([*args, "--video_fps", "1", "--num_frames", "5"]) == 0
+    assert set(used) == {FrameSampling(num_frames=5, fps=1.0, max_frames=5)}  # training's cap: --num_frames
+    used.clear()
+    assert main([*args, "--video-fps", "2", "--max-frames", "3"]) == 0
+    assert set(used) == {FrameSampling(num_frames=4, fps=2.0, max_frames=3)}
+    for bad in (["--num_frames", "0"], ["--video_fps", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, *bad])
+        assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err

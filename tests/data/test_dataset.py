@@ -151,10 +151,12 @@ def test_video_fps_samples_at_that_rate_up_to_num_frames(world, tokenizer):
     assert at_one_fps.shape[0] == math.ceil(seconds - 1e-9)  # one frame per whole second the video lasts
     capped = make_dataset(world, tokenizer, video_fps=1.0, num_frames=3)[index]["video"]
     assert capped.shape[0] == 3
+    assert make_dataset(world, tokenizer, video_fps=1.0, num_frames=64, max_frames=2)[index]["video"].shape[0] == 2
     assert make_dataset(world, tokenizer)[index]["video"].shape[0] == FRAMES
 
 
-@pytest.mark.parametrize("settings", [{"video_fps": 0.0}, {"video_fps": float("nan")}, {"num_frames": 0}])
+@pytest.mark.parametrize("settings", [{"video_fps": 0.0}, {"video_fps": float("nan")}, {"num_frames": 0},
+                                      {"max_frames": 0, "video_fps": 1.0}])
 def test_bad_sampling_settings_are_config_errors(world, tokenizer, settings):
     with pytest.raises(ConfigError, match=next(iter(settings))):
         make_dataset(world, tokenizer, **settings)

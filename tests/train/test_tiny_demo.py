@@ -10,6 +10,7 @@ import torch
 from llava.model.builder import load_pretrained_model
 from llava.train.tiny_demo import ATTRIBUTES, FLASH_ATTRIBUTES, NO_FLASH, Stage, frame_labels, make_data, main, run
 from llava.video.decode import uniform_indices
+from llava.video.sampling import FrameSampling
 from llava.video.transforms import VisualProcessor
 
 
@@ -54,6 +55,10 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     tokenizer, model, processor, _ = load_pretrained_model(out, device="cpu")
     bridge = model.config.bridge_config
     assert bridge.llm_input == "memory_and_last_segment" and bridge.memory_init_std > 0
+    # the long stage trained at 1 fps (its checkpoint says so); the shipped demo samples the curriculum's frames
+    long_config = json.loads((tmp_path / "work" / "stage_long" / "config.json").read_text())
+    assert (long_config["video_fps"], long_config["max_frames"]) == (1.0, 512)
+    assert model.config.frame_sampling == FrameSampling(num_frames=24)
     # the tower was frozen after pretraining: the stages left it as pretraining left it
     pretrained = load_pretrained_model(tmp_path / "work" / "stage_tower", device="cpu")[1]
     for (name, a), b in zip(model.video_tower.state_dict().items(), pretrained.video_tower.state_dict().values()):
