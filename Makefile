@@ -1,17 +1,22 @@
 # Quick start: `make demo` (sets up .venv if missing, then answers a question about the demo video)
 #              `make test` (sets up the same .venv, then runs the test suite)
+# Both install exactly the tested versions of requirements.lock (pip constraints) into .venv.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+LOCK := requirements.lock
+EXTRAS := train,serve,eval,dev
+TORCH ?= 2.13.0
+LOCK_VENV ?= /tmp/llava-lock-venv
 export HF_HUB_OFFLINE := 1
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[train,serve,eval,dev]"
+	$(VENV)/bin/pip install -q -c $(LOCK) --upgrade pip
+	$(VENV)/bin/pip install -q -c $(LOCK) -e ".[$(EXTRAS)]"
 	touch $@
 
-.PHONY: install demo test demo-model scores bench
+.PHONY: install demo test demo-model scores bench lock check-pythons
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -30,3 +35,20 @@ scores: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_scenetilling.py
 	$(PY) benchmarks/bench_encoder.py
+
+# Re-resolve the newest versions pyproject.toml allows (torch held at $(TORCH)) into requirements.lock;
+# run `make test` after it and commit the lock only if the suite passes.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/pip install -q "torch==$(TORCH)"
+	$(LOCK_VENV)/bin/pip install -q -e ".[$(EXTRAS),bench]"
+	sed -n '/^#/p' $(LOCK) > $(LOCK).tmp
+	$(LOCK_VENV)/bin/pip freeze --all --exclude-editable | sed 's/^torch==\([^+]*\)+.*/torch==\1/' | sort -f >> $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf $(LOCK_VENV)
+
+# Install plus the quick subset on other Pythons (not in CI: each downloads a several-GB torch); see README, Install.
+check-pythons:
+	bash scripts/check_pythons.sh 3.12 3.13
