@@ -79,7 +79,7 @@ def check_run(out: Path, record: dict) -> None:
     differ = [key for key, value in record.items() if value is not None and previous.get(key) != value]
     if differ:
         changes = ", ".join(f"{key} {previous.get(key)!r} -> {record[key]!r}" for key in differ)
-        raise DataError(f"{out} holds results of another run ({changes}); use a new --output-dir or delete it")
+        raise DataError(f"{out} holds results of another run ({changes}); use a new --output or delete it")
 
 
 def load_run(out: Path) -> dict:

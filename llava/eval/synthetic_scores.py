@@ -1,15 +1,18 @@
 """Score a model on freshly generated synthetic videos: scene captions and first-scene recall.
 
-    python -m llava.eval.synthetic_scores --seed 1001 --num-videos 40 --out runs/scores.json
+    python -m llava.eval.synthetic_scores --seed 1001 --num-videos 40 --output runs/scores.json
     python -m llava.eval.synthetic_scores --seed 1001 --num-videos 40 --ablate-memory
 
-- scene captions: for every scene j of every video, the video up to the end of scene j is asked
+- scene captions: for every scene j of every video, the video up to the end of scene j (sampled as the model
+  samples a video: its config's frame sampling, or --num-frames / --video-fps / --max-frames) is asked
   "Describe the video in one sentence."; correct when the answer is scene j's caption ("a red circle").
 - first-scene recall: videos of six or more scenes are asked "What was in the first scene?".
-- streaming captions (`--stream-fps`, default 1): each video is streamed through `StreamingSession`; a scene
+- streaming captions (at the model's rate, 1 fps for one that samples uniformly, or --video-fps; --stream-fps is
+  its older name): each video is streamed through `StreamingSession`; a scene
   counts when a caption arrives within one second after it ends (at the first frame of the next scene, or at
   the end of the stream for the last scene) and names the scene that ended.
 With --ablate-memory the bridge memory is reset at every segment: first-scene recall should fall to chance.
+--output (older name --out) writes the scores as JSON.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from llava.atomic import write_json_atomic
 from llava.data import synthetic
 from llava.errors import LlavaError, report_error
 from llava.serve.engine import ChatSession
+from llava.serve.options import add_flag, add_sampling_options, check_sampling_options, frame_sampling
 from llava.serve.streaming import StreamingSession
-from llava.video.decode import open_video, uniform_indices
+from llava.video.decode import open_video
 
 CAPTION_QUESTION = synthetic.TEMPLATES["caption"]
 FIRST_QUESTION = synthetic.TEMPLATES["first_scene"]
@@ -42,15 +46,16 @@ def score_video(session: ChatSession, folder: Path, video: dict) -> tuple[list[b
     """(caption correct per scene, first-scene answer correct or None when the video has < 6 scenes)."""
     with open_video(folder / video["video"]) as reader:
         frames = reader.get_frames(np.arange(reader.num_frames))
+        times, rate = reader.times, reader.fps
     scenes = video["scenes"]
     captions = []
     for scene in scenes:
-        prefix = frames[: scene["end_frame"] + 1]
-        session.load_frames(prefix[uniform_indices(len(prefix), session.num_frames)])
+        end = scene["end_frame"] + 1
+        session.load_frames(frames[:end][session.sampling.indices(times[:end], rate)])
         captions.append(normalise(session.ask(CAPTION_QUESTION)) == normalise(scene["caption"]))
     first = None
     if len(scenes) >= 6:
-        session.load_frames(frames[uniform_indices(len(frames), session.num_frames)])
+        session.load_frames(frames[session.sampling.indices(times, rate)])
         first = normalise(session.ask(FIRST_QUESTION)) == normalise(scenes[0]["caption"])
     return captions, first
 
@@ -98,26 +103,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-scenes", type=int, default=2)
     parser.add_argument("--max-scenes", type=int, default=8)
     parser.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
-    parser.add_argument("--stream-fps", type=float, default=1.0, help="frame rate of the streaming-caption check")
-    parser.add_argument("--out", type=Path, default=None, help="write the scores as JSON here")
+    add_sampling_options(parser, fps_aliases=("--stream-fps",))
+    add_flag(parser, "--output", aliases=("--out",), type=Path, default=None, help="write the scores as JSON here")
     args = parser.parse_args(argv)
-    if not args.stream_fps > 0:
-        parser.error(f"--stream-fps must be positive, got {args.stream_fps}")
+    check_sampling_options(parser, args)
     if args.num_videos < 1:
         parser.error(f"--num-videos must be at least 1, got {args.num_videos}")
     try:
         session = ChatSession.from_pretrained(args.model_path, device="cpu")
+        session.sampling = frame_sampling(args, session.sampling)
         session.model.set_memory_ablation(args.ablate_memory)
         with tempfile.TemporaryDirectory() as tmp:
             synthetic.main(["--out", tmp, "--num-videos", str(args.num_videos), "--seed", str(args.seed),
                             "--min-scenes", str(args.min_scenes), "--max-scenes", str(args.max_scenes), "--quiet"])
-            scores = evaluate(session, Path(tmp), args.stream_fps)
+            scores = evaluate(session, Path(tmp), session.sampling.stream_fps)
     except LlavaError as err:
         return report_error(err)
     scores |= {"seed": args.seed, "num_videos": args.num_videos, "ablate_memory": args.ablate_memory}
     print(json.dumps(scores, indent=2))
-    if args.out:
-        write_json_atomic(scores, args.out)
+    if args.output:
+        write_json_atomic(scores, args.output)
     return 0
 
 

@@ -98,18 +98,28 @@ def add_inference_options(parser: argparse.ArgumentParser, max_new_tokens: int =
     add_generation_options(parser, max_new_tokens)
 
 
-def check_inference_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors (exit code 2) for shared options out of range."""
-    problems = [
+def check_sampling_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors (exit code 2) for --num-frames, --video-fps and --max-frames."""
+    _usage_errors(parser, [
         (args.num_frames is not None and args.num_frames < 1, "--num-frames must be at least 1"),
         (args.video_fps is not None and not args.video_fps > 0, "--video-fps must be positive"),
         (args.max_frames is not None and args.max_frames < 1, "--max-frames must be at least 1"),
         (args.num_frames is not None and args.video_fps is not None,
          "give --num-frames (frames uniformly) or --video-fps (a rate), not both"),
+    ])
+
+
+def check_inference_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors (exit code 2) for shared options out of range."""
+    check_sampling_options(parser, args)
+    _usage_errors(parser, [
         (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
         (args.temperature < 0, "--temperature must be 0 (greedy) or more"),
         (not 0 < args.top_p <= 1, "--top-p must be in (0, 1]"),
-    ]
+    ])
+
+
+def _usage_errors(parser: argparse.ArgumentParser, problems: list[tuple[bool, str]]) -> None:
     for failed, message in problems:
         if failed:
             parser.error(message)

@@ -1,6 +1,6 @@
 """Train the bundled demo model (checkpoints/videollamb-tiny-shapes) from scratch on a CPU.
 
-    python -m llava.train.tiny_demo --work runs/tiny-demo --out checkpoints/videollamb-tiny-shapes
+    python -m llava.train.tiny_demo --work runs/tiny-demo --output checkpoints/videollamb-tiny-shapes
 
 Stages (see shared/reference/tiny-demo-notes.md for why):
 1. synthetic scene videos and conversations (`llava.data.synthetic`), a sentencepiece tokenizer on their text;
@@ -50,6 +50,7 @@ from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.train import train
 from llava.video.decode import load_video
+from llava.video.sampling import FrameSampling
 from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ NEEDLE_STEPS = 800
 # After the curriculum: haystack-like videos at 1 fps, every frame kept (the curriculum samples 24 frames), asked
 # the questions that need the memory (and captions, to keep them); last-scene questions add nothing new here.
 LONG_STAGE = Stage(10, 80, 2000, 1200, kinds=f"caption,first_scene,{NEEDLE_KIND}", fps=1.0, sample_fps=1.0)
-MAX_FRAMES = 512  # the original's cap on frames sampled at a rate
+MAX_FRAMES = FrameSampling.max_frames  # the original's cap on frames sampled at a rate (512)
 
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
@@ -187,7 +188,7 @@ def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: in
     """One curriculum stage through `llava.train.train` on data/rows; returns the stage's mean training loss."""
     model_args = ModelArguments(model_name_or_path=str(start))
     data_args = DataArguments(data_path=str(data / rows), x_folder=str(data), video_fps=stage.sample_fps,
-                              num_frames=MAX_FRAMES if stage.sample_fps else num_frames)
+                              num_frames=num_frames, max_frames=MAX_FRAMES if stage.sample_fps else None)
     training_args = TrainingArguments(
         output_dir=str(out), max_steps=stage.steps, per_device_train_batch_size=16, learning_rate=1e-3,
         warmup_steps=min(100, stage.steps // 5), lr_scheduler_type=stage.schedule, weight_decay=0.0, logging_steps=25,
@@ -249,15 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("runs/tiny-demo"))
-    parser.add_argument("--out", type=Path, default=Path("checkpoints/videollamb-tiny-shapes"))
+    parser.add_argument("--output", type=Path, default=Path("checkpoints/videollamb-tiny-shapes"),
+                        help="the model's folder")
+    parser.add_argument("--out", dest="output", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tower-steps", type=int, default=6000)
     args = parser.parse_args(argv)
     try:
-        summary = run(args.work, args.out, args.seed, args.tower_steps)
+        summary = run(args.work, args.output, args.seed, args.tower_steps)
     except (LlavaError, OSError) as err:
         return report_error(err)
-    write_json_atomic(summary, args.out / "training_summary.json")
+    write_json_atomic(summary, args.output / "training_summary.json")
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -23,6 +23,7 @@ import torch
 from llava.errors import ConfigError
 from llava.video.decode import Source, load_video, load_video_fps
 from llava.video.reader import Transform
+from llava.video.timeline import rate_indices, uniform_indices
 
 STREAM_FPS = 1.0  # the rate a stream is read at when the model samples uniformly (as the original's streaming)
 
@@ -79,6 +80,14 @@ class FrameSampling:
         if self.fps is None:
             return {"num_frames": self.num_frames}
         return {"video_fps": self.fps, "max_frames": self.max_frames}
+
+    def indices(self, times: np.ndarray, frame_rate: float) -> np.ndarray:
+        """The frames this sampling takes of frames already decoded, presented at `times` (seconds, in order) by a
+        video of nominal `frame_rate`: the choice `sample_video` makes on the file (tested to agree)."""
+        if self.fps is None:
+            return uniform_indices(len(times), self.num_frames)
+        idx = rate_indices(times, self.fps, 0.5 / frame_rate)
+        return idx if len(idx) <= self.max_frames else uniform_indices(len(times), self.max_frames)
 
     def describe(self) -> str:
         if self.fps is None:

@@ -22,7 +22,7 @@ LENGTHS=${LENGTHS:-1,9,17,26,34,42,50,58,66,75,83,91,99,107,116,124,132,140,148,
 DEPTHS=${DEPTHS:-0,9,18,27,36,45,55,64,73,82,91,100}
 PYTHON=${PYTHON:-python}
 
-ARGS=(--modality "${MODALITY}" --lengths "${LENGTHS}" --depths "${DEPTHS}" --output-dir "${OUTPUT_DIR}")
+ARGS=(--modality "${MODALITY}" --lengths "${LENGTHS}" --depths "${DEPTHS}" --output "${OUTPUT_DIR}")
 if [[ -n "${MODEL_PATH}" ]]; then
     ARGS+=(--model-path "${MODEL_PATH}")
 fi

@@ -10,7 +10,7 @@ from llava.eval.synthetic_scores import main
 def test_scores_cover_every_generated_scene(tiny_checkpoint, tmp_path):
     out = tmp_path / "scores.json"
     args = ["--model-path", str(tiny_checkpoint), "--seed", "5", "--num-videos", "2", "--min-scenes", "2",
-            "--max-scenes", "2", "--out", str(out)]
+            "--max-scenes", "2", "--output", str(out)]
     assert main(args) == 0
     scores = json.loads(out.read_text())
     assert scores["scenes"] == 4 and scores["videos_6plus"] == 0
@@ -25,6 +25,6 @@ def test_a_missing_model_is_one_clear_error(tmp_path, capsys):
 
 def test_a_non_positive_stream_rate_is_a_usage_error(tiny_checkpoint, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--model-path", str(tiny_checkpoint), "--num-videos", "1", "--stream-fps", "0"])
+        main(["--model-path", str(tiny_checkpoint), "--num-videos", "1", "--stream-fps", "0"])  # the older name
     assert exit_info.value.code == 2
-    assert "--stream-fps must be positive" in capsys.readouterr().err
+    assert "--video-fps must be positive" in capsys.readouterr().err

@@ -72,3 +72,15 @@ def test_the_config_records_the_sampling_and_old_configs_sample_uniformly(tmp_pa
         del saved[key]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert VideoLLaMBConfig.from_pretrained(tmp_path).frame_sampling == FrameSampling(num_frames=24)
+
+
+@pytest.mark.parametrize("sampling", [FrameSampling(num_frames=7), FrameSampling(fps=2.0), FrameSampling(fps=3.0),
+                                      FrameSampling(fps=5.0, max_frames=4), FrameSampling(fps=20.0)])
+def test_indices_of_decoded_frames_agree_with_sampling_the_file(clip, sampling):
+    from llava.video.decode import open_video
+
+    with open_video(clip) as video:
+        every = video.get_frames(np.arange(video.num_frames))
+        chosen = sampling.indices(video.times, video.fps)
+        expected, seconds = sample_video(video, sampling)
+        assert np.array_equal(every[chosen], expected) and np.array_equal(video.times[chosen], seconds)
