@@ -40,7 +40,7 @@ def scan_packets(container: av.container.InputContainer, stream: av.video.stream
     """The timeline announced by the packets, or None when they cannot announce it (a packet without a
     timestamp, two frames at one time): then only a sequential decode can tell. A corrupt packet is not looked
     for here: a frame that does not decode is found missing while decoding, which falls back the same way."""
-    cuts = any(entry.is_discard for entry in stream.index_entries)  # an edit list hides some frames
+    cuts = "mov" in container.format.name and any(entry.is_discard for entry in stream.index_entries)  # edit list
     pts: list[int] = []
     keys: list[int] = []
     try:
@@ -75,7 +75,7 @@ class PyAVFileReader(VideoReader):
             self._time_base = stream.time_base
             timeline = scan_packets(self._container, stream)
             self._timeline = timeline if timeline is not None else self._decode_timeline(source)
-            first = next(self._frames_from(-1, source), None)
+            first = self._probe(source)
             if first is None:
                 raise VideoError(f"{source}: no decodable video frames")
         except BaseException:
@@ -84,6 +84,18 @@ class PyAVFileReader(VideoReader):
         start = self._container.start_time
         self._origin = start / 1_000_000 if start is not None else float(self._timeline.pts[0] * self._time_base)
         super().__init__(source, self._seconds(self._timeline.pts), fps, upright_size(first))
+
+    def _probe(self, source: str) -> av.VideoFrame | None:
+        """The first keyframe (its size and rotation are the video's), found by a seek rather than by opening the
+        file again; from the start of the file when the packets announce no keyframe or cannot be trusted."""
+        if self._timeline.exact and len(self._timeline.key_pts):
+            try:
+                frame = next(self._frames_from(0, source), None)
+            except _Untrusted:
+                frame = None
+            if frame is not None:
+                return frame
+        return next(self._frames_from(-1, source), None)
 
     def _seconds(self, pts: np.ndarray) -> np.ndarray:
         """Presentation times in seconds since the start of the file."""
