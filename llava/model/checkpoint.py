@@ -1,7 +1,8 @@
 """Reading checkpoint folders: configs, safetensors shards, and the released layout's names.
 
 Only safetensors (or `torch.load(weights_only=True)` for a LanguageBind `pytorch_model.bin`) are read:
-loading never executes code from a checkpoint.
+loading never executes code from a checkpoint. `open_weights` opens shards lazily (memory-mapped): a tensor is
+read only when the model takes it, so loading holds one copy of the weights, never two.
 """
 
 from __future__ import annotations
@@ -9,13 +10,25 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import site
+import sys
+import sysconfig
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from llava.errors import CheckpointError
+
+DEMO_CHECKPOINT_NAME = "videollamb-tiny-shapes"
+# where an installed (non-editable) package finds the bundled demo model, under its install root:
+# pyproject.toml's [tool.setuptools.data-files] puts checkpoints/videollamb-tiny-shapes there
+INSTALLED_CHECKPOINTS = Path("share") / "llava-videollamb" / "checkpoints"
+# safetensors dtype names -> torch dtypes (floating point ones; others are never cast)
+SAFETENSORS_FLOATS = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 # released name prefix -> this project's prefix (first match wins)
 RELEASED_PREFIXES: list[tuple[str, str]] = [
@@ -79,6 +92,49 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def open_weights(folder: Path, stack: ExitStack) -> dict[str, Any]:
+    """Every tensor of a folder's safetensors shards, opened lazily: name -> a safetensors slice (`slice[...]`
+    reads the tensor from the memory-mapped file). The shards stay open until `stack` closes; tensors read before
+    then keep their memory. A corrupted or truncated shard is a CheckpointError naming it."""
+    weights: dict[str, Any] = {}
+    for file in weight_files(folder):
+        try:
+            handle = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
+            weights.update({name: handle.get_slice(name) for name in handle.keys()})
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{file}: corrupted or unreadable weights ({err})") from None
+    return weights
+
+
+def weight_shape(weight: Any) -> tuple[int, ...]:
+    """The shape of a tensor or of a lazy safetensors slice."""
+    return tuple(weight.shape) if isinstance(weight, torch.Tensor) else tuple(weight.get_shape())
+
+
+def weight_dtype(weight: Any) -> torch.dtype | None:
+    """The floating-point dtype of a tensor or a lazy slice; None for integer and boolean weights."""
+    if isinstance(weight, torch.Tensor):
+        return weight.dtype if weight.is_floating_point() else None
+    return SAFETENSORS_FLOATS.get(weight.get_dtype())
+
+
+def stored_dtype(weights: dict[str, Any]) -> torch.dtype | None:
+    """The floating-point dtype that holds most of the values of `weights` (the checkpoint's precision)."""
+    counts: dict[torch.dtype, int] = {}
+    for weight in weights.values():
+        dtype = weight_dtype(weight)
+        if dtype is not None:
+            counts[dtype] = counts.get(dtype, 0) + int(torch.Size(weight_shape(weight)).numel())
+    return max(counts, key=counts.__getitem__) if counts else None
+
+
+def open_tower_weights(folder: Path, stack: ExitStack) -> dict[str, Any]:
+    """`load_tower_weights`, lazily where the folder holds safetensors (a `pytorch_model.bin` is read whole)."""
+    if list(folder.glob("*.safetensors")) or not list(folder.glob("pytorch_model*.bin")):
+        return {k: v for k, v in open_weights(folder, stack).items() if k.startswith("vision_model.")}
+    return load_tower_weights(folder)
+
+
 def load_tower_weights(folder: Path) -> dict[str, torch.Tensor]:
     """A published LanguageBind folder: its `vision_model.*` tensors (text-side weights are ignored)."""
     bins = sorted(folder.glob("pytorch_model*.bin"))
@@ -107,3 +163,26 @@ def map_released_name(name: str) -> str | None:
         if name.startswith(old):
             return new + name[len(old) :]
     return name
+
+
+def bundled_checkpoint_places(name: str = DEMO_CHECKPOINT_NAME) -> list[Path]:
+    """Where a checkpoint bundled with the package may be, in the order they are tried: the checkout's own
+    `checkpoints/` (a source tree or an editable install), then the `share/llava-videollamb/checkpoints/` folder
+    that a non-editable install writes next to the package (`pip install --target DIR`), in the environment
+    (`sys.prefix`, a virtual environment) or in the user's base (`pip install --user`)."""
+    root = Path(__file__).resolve().parents[2]  # the checkout, or site-packages / the --target folder
+    bases = [root, Path(sys.prefix), Path(sysconfig.get_path("data")), Path(site.getuserbase())]
+    places = [root / "checkpoints" / name] + [base / INSTALLED_CHECKPOINTS / name for base in bases]
+    return list(dict.fromkeys(places))
+
+
+def bundled_checkpoint(name: str = DEMO_CHECKPOINT_NAME) -> Path:
+    """The folder of a checkpoint bundled with the package (the demo model by default): the first of
+    `bundled_checkpoint_places` that holds a config.json. When none does, the place it belongs: the checkout's
+    `checkpoints/` when running from a checkout, else the installed package's `share/` folder in `sys.prefix`."""
+    places = bundled_checkpoint_places(name)
+    for place in places:
+        if (place / "config.json").is_file():
+            return place
+    checkout = (places[0].parents[1] / "pyproject.toml").is_file()
+    return places[0] if checkout else Path(sys.prefix) / INSTALLED_CHECKPOINTS / name

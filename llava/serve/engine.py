@@ -26,6 +26,7 @@ from llava.conversation import DEFAULT_TEMPLATE, Conversation, get_template
 from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.builder import load_pretrained_model
+from llava.model.checkpoint import bundled_checkpoint
 from llava.video.decode import load_image
 from llava.video.sampling import FrameSampling, sample_video
 from llava.video.transforms import VisualProcessor
@@ -33,7 +34,7 @@ from llava.video.transforms import VisualProcessor
 if TYPE_CHECKING:
     from llava.video.decode import VideoReader
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "videollamb-tiny-shapes"
+DEMO_CHECKPOINT = bundled_checkpoint()  # the checkout's checkpoints/ or, installed, the package's share/ folder
 DEMO_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
 DEFAULT_DEVICE = "auto"  # a GPU when there is one (see llava.model.builder.resolve_device)
 SHORT_MAX_NEW_TOKENS = 32  # the default of a caption (streaming) and of a benchmark's answer (a letter, a name)

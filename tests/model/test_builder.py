@@ -1,12 +1,18 @@
 """load_pretrained_model on this project's format and on a tiny checkpoint in the released layout."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM
+from transformers import initialization as init
 
-from llava.errors import CheckpointError
+from llava.errors import CheckpointError, ConfigError
+from llava.model import builder
 from llava.model.builder import load_model_weights, load_pretrained_model
 from llava.model.config import VideoLLaMBConfig
 from llava.model.convert import main as convert_main
@@ -81,8 +87,9 @@ def write_released(model, tokenizer, folder, towers_inside: bool):
 
 def logits(model, tokenizer):
     ids = [tokenizer.bos_token_id] + tokenizer("USER:", add_special_tokens=False)["input_ids"] + [-201]
+    video = random_video(12, seed=9, size=model.config.vision_config.image_size).to(model.video_tower.dtype)
     with torch.no_grad():
-        return model(input_ids=torch.tensor([ids]), videos=[random_video(12, seed=9, size=model.config.vision_config.image_size)]).logits
+        return model(input_ids=torch.tensor([ids]), videos=[video]).logits
 
 
 @pytest.mark.parametrize("towers_inside", [True, False])
@@ -128,8 +135,100 @@ def test_missing_corrupted_and_mismatched_weights_are_named(tmp_path, tiny_model
         load_model_weights(tmp_path / "n")
 
 
-def test_quantised_loading_without_cuda_is_one_clear_error(tmp_path):
-    from llava.errors import ConfigError
+def save(model, tokenizer, folder):
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
-    with pytest.raises(ConfigError, match="CUDA"):
-        load_pretrained_model(tmp_path, device="cpu", load_4bit=True)
+
+def test_a_bf16_checkpoint_loads_in_bf16_unless_asked(tmp_path, tiny_model, tokenizer):
+    """No float32 copy of a bf16 checkpoint: on the CPU the weights keep the checkpoint's dtype (and values)."""
+    source = tiny_model.to(torch.bfloat16)
+    folder = save(source, tokenizer, tmp_path / "bf16")
+    _, loaded, _, _ = load_pretrained_model(folder, device="cpu")
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    # the same weights, read in place from the memory-mapped file: CPU kernels may round bf16 a little differently
+    torch.testing.assert_close(logits(loaded, tokenizer), logits(source, tokenizer), rtol=0.02, atol=0.004)
+    _, widened, _, _ = load_pretrained_model(folder, device="cpu", dtype=torch.float32)
+    assert {p.dtype for p in widened.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("device_map", ["auto", "cpu", {"video_tower": "cpu", "image_tower": "cpu", "bridge": "cpu",
+                                                        "mm_projector": "cpu", "language_model": "cpu"}])
+def test_a_device_map_loads_the_same_model(tmp_path, tiny_model, tokenizer, device_map):
+    folder = save(tiny_model, tokenizer, tmp_path / "m")
+    _, loaded, _, _ = load_pretrained_model(folder, device_map=device_map)
+    torch.testing.assert_close(logits(loaded, tokenizer), logits(tiny_model, tokenizer))
+
+
+def test_auto_device_map_spreads_the_llm_over_gpus_and_cpu_and_keeps_the_vision_path_whole():
+    """The placement device_map="auto" computes (transformers' own function, on a meta model) for two GPUs too
+    small for the 7B: the towers, bridge and projector whole on the first GPU, where the LLM starts (so visual
+    tokens meet the text embeddings there), the LLM's layers over both GPUs and the CPU."""
+    from transformers.integrations.accelerate import _get_device_map
+
+    from llava.model.presets import videollamb_7b_config
+
+    with torch.device("meta"), init.no_init_weights():
+        model = VideoLLaMBForCausalLM(videollamb_7b_config()).to(torch.bfloat16)
+    placement = _get_device_map(model, "auto", {0: "5GiB", 1: "5GiB", "cpu": "40GiB"}, None)
+    for name in ("video_tower", "image_tower", "bridge", "mm_projector", "language_model.model.embed_tokens"):
+        assert placement[name] == 0, name
+    layers = [placement[f"language_model.model.layers.{i}"] for i in range(32)]
+    assert layers == sorted(layers, key=[0, 1, "cpu"].index) and set(layers) == {0, 1, "cpu"}
+    assert placement["language_model.lm_head"] == "cpu"
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_8bit_and_4bit_loading_quantizes_the_llm_layers_on_the_cpu(tmp_path, tiny_model, tokenizer, bits):
+    """bitsandbytes through transformers' quantization support, on the CPU: the LLM's decoder layers are int8 / NF4,
+    the towers, bridge, projector and output layer stay in the model's dtype, and the model still answers."""
+    folder = save(tiny_model, tokenizer, tmp_path / "m")
+    _, model, _, _ = load_pretrained_model(folder, device="cpu", load_8bit=bits == 8, load_4bit=bits == 4)
+    layer = model.language_model.model.layers[0].mlp.up_proj
+    assert type(layer).__name__ == {8: "Linear8bitLt", 4: "Linear4bit"}[bits]
+    assert layer.weight.dtype == {8: torch.int8, 4: torch.uint8}[bits]
+    dtype = torch.float16 if bits == 8 else torch.float32  # 8-bit: float16, what int8 matmuls take as it is
+    kept = [model.bridge.layer.mlp[0], model.mm_projector[0], model.language_model.lm_head,
+            model.video_tower.vision_model.encoder.layers[0].mlp.fc1]
+    assert all(type(m) is torch.nn.Linear and m.weight.dtype == dtype for m in kept)
+    quantized, full = logits(model, tokenizer).float(), logits(tiny_model, tokenizer)
+    assert torch.nn.functional.cosine_similarity(quantized.flatten(), full.flatten(), dim=0) > 0.98
+    ids = torch.tensor([[tokenizer.bos_token_id, -201]])
+    video = random_video(12, seed=9, size=model.config.vision_config.image_size).to(dtype)
+    assert model.generate(input_ids=ids, videos=[video], max_new_tokens=3, do_sample=False).shape == (1, 3)
+
+
+def test_quantization_errors_are_clear(tmp_path, tiny_model, tokenizer, monkeypatch):
+    folder = save(tiny_model, tokenizer, tmp_path / "m")
+    with pytest.raises(ConfigError, match="choose one"):
+        load_pretrained_model(folder, device="cpu", load_8bit=True, load_4bit=True)
+    monkeypatch.setattr(builder, "QUANTIZE_PACKAGES", ("bitsandbytes", "no_such_package_here"))
+    with pytest.raises(ConfigError, match=r"--load-4bit needs no_such_package_here: pip install 'llava-videollamb\[quant\]'"):
+        load_pretrained_model(folder, device="cpu", load_4bit=True)
+
+
+REGISTERED = """
+import sys
+import llava
+from transformers import AutoConfig, AutoModelForCausalLM
+config = AutoConfig.from_pretrained(sys.argv[1])
+print(type(config).__name__, AutoModelForCausalLM._model_mapping[type(config)].__name__)
+"""
+
+
+def test_import_llava_registers_the_auto_classes(tmp_path, tiny_model, tokenizer):
+    """In a fresh interpreter `import llava` alone registers the config and the model; AutoModelForCausalLM then
+    loads this project's format to the same logits as load_pretrained_model."""
+    folder = save(tiny_model, tokenizer, tmp_path / "m")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-c", REGISTERED, str(folder)], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["VideoLLaMBConfig", "VideoLLaMBForCausalLM"]
+    auto = AutoModelForCausalLM.from_pretrained(folder)
+    _, loaded, _, _ = load_pretrained_model(folder, device="cpu")
+    assert type(auto) is VideoLLaMBForCausalLM
+    torch.testing.assert_close(logits(auto, tokenizer), logits(loaded, tokenizer), rtol=0, atol=0)

@@ -128,10 +128,21 @@ def test_missing_demo_model_says_how_to_build_it(tiny_video, tmp_path, capsys, m
 
 
 @pytest.mark.parametrize("flag", ["--load-4bit", "--load-8bit"])
-def test_quantised_loading_needs_cuda(tiny_checkpoint, tiny_video, capsys, flag):
-    args = ["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--query", "hi", flag]
+def test_quantised_loading_answers_on_the_cpu(tiny_checkpoint, tiny_video, capsys, flag):
+    """bitsandbytes runs on the CPU too: the quantized session answers as the library's does."""
+    question = "What was in the first scene?"
+    args = ["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--query", question, flag]
     code = cli.main([*args, *FAST])
-    assert_user_error(capsys, code, "CUDA")
+    out = capsys.readouterr().out
+    assert code == 0
+    (expected,) = reference(tiny_checkpoint, tiny_video, [question], **{flag[2:].replace("-", "_"): True})
+    assert out == expected + "\n"
+
+
+def test_both_quantisations_are_one_error_line(tiny_checkpoint, tiny_video, capsys):
+    args = ["--model-path", str(tiny_checkpoint), "--video-file", str(tiny_video), "--query", "hi"]
+    code = cli.main([*args, "--load-4bit", "--load-8bit", *FAST])
+    assert_user_error(capsys, code, "choose one")
 
 
 @pytest.mark.parametrize("media", [[], ["--video-file", "a.mp4", "--image-file", "b.png"]])
