@@ -8,8 +8,9 @@ encoded once per upload), then ask as many questions as you like; Regenerate ask
 Clear drops the turns and the media. Each browser tab has its own conversation; all share one model (with
 --static-cache it runs one request at a time: an upload, a question or a stream; the others wait). The
 "Streaming" tab: upload a video and press Start: the video is read at --video-fps frames per second (default: the
-checkpoint's rate, or 1 for a model that samples uniformly; --stream-fps is an older name) and a caption is written, with its video time, whenever a scene ends. Uploads over --max-upload-mb are refused
-(by the server, and with a message in the page). Binds 127.0.0.1 unless --host says otherwise; there is no
+checkpoint's rate, or 1 for a model that samples uniformly; --stream-fps is an older name) and a caption is
+written, with its video time, whenever a scene ends. Uploads over --max-upload-mb are refused (by the server, and
+with a message in the page). Binds 127.0.0.1 unless --host says otherwise; there is no
 public share link. Without --model-path the bundled demo model answers; a bad model path ends in one `error:`
 line and exit code 1. FFmpeg's log lines are silent unless --verbose. The model, frame sampling and generation
 options are shared with every front end (see `llava.serve.options`).
