@@ -13,9 +13,11 @@ tokenizer. Sizes: `7b` is the released layout (Vicuna-7B text model, two ViT-L/1
 Each load runs in a fresh child process: it first loads the bundled demo model (so the libraries' lazily imported
 code is in memory), drops the checkpoint's pages from the page cache (`posix_fadvise`, this file only: the load
 reads from disk), then calls `load_pretrained_model(folder, device="cpu", ...)`, which also checks every weight
-for NaN and so reads all of them. Reported: seconds; the process's peak resident memory (`getrusage`
-ru_maxrss, which counts the memory-mapped checkpoint pages the model uses as well as copies) in total and above
-the resident memory just before the load; both against the checkpoint's size on disk; the model's own bytes.
+for NaN and so reads all of them. Reported: seconds; the process's peak resident memory (VmHWM of
+/proc/self/status, which counts the memory-mapped checkpoint pages the model uses as well as copies; getrusage's
+ru_maxrss would carry the parent's peak across fork and exec) in total and above the resident memory just before
+the load; both against the checkpoint's size on disk; the model's own bytes
+(parameters are counted unquantized).
 Modes: `bf16` (the default dtype, the checkpoint's own), `float32` (widened on request: twice the bytes, for
 contrast), `8bit` / `4bit` (bitsandbytes on the CPU; the towers, bridge and output layer stay unquantized).
 Prints a table and writes JSON.
@@ -25,9 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -112,16 +114,21 @@ def drop_from_page_cache(folder: Path) -> None:
             os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def resident_bytes() -> int:
-    """The process's resident memory now (Linux /proc/self/statm)."""
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def memory_status(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, in bytes: VmRSS (resident now) or VmHWM (its peak).
+    VmHWM belongs to the process's own address space, so unlike getrusage's ru_maxrss it does not carry the peak
+    of the parent that started it (Linux keeps ru_maxrss across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def child(folder: Path, mode: str) -> dict:
     """In a fresh process: one load of `folder` in `mode`, measured."""
     import torch
 
-    from llava.model.builder import load_pretrained_model
+    from llava.model.builder import load_pretrained_model, model_shapes
     from llava.model.checkpoint import bundled_checkpoint
 
     options = dict(MODES[mode])
@@ -129,15 +136,15 @@ def child(folder: Path, mode: str) -> dict:
         options["dtype"] = getattr(torch, options["dtype"])
     load_pretrained_model(bundled_checkpoint(), device="cpu")  # warm-up: lazily imported code, tokenizer code
     drop_from_page_cache(folder)
-    before = resident_bytes()
+    before = memory_status("VmRSS")
     start = time.perf_counter()
     _, model, _, _ = load_pretrained_model(folder, device="cpu", **options)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    peak = memory_status("VmHWM")
     tensors = [*model.parameters(), *model.buffers()]
     return {"mode": mode, "load_s": round(seconds, 2), "rss_before_load": before, "peak_rss": peak,
-            "rss_after_load": resident_bytes(), "model_bytes": sum(t.nbytes for t in tensors),
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "rss_after_load": memory_status("VmRSS"), "model_bytes": sum(t.nbytes for t in tensors),
+            "parameters": sum(math.prod(shape) for shape in model_shapes(model.config).values()),
             "dtypes": sorted({str(t.dtype).removeprefix("torch.") for t in tensors})}
 
 

@@ -25,14 +25,7 @@ from transformers import AutoTokenizer, BitsAndBytesConfig
 from transformers import initialization as init
 
 from llava.errors import CheckpointError, ConfigError
-from llava.model.checkpoint import (
-    map_released_name,
-    open_tower_weights,
-    open_weights,
-    read_json,
-    stored_dtype,
-    weight_shape,
-)
+from llava.model.checkpoint import WeightReader, map_released_name, read_json, stored_dtype, weight_shape
 from llava.model.config import VideoLLaMBConfig
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.video.transforms import VisualProcessor
@@ -109,7 +102,7 @@ def released_config(folder: Path, raw: dict, state: dict[str, Any]) -> VideoLLaM
     return config
 
 
-def _released_state(folder: Path, raw: dict, state: dict, report: LoadReport, stack: ExitStack) -> dict[str, Any]:
+def _released_state(folder: Path, raw: dict, state: dict, report: LoadReport, reader: WeightReader) -> dict[str, Any]:
     mapped = {}
     for name, tensor in state.items():
         new = map_released_name(name)
@@ -122,23 +115,22 @@ def _released_state(folder: Path, raw: dict, state: dict, report: LoadReport, st
             continue
         tower = _tower_folder(folder, raw.get(key))
         if tower is not None:
-            mapped.update({prefix + k: v for k, v in open_tower_weights(tower, stack).items()})
+            mapped.update({prefix + k: v for k, v in reader.tower(tower).items()})
             report.towers_from_folders.append(str(tower))
     return mapped
 
 
-def read_checkpoint(folder: Path, stack: ExitStack) -> tuple[VideoLLaMBConfig, dict[str, Any], LoadReport]:
-    """The config a folder describes and its weights under this project's names, opened lazily (see
-    `open_weights`; they stay readable until `stack` closes)."""
+def read_checkpoint(folder: Path, reader: WeightReader) -> tuple[VideoLLaMBConfig, dict[str, Any], LoadReport]:
+    """The config a folder describes and its weights under this project's names, opened lazily by `reader`."""
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
     raw = read_json(folder / "config.json")
-    state = open_weights(folder, stack)
+    state = reader.shards(folder)
     if raw.get("model_type") == VideoLLaMBConfig.model_type:
         return VideoLLaMBConfig.from_dict(raw), state, LoadReport(layout="videollamb")
     if raw.get("model_type") == "llava_llama":
         config, report = released_config(folder, raw, state), LoadReport(layout="released")
-        return config, _released_state(folder, raw, state, report, stack), report
+        return config, _released_state(folder, raw, state, report, reader), report
     raise CheckpointError(f"{folder}: unknown model_type {raw.get('model_type')!r}; expected videollamb or llava_llama")
 
 
@@ -189,15 +181,19 @@ def load_model_weights(
 ) -> tuple[VideoLLaMBForCausalLM, LoadReport]:
     """Build the model a folder describes and load its weights, strictly: missing weights are an error.
 
-    `dtype` None keeps the checkpoint's own precision. Without `device_map` the weights stay on the CPU (where a
-    tensor already in `dtype` is used from the memory-mapped file, not copied); `device_map` ("auto", "cpu",
-    "cuda:1" or a dict of module name -> device) and `quantize_bits` (8 or 4) go to transformers' loader, which
-    needs accelerate (and bitsandbytes to quantize)."""
+    `dtype` None keeps the checkpoint's own precision. Without `device_map` the weights stay on the CPU, and those
+    already in `dtype` are used in place from the memory-mapped file, not copied; otherwise each is read into its
+    own memory as it is converted or moved (see `WeightReader`). `device_map` ("auto", "cpu", "cuda:1" or a dict
+    of module name -> device) and `quantize_bits` (8 or 4) go to transformers' loader, which needs accelerate (and
+    bitsandbytes to quantize)."""
     folder = Path(model_path)
     with ExitStack() as stack:
-        config, state, report = read_checkpoint(folder, stack)
+        config, state, report = read_checkpoint(folder, WeightReader(stack))
+        stored = stored_dtype(state) or torch.float32
+        dtype = dtype or stored
+        if quantize_bits is not None or device_map is not None or dtype != stored:  # not used in place: read them
+            config, state, report = read_checkpoint(folder, WeightReader(stack, backend="pread"))
         state = match_weights(folder, config, state, report)
-        dtype = dtype or stored_dtype(state) or torch.float32
         options: dict[str, Any] = {"dtype": dtype}
         if device_map is not None:
             _require_accelerate("device_map")

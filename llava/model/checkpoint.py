@@ -1,8 +1,8 @@
 """Reading checkpoint folders: configs, safetensors shards, and the released layout's names.
 
 Only safetensors (or `torch.load(weights_only=True)` for a LanguageBind `pytorch_model.bin`) are read:
-loading never executes code from a checkpoint. `open_weights` opens shards lazily (memory-mapped): a tensor is
-read only when the model takes it, so loading holds one copy of the weights, never two.
+loading never executes code from a checkpoint. `WeightReader` opens shards lazily: a tensor is read only when
+the model takes it, so loading holds one copy of the weights, never two.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import site
 import sys
 import sysconfig
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +93,36 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def open_weights(folder: Path, stack: ExitStack) -> dict[str, Any]:
-    """Every tensor of a folder's safetensors shards, opened lazily: name -> a safetensors slice (`slice[...]`
-    reads the tensor from the memory-mapped file). The shards stay open until `stack` closes; tensors read before
-    then keep their memory. A corrupted or truncated shard is a CheckpointError naming it."""
-    weights: dict[str, Any] = {}
-    for file in weight_files(folder):
-        try:
-            handle = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
-            weights.update({name: handle.get_slice(name) for name in handle.keys()})
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{file}: corrupted or unreadable weights ({err})") from None
-    return weights
+@dataclass
+class WeightReader:
+    """Opens safetensors shards lazily: name -> a safetensors slice, read (`slice[...]`) only when the model takes
+    it. The shards stay open until `stack` closes; tensors read before then keep their memory.
+
+    backend "mmap": a tensor is used in place from the memory-mapped file, no copy (for weights kept in their stored
+    dtype: the process holds the checkpoint once). "pread": each tensor is read into its own memory (for weights
+    converted on the way, e.g. widened or quantized, so the file's pages are not held beside the converted copies).
+    """
+
+    stack: ExitStack
+    backend: str = "mmap"
+
+    def shards(self, folder: Path) -> dict[str, Any]:
+        """Every tensor of a folder's safetensors shards; a corrupted or truncated shard is a CheckpointError."""
+        weights: dict[str, Any] = {}
+        for file in weight_files(folder):
+            try:
+                handle = self.stack.enter_context(safe_open(str(file), framework="pt", device="cpu",
+                                                            backend=self.backend))
+                weights.update({name: handle.get_slice(name) for name in handle.keys()})
+            except (SafetensorError, OSError, ValueError) as err:
+                raise CheckpointError(f"{file}: corrupted or unreadable weights ({err})") from None
+        return weights
+
+    def tower(self, folder: Path) -> dict[str, Any]:
+        """`load_tower_weights`, lazily where the folder holds safetensors (a `pytorch_model.bin` is read whole)."""
+        if list(folder.glob("*.safetensors")) or not list(folder.glob("pytorch_model*.bin")):
+            return {k: v for k, v in self.shards(folder).items() if k.startswith("vision_model.")}
+        return load_tower_weights(folder)
 
 
 def weight_shape(weight: Any) -> tuple[int, ...]:
@@ -126,13 +145,6 @@ def stored_dtype(weights: dict[str, Any]) -> torch.dtype | None:
         if dtype is not None:
             counts[dtype] = counts.get(dtype, 0) + int(torch.Size(weight_shape(weight)).numel())
     return max(counts, key=counts.__getitem__) if counts else None
-
-
-def open_tower_weights(folder: Path, stack: ExitStack) -> dict[str, Any]:
-    """`load_tower_weights`, lazily where the folder holds safetensors (a `pytorch_model.bin` is read whole)."""
-    if list(folder.glob("*.safetensors")) or not list(folder.glob("pytorch_model*.bin")):
-        return {k: v for k, v in open_weights(folder, stack).items() if k.startswith("vision_model.")}
-    return load_tower_weights(folder)
 
 
 def load_tower_weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -2,7 +2,8 @@
 
     python -m llava.model.convert --src checkpoints/videollamb-llava-1.5-7b --dst checkpoints/videollamb-7b
 
-The towers are stored inside the result, whether the source held them or named LanguageBind folders.
+The towers are stored inside the result, whether the source held them or named LanguageBind folders; the weights
+keep the source's precision (a bf16 release stays bf16, read once: see `llava.model.builder.load_model_weights`).
 The result is written to a temporary folder next to --dst and renamed, so a failed run leaves nothing behind.
 """
 
