@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from contextlib import ExitStack
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BitsAndBytesConfig
 from transformers import initialization as init
+from transformers.utils import logging as hf_logging
 
 from llava.errors import CheckpointError, ConfigError
 from llava.model.checkpoint import WeightReader, map_released_name, read_json, stored_dtype, weight_shape
@@ -200,10 +203,25 @@ def load_model_weights(
             options.update(device_map=device_map, max_memory=max_memory)
         if quantize_bits is not None:
             options["quantization_config"] = quantization_config(quantize_bits, dtype)
-        model = VideoLLaMBForCausalLM.from_pretrained(None, config=config, state_dict=state, **options)
+        with _progress_only_on_a_terminal():
+            model = VideoLLaMBForCausalLM.from_pretrained(None, config=config, state_dict=state, **options)
     model.config.name_or_path = str(folder)
     _check_finite(model, folder)
     return model, report
+
+
+@contextmanager
+def _progress_only_on_a_terminal() -> Iterator[None]:
+    """transformers' "Loading weights" bar when stderr is a terminal; nothing when it is a file or a pipe, so a
+    command's stderr holds its own lines alone (restored afterwards to whatever it was)."""
+    if sys.stderr.isatty() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def _require_accelerate(what: str) -> None:
