@@ -11,8 +11,9 @@
 # logs go beside it. Pythons are found as pythonX.Y on PATH or under `pyenv root`. torch comes from the CPU index
 # (https://download.pytorch.org/whl/cpu) when it answers, otherwise from the default index: on Linux x86_64 that
 # is a CUDA build of several GB, so the script first checks free disk space ($MIN_FREE_GB, default 15).
-# EXTRAS (default dev) and TESTS (default "tests/model tests/video") choose what is installed and run; TORCH=X.Y.Z
-# replaces the set's torch pin (CI runs the lowest set with TORCH=2.13.0, the local CPU wheel of Python 3.11).
+# EXTRAS (default dev,quant: the model tests load in 8 bits and with a device_map) and TESTS (default
+# "tests/model tests/video") choose what is installed and run; TORCH=X.Y.Z replaces the set's torch pin (CI runs
+# the lowest set with TORCH=2.13.0, the local CPU wheel of Python 3.11).
 # Exit status: 0 if every Python passed, 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ done
 
 CHECK_DIR=${CHECK_DIR:-/tmp/llava-check-pythons}
 MIN_FREE_GB=${MIN_FREE_GB:-15}
-EXTRAS=${EXTRAS:-dev}
+EXTRAS=${EXTRAS:-dev,quant}
 TESTS=${TESTS:-tests/model tests/video}
 CPU_INDEX=https://download.pytorch.org/whl/cpu
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
