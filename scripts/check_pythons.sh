@@ -7,8 +7,8 @@
 #   bash scripts/check_pythons.sh --lowest 3.11        # the lowest allowed versions (requirements-min.txt)
 #   bash scripts/check_pythons.sh --record 3.12 3.13   # also add a result row per Python to docs/python-versions.md
 #
-# Each venv lives in $CHECK_DIR/<set>-py<version> (default /tmp/llava-check-pythons) and is rebuilt each run; the
-# logs go beside it. Pythons are found as pythonX.Y on PATH or under `pyenv root`. torch comes from the CPU index
+# Each venv lives in $CHECK_DIR/<set>-py<version> (default /tmp/llava-check-pythons-<checksum of this checkout's
+# path>) and is rebuilt each run; the logs go beside it. Pythons are found as pythonX.Y on PATH or under `pyenv root`. torch comes from the CPU index
 # (https://download.pytorch.org/whl/cpu) when it answers, otherwise from the default index: on Linux x86_64 that
 # is a CUDA build of several GB, so the script first checks free disk space ($MIN_FREE_GB, default 15).
 # EXTRAS (default dev,quant: the model tests load in 8 bits and with a device_map) and TESTS (default
@@ -32,7 +32,8 @@ while [[ $# -gt 0 && $1 == --* ]]; do
 done
 [[ $# -gt 0 ]] || { echo "usage: $0 [--lowest] [--record] VERSION... (e.g. 3.12 3.13)" >&2; exit 2; }
 
-CHECK_DIR=${CHECK_DIR:-/tmp/llava-check-pythons}
+# one folder per checkout, so that checks run from two clones at once never share a venv
+CHECK_DIR=${CHECK_DIR:-${TMPDIR:-/tmp}/llava-check-pythons-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)}
 MIN_FREE_GB=${MIN_FREE_GB:-15}
 EXTRAS=${EXTRAS:-dev,quant}
 TESTS=${TESTS:-tests/model tests/video}
@@ -118,10 +119,14 @@ EOF
         versions="install failed (see $log)"
         demo="-"
         summary="-"
-        tail -n 20 "$log" >&2
     fi
     t_total=$(( $(date +%s) - start ))
-    status=PASS; (( ok )) || status=FAIL
+    status=PASS
+    if (( ! ok )); then
+        status=FAIL
+        echo "-- Python $v failed; the end of $log:" >&2
+        grep -v '^WARNING: Location' "$log" | tail -n 40 >&2
+    fi
     echo "| $(date -u +%F) | $v | $versions ($SET; code at $COMMIT) | ${t_install}s install, ${t_total}s total | demo: $demo | $summary | $status |"
     (( ok ))
 }
