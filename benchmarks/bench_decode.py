@@ -677,10 +677,15 @@ def print_memory(mem: dict) -> None:
 
 def machine() -> dict:
     import av
-    import decord
 
     info = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "av": av.__version__, "ffmpeg (PyAV)": av.ffmpeg_version_info, "decord": decord.__version__}
+            "av": av.__version__, "ffmpeg (PyAV)": av.ffmpeg_version_info}
+    try:
+        import decord
+
+        info["decord"] = decord.__version__
+    except ImportError as err:
+        info["decord"] = f"not installed ({err}): pip install -e '.[bench]'"
     try:
         import torch
         import torchcodec
