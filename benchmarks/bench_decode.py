@@ -34,6 +34,7 @@ the size of those frames at model size (N x 3 x 224 x 224 float32). Writes --out
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import json
 import os
@@ -339,6 +340,8 @@ def m_torchcodec(spec: dict, mode: str, device: str = "cpu"):
 
 def available(method: str, path: str) -> str | None:
     """None if `method` can run here, else why not."""
+    if method == "decord" and importlib.util.find_spec("decord") is None:
+        return "decord is not installed (pip install -e '.[bench]')"
     if method.startswith("ours"):
         from llava.video.decode import load_video
 

@@ -32,7 +32,8 @@ def test_every_method_and_row_is_measured_and_checked(tmp_path):
             assert "seconds" in method or "skipped" in method, (name, method)
             if "seconds" in method:
                 assert "exact" in method and "frames_differing" in method and method["peak_mb"] > 0, (name, method)
-        assert row["methods"]["decord"]["exact"]  # decord is exact on this simple file: the comparison finds it so
+        if "seconds" in row["methods"]["decord"]:  # with the bench extra installed
+            assert row["methods"]["decord"]["exact"]  # decord is exact on this simple file: the comparison finds it so
         assert row["floor"]["seconds"] > 0 and row["floor"]["frames_decoded"] >= row["count"]
         assert "floor" in row["aims"] and "fastest_exact" in row["aims"]
     assert done.stdout.count(": floor ") == 2 and "aim: ours <= 1.5 x floor" in done.stdout
