@@ -43,7 +43,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q --upgrade pip
 	$(LOCK_VENV)/bin/pip install -q "torch==$(TORCH)"
-	$(LOCK_VENV)/bin/pip install -q -e ".[$(EXTRAS),bench]"
+	$(LOCK_VENV)/bin/pip install -q -e ".[$(EXTRAS),quant,bench]"
 	sed -n '/^#/p' $(LOCK) > $(LOCK).tmp
 	$(LOCK_VENV)/bin/pip freeze --all --exclude-editable | sed 's/^torch==\([^+]*\)+.*/torch==\1/' | sort -f >> $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK)
