@@ -38,7 +38,7 @@ class Conversation:
             raise ConfigError(f"unknown role {role!r}; this template has {self.roles}")
         self.messages.append([role, text])
 
-    def copy(self) -> "Conversation":
+    def copy(self) -> Conversation:
         return copy.deepcopy(self)
 
     def render(self) -> tuple[str, list[tuple[int, int]]]:

@@ -29,7 +29,7 @@ def tokenize_prompt(
             labels.append(IGNORE_INDEX)
         elif chunk:
             encoded = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
-            for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"]):
+            for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True):
                 ids.append(token)
                 labels.append(token if _overlaps(offset + start, offset + end, target_spans) else IGNORE_INDEX)
         offset += len(chunk)

@@ -61,8 +61,9 @@ def _media_problem(modality: str, path: str, sampling: FrameSampling) -> str | N
     return None
 
 
-def check_rows(rows: list, x_folder: str, sampling: FrameSampling | int = CHECK_FRAMES,
-               progress: bool = True) -> Report:
+def check_rows(
+    rows: list, x_folder: str, sampling: FrameSampling | int = CHECK_FRAMES, progress: bool = True
+) -> Report:
     """Validate every row (the dataset's own rules) and decode every media file (videos as `sampling` says, or
     that many frames uniformly); a `Report` of what failed."""
     if isinstance(sampling, int):
@@ -105,16 +106,36 @@ def format_report(report: Report) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava.data.check", description=__doc__.splitlines()[0])
-    parser.add_argument("--data_path", "--data-path", dest="data_path", required=True,
-                        help="conversation JSON (a list) or JSON lines")
-    parser.add_argument("--x_folder", "--x-folder", dest="x_folder", default="",
-                        help="folder that relative media paths are joined to")
-    parser.add_argument("--num_frames", "--num-frames", dest="num_frames", type=int, default=CHECK_FRAMES,
-                        help=f"frames decoded per video, uniformly (default {CHECK_FRAMES})")
-    parser.add_argument("--video_fps", "--video-fps", dest="video_fps", type=float, default=None,
-                        help="decode frames at this rate instead, as training with --video_fps does")
-    parser.add_argument("--max_frames", "--max-frames", dest="max_frames", type=int, default=None,
-                        help="with --video_fps, the most frames decoded (default: --num_frames, as training)")
+    parser.add_argument(
+        "--data_path", "--data-path", dest="data_path", required=True, help="conversation JSON (a list) or JSON lines"
+    )
+    parser.add_argument(
+        "--x_folder", "--x-folder", dest="x_folder", default="", help="folder that relative media paths are joined to"
+    )
+    parser.add_argument(
+        "--num_frames",
+        "--num-frames",
+        dest="num_frames",
+        type=int,
+        default=CHECK_FRAMES,
+        help=f"frames decoded per video, uniformly (default {CHECK_FRAMES})",
+    )
+    parser.add_argument(
+        "--video_fps",
+        "--video-fps",
+        dest="video_fps",
+        type=float,
+        default=None,
+        help="decode frames at this rate instead, as training with --video_fps does",
+    )
+    parser.add_argument(
+        "--max_frames",
+        "--max-frames",
+        dest="max_frames",
+        type=int,
+        default=None,
+        help="with --video_fps, the most frames decoded (default: --num_frames, as training)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

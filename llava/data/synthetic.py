@@ -15,15 +15,25 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from llava.atomic import write_json_atomic
-from llava.data.world import (ALL_CAPTIONS, BACKGROUNDS, COLOURS, SHAPES, VideoSpec, add_flash, render_frames,
-                              sample_video_spec, video_rng)
+from llava.data.world import (
+    ALL_CAPTIONS,
+    BACKGROUNDS,
+    COLOURS,
+    SHAPES,
+    VideoSpec,
+    add_flash,
+    render_frames,
+    sample_video_spec,
+    video_rng,
+)
 
 # --- questions: every template in one place ------------------------------------------------------------
 TEMPLATES: dict[str, str] = {
@@ -40,11 +50,12 @@ ALL_KINDS: tuple[str, ...] = tuple(TEMPLATES)  # brief_object on request: it add
 VIDEO_TOKEN = "<video>"
 LETTERS = "ABCD"
 MC_PROMPT = (
-    "{question}\nA. {0}\nB. {1}\nC. {2}\nD. {3}\n"
-    "Answer with the option's letter from the given choices directly."
+    "{question}\nA. {0}\nB. {1}\nC. {2}\nD. {3}\nAnswer with the option's letter from the given choices directly."
 )
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen").split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -56,6 +67,7 @@ def number_word(n: int) -> str:
         return _ONES[n]
     tens, ones = divmod(n, 10)
     return _TENS[tens] + (f" {_ONES[ones]}" if ones else "")
+
 
 # --- questions -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -108,8 +120,7 @@ def make_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Quest
     raise ValueError(f"unknown question kind {kind!r}; valid kinds: {', '.join(ALL_KINDS)}")
 
 
-def to_multiple_choice(question: Question, rng: np.random.Generator,
-                       num_options: int = 4) -> tuple[list[str], int]:
+def to_multiple_choice(question: Question, rng: np.random.Generator, num_options: int = 4) -> tuple[list[str], int]:
     """Options (hard negatives first, then the pool, each shuffled) and the correct one's uniform index."""
     hard = [question.hard_negatives[i] for i in rng.permutation(len(question.hard_negatives))]
     pool = [question.pool[i] for i in rng.permutation(len(question.pool))]
@@ -147,8 +158,7 @@ class QAItem:
             "id": self.question_id,
             "video": f"videos/{self.video_name}",
             "kind": self.kind,
-            "conversations": [{"from": "human", "value": f"{VIDEO_TOKEN}\n{prompt}"},
-                              {"from": "gpt", "value": reply}],
+            "conversations": [{"from": "human", "value": f"{VIDEO_TOKEN}\n{prompt}"}, {"from": "gpt", "value": reply}],
         }
         if self.options:
             row.update(options=list(self.options), answer_text=self.answer)
@@ -157,13 +167,17 @@ class QAItem:
     def test_rows(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(test_q row, test_a row) in the original multiple-choice evaluation format."""
         options = {f"option {i}": option for i, option in enumerate(self.options)}
-        q = {"video_name": self.video_name, "question_id": self.question_id, "question": self.question,
-             "option": options, "type": self.kind}
+        q = {
+            "video_name": self.video_name,
+            "question_id": self.question_id,
+            "question": self.question,
+            "option": options,
+            "type": self.kind,
+        }
         return q, {"question_id": self.question_id, "answer": self.answer_index, "type": self.kind}
 
 
-def video_items(spec: VideoSpec, seed: int, video_index: int, kinds: Sequence[str],
-                mc_ratio: float) -> list[QAItem]:
+def video_items(spec: VideoSpec, seed: int, video_index: int, kinds: Sequence[str], mc_ratio: float) -> list[QAItem]:
     """The questions about one video: one per kind, each kind drawn from its own seeded stream so that a
     question does not change with the other kinds chosen or with mc_ratio."""
     items = []
@@ -187,10 +201,23 @@ def video_name(index: int) -> str:
     return f"synth_{index:06d}"
 
 
-def generate(out: str | os.PathLike, num_videos: int, seed: int, *, kinds: Sequence[str] = KINDS,
-             fmt: str = "train", mc_ratio: float = 0.0, min_scenes: int = 2, max_scenes: int = 6,
-             fps: float = 4.0, size: int = 64, min_scene_seconds: float = 2.0, max_scene_seconds: float = 4.0,
-             distractors: int = 0, progress: bool = True) -> dict[str, Path]:
+def generate(
+    out: str | os.PathLike,
+    num_videos: int,
+    seed: int,
+    *,
+    kinds: Sequence[str] = KINDS,
+    fmt: str = "train",
+    mc_ratio: float = 0.0,
+    min_scenes: int = 2,
+    max_scenes: int = 6,
+    fps: float = 4.0,
+    size: int = 64,
+    min_scene_seconds: float = 2.0,
+    max_scene_seconds: float = 4.0,
+    distractors: int = 0,
+    progress: bool = True,
+) -> dict[str, Path]:
     """Write OUT/videos/*.mp4, OUT/truth.json and either OUT/train.json (fmt "train") or OUT/test_q.json and
     OUT/test_a.json (fmt "mc", every question multiple choice). Returns the JSON files written by name."""
     from tqdm import tqdm
@@ -198,9 +225,15 @@ def generate(out: str | os.PathLike, num_videos: int, seed: int, *, kinds: Seque
     from llava.video.write import write_mp4
 
     out = Path(out)
-    settings = dict(min_scenes=min_scenes, max_scenes=max_scenes, fps=float(fps), size=size,
-                    min_scene_seconds=min_scene_seconds, max_scene_seconds=max_scene_seconds,
-                    distractors=distractors)
+    settings = dict(
+        min_scenes=min_scenes,
+        max_scenes=max_scenes,
+        fps=float(fps),
+        size=size,
+        min_scene_seconds=min_scene_seconds,
+        max_scene_seconds=max_scene_seconds,
+        distractors=distractors,
+    )
     truth_videos, items = [], []
     for index in tqdm(range(num_videos), desc="synthetic videos", unit="video", disable=not progress):
         spec = sample_video_spec(video_rng(seed, index), video_name(index), **settings)
@@ -216,10 +249,16 @@ def generate(out: str | os.PathLike, num_videos: int, seed: int, *, kinds: Seque
         written["test_a"] = write_json_atomic([a for _, a in pairs], out / "test_a.json")
     else:
         written["train"] = write_json_atomic([item.train_row() for item in items], out / "train.json")
-    truth = {"seed": seed, "format": fmt, "kinds": list(kinds), "mc_ratio": mc_ratio if fmt == "train" else 1.0,
-             "settings": settings, "templates": TEMPLATES,
-             "world": {"colours": list(COLOURS), "shapes": list(SHAPES), "backgrounds": list(BACKGROUNDS)},
-             "videos": truth_videos}
+    truth = {
+        "seed": seed,
+        "format": fmt,
+        "kinds": list(kinds),
+        "mc_ratio": mc_ratio if fmt == "train" else 1.0,
+        "settings": settings,
+        "templates": TEMPLATES,
+        "world": {"colours": list(COLOURS), "shapes": list(SHAPES), "backgrounds": list(BACKGROUNDS)},
+        "videos": truth_videos,
+    }
     written["truth"] = write_json_atomic(truth, out / "truth.json")
     return written
 
@@ -228,7 +267,8 @@ def generate(out: str | os.PathLike, num_videos: int, seed: int, *, kinds: Seque
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m llava.data.synthetic",
-        description="Generate synthetic scene videos (h264 mp4) with ground truth and questions.")
+        description="Generate synthetic scene videos (h264 mp4) with ground truth and questions.",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--num-videos", type=int, required=True, help="how many videos (>= 1)")
     parser.add_argument("--seed", type=int, default=0)
@@ -239,12 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-scene-seconds", type=float, default=2.0)
     parser.add_argument("--max-scene-seconds", type=float, default=4.0)
     parser.add_argument("--distractors", type=int, default=0, help="extra smaller shapes per scene")
-    parser.add_argument("--kinds", default=",".join(KINDS),
-                        help=f"comma list of: {', '.join(ALL_KINDS)} (default: all but brief_object, which shows an "
-                             "object of no scene at the centre of every video for 1-1.5 s, like a NIAVH needle)")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"comma list of: {', '.join(ALL_KINDS)} (default: all but brief_object, which shows an "
+        "object of no scene at the centre of every video for 1-1.5 s, like a NIAVH needle)",
+    )
     parser.add_argument("--format", dest="fmt", choices=("train", "mc"), default="train")
-    parser.add_argument("--mc-ratio", type=float, default=0.0,
-                        help="share of train.json rows asked as multiple choice (format train)")
+    parser.add_argument(
+        "--mc-ratio", type=float, default=0.0, help="share of train.json rows asked as multiple choice (format train)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -258,14 +302,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     checks = [
         (args.num_videos < 1, f"--num-videos must be at least 1, got {args.num_videos}"),
         (args.min_scenes < 1, f"--min-scenes must be at least 1, got {args.min_scenes}"),
-        (args.min_scenes > args.max_scenes,
-         f"--min-scenes ({args.min_scenes}) is larger than --max-scenes ({args.max_scenes})"),
+        (
+            args.min_scenes > args.max_scenes,
+            f"--min-scenes ({args.min_scenes}) is larger than --max-scenes ({args.max_scenes})",
+        ),
         (args.max_scenes > 99, f"--max-scenes must be at most 99, got {args.max_scenes}"),
         (not args.fps > 0, f"--fps must be positive, got {args.fps}"),
         (args.size < 16 or args.size % 2, f"--size must be even and at least 16, got {args.size}"),
-        (not 0 < args.min_scene_seconds <= args.max_scene_seconds,
-         f"need 0 < --min-scene-seconds <= --max-scene-seconds, got {args.min_scene_seconds} "
-         f"and {args.max_scene_seconds}"),
+        (
+            not 0 < args.min_scene_seconds <= args.max_scene_seconds,
+            f"need 0 < --min-scene-seconds <= --max-scene-seconds, got {args.min_scene_seconds} "
+            f"and {args.max_scene_seconds}",
+        ),
         (args.distractors < 0, f"--distractors must be >= 0, got {args.distractors}"),
         (not kinds, "--kinds is empty"),
         (bool(unknown), f"unknown kind(s) {', '.join(unknown)}; valid kinds: {', '.join(ALL_KINDS)}"),
@@ -285,11 +333,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     args = parse_args(argv)
     try:
-        written = generate(args.out, args.num_videos, args.seed, kinds=args.kinds, fmt=args.fmt,
-                           mc_ratio=args.mc_ratio, min_scenes=args.min_scenes, max_scenes=args.max_scenes,
-                           fps=args.fps, size=args.size, min_scene_seconds=args.min_scene_seconds,
-                           max_scene_seconds=args.max_scene_seconds, distractors=args.distractors,
-                           progress=not args.quiet)
+        written = generate(
+            args.out,
+            args.num_videos,
+            args.seed,
+            kinds=args.kinds,
+            fmt=args.fmt,
+            mc_ratio=args.mc_ratio,
+            min_scenes=args.min_scenes,
+            max_scenes=args.max_scenes,
+            fps=args.fps,
+            size=args.size,
+            min_scene_seconds=args.min_scene_seconds,
+            max_scene_seconds=args.max_scene_seconds,
+            distractors=args.distractors,
+            progress=not args.quiet,
+        )
     except OSError as exc:
         raise SystemExit(f"error: cannot write the data set to {args.out}: {exc}") from None
     print(f"wrote {args.num_videos} videos and {', '.join(p.name for p in written.values())} to {args.out}")

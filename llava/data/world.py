@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,7 @@ def caption_of(colour: str, shape: str) -> str:
 
 
 ALL_CAPTIONS: tuple[str, ...] = tuple(caption_of(c, s) for c in COLOURS for s in SHAPES)
+
 
 # --- the world's objects --------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -142,8 +144,16 @@ class Scene:
         distractors = tuple(
             Sprite(d["colour"], d["shape"], d["radius"], Motion(**d["motion"])) for d in row["distractors"]
         )
-        return cls(row["colour"], row["shape"], row["background"], row["start_frame"], row["end_frame"],
-                   row["radius"], Motion(**row["motion"]), distractors)
+        return cls(
+            row["colour"],
+            row["shape"],
+            row["background"],
+            row["start_frame"],
+            row["end_frame"],
+            row["radius"],
+            Motion(**row["motion"]),
+            distractors,
+        )
 
 
 def centre_sprite(colour: str, shape: str, moving: bool, fps: float) -> Sprite:
@@ -168,8 +178,12 @@ class Flash:
         return caption_of(self.colour, self.shape)
 
     def to_truth(self, fps: float) -> dict[str, Any]:
-        return {"start": round(self.start_frame / fps, 6), "end": round((self.end_frame + 1) / fps, 6),
-                "caption": self.caption, **asdict(self)}
+        return {
+            "start": round(self.start_frame / fps, 6),
+            "end": round((self.end_frame + 1) / fps, 6),
+            "caption": self.caption,
+            **asdict(self),
+        }
 
     @classmethod
     def from_truth(cls, row: dict[str, Any]) -> Flash:
@@ -271,26 +285,36 @@ def sample_motion(rng: np.random.Generator, radius: float, fps: float) -> Motion
     if rng.random() < 0.5:
         x, y = rng.uniform(radius, 1.0 - radius, size=2)
         speed, angle = rng.uniform(0.15, 0.4) / fps, rng.uniform(0.0, 2.0 * math.pi)
-        return Motion("bounce", float(x), float(y), vx=float(speed * math.cos(angle)),
-                      vy=float(speed * math.sin(angle)))
+        return Motion(
+            "bounce", float(x), float(y), vx=float(speed * math.cos(angle)), vy=float(speed * math.sin(angle))
+        )
     orbit = float(rng.uniform(0.3, 0.9) * max(0.0, 0.5 - radius))
     x, y = rng.uniform(radius + orbit, 1.0 - radius - orbit, size=2)
     omega = float(rng.choice((-1.0, 1.0)) * rng.uniform(0.8, 2.0) / fps)
-    return Motion("circle", float(x), float(y), orbit=orbit, omega=omega,
-                  phase=float(rng.uniform(0.0, 2.0 * math.pi)))
+    return Motion("circle", float(x), float(y), orbit=orbit, omega=omega, phase=float(rng.uniform(0.0, 2.0 * math.pi)))
 
 
-def sample_sprite(rng: np.random.Generator, colour: str, shape: str, fps: float,
-                  radius_range: tuple[float, float] = (12 / 64, 18 / 64)) -> Sprite:
+def sample_sprite(
+    rng: np.random.Generator,
+    colour: str,
+    shape: str,
+    fps: float,
+    radius_range: tuple[float, float] = (12 / 64, 18 / 64),
+) -> Sprite:
     radius = float(rng.uniform(*radius_range))
     return Sprite(colour, shape, radius, sample_motion(rng, radius, fps))
 
 
-def sample_scene(rng: np.random.Generator, start_frame: int, num_frames: int, fps: float,
-                 previous: Scene | None = None, distractors: int = 0) -> Scene:
+def sample_scene(
+    rng: np.random.Generator,
+    start_frame: int,
+    num_frames: int,
+    fps: float,
+    previous: Scene | None = None,
+    distractors: int = 0,
+) -> Scene:
     """A scene whose (colour, shape) pair and background both differ from `previous`."""
-    pairs = [(c, s) for c in COLOURS for s in SHAPES
-             if previous is None or (c, s) != (previous.colour, previous.shape)]
+    pairs = [(c, s) for c in COLOURS for s in SHAPES if previous is None or (c, s) != (previous.colour, previous.shape)]
     colour, shape = pairs[int(rng.integers(len(pairs)))]
     backgrounds = [b for b in BACKGROUNDS if previous is None or b != previous.background]
     background = backgrounds[int(rng.integers(len(backgrounds)))]
@@ -299,10 +323,18 @@ def sample_scene(rng: np.random.Generator, start_frame: int, num_frames: int, fp
     for _ in range(distractors):
         other_colours = [c for c in COLOURS if c != colour]
         radius_range = (0.35 * main.radius, 0.55 * main.radius)
-        others.append(sample_sprite(rng, other_colours[int(rng.integers(len(other_colours)))],
-                                    SHAPES[int(rng.integers(len(SHAPES)))], fps, radius_range))
-    return Scene(colour, shape, background, start_frame, start_frame + num_frames - 1,
-                 main.radius, main.motion, tuple(others))
+        others.append(
+            sample_sprite(
+                rng,
+                other_colours[int(rng.integers(len(other_colours)))],
+                SHAPES[int(rng.integers(len(SHAPES)))],
+                fps,
+                radius_range,
+            )
+        )
+    return Scene(
+        colour, shape, background, start_frame, start_frame + num_frames - 1, main.radius, main.motion, tuple(others)
+    )
 
 
 def scene_frame_range(fps: float, min_seconds: float, max_seconds: float) -> tuple[int, int]:
@@ -311,9 +343,18 @@ def scene_frame_range(fps: float, min_seconds: float, max_seconds: float) -> tup
     return low, max(low, round(max_seconds * fps))
 
 
-def sample_video_spec(rng: np.random.Generator, name: str, min_scenes: int = 2, max_scenes: int = 6,
-                      fps: float = 4.0, size: int = 64, *, min_scene_seconds: float = 2.0,
-                      max_scene_seconds: float = 4.0, distractors: int = 0) -> VideoSpec:
+def sample_video_spec(
+    rng: np.random.Generator,
+    name: str,
+    min_scenes: int = 2,
+    max_scenes: int = 6,
+    fps: float = 4.0,
+    size: int = 64,
+    *,
+    min_scene_seconds: float = 2.0,
+    max_scene_seconds: float = 4.0,
+    distractors: int = 0,
+) -> VideoSpec:
     """A video of min_scenes..max_scenes scenes (uniform), each lasting a uniform whole number of frames."""
     if not 1 <= min_scenes <= max_scenes:
         raise ValueError(f"need 1 <= min_scenes <= max_scenes, got {min_scenes} and {max_scenes}")
@@ -342,8 +383,9 @@ def without_object(spec: VideoSpec, reserved: tuple[str, str], whole_colour: boo
     return dataclasses.replace(spec, scenes=tuple(scenes))
 
 
-def add_flash(rng: np.random.Generator, spec: VideoSpec, min_seconds: float = 1.0,
-              max_seconds: float = 1.5) -> VideoSpec:
+def add_flash(
+    rng: np.random.Generator, spec: VideoSpec, min_seconds: float = 1.0, max_seconds: float = 1.5
+) -> VideoSpec:
     """The video with an object flashed at its centre for min..max seconds at a uniform moment; the object is
     none of the video's scene objects, still or moving at random."""
     shown = {(s.colour, s.shape) for s in spec.scenes}

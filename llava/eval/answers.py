@@ -8,7 +8,7 @@ and what it cannot read is counted as unparsable (and listed), never guessed.
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 LETTERS = "ABCDEFGHIJ"
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -70,8 +70,9 @@ def _contained(normalised: str, options: Sequence[str]) -> int | None:
     square" in "a red square") does not count; two or more named options are ambiguous."""
     padded = f" {normalised} "
     found = {i: o for i, o in enumerate(map(_normalise, options)) if o and f" {o} " in padded}
-    named = [i for i, o in found.items()
-             if not any(o != other and f" {o} " in f" {other} " for other in found.values())]
+    named = [
+        i for i, o in found.items() if not any(o != other and f" {o} " in f" {other} " for other in found.values())
+    ]
     return named[0] if len(named) == 1 else None
 
 
@@ -103,8 +104,9 @@ def score_rows(rows: Iterable[dict], group_of: Callable[[str | None], str | None
             tally = groups.setdefault(group, [0, 0])
             tally[0] += hit
             tally[1] += 1
-    per_type = {name: {"accuracy": _accuracy(c, t), "correct": c, "num_questions": t}
-                for name, (c, t) in sorted(groups.items())}
+    per_type = {
+        name: {"accuracy": _accuracy(c, t), "correct": c, "num_questions": t} for name, (c, t) in sorted(groups.items())
+    }
     return {
         "accuracy": _accuracy(correct, len(rows)),
         "correct": correct,
@@ -120,8 +122,10 @@ def score_rows(rows: Iterable[dict], group_of: Callable[[str | None], str | None
 def format_table(scores: dict) -> str:
     """A plain-text table of the scores: overall first, then each group."""
     lines = [f"{'group':<28} {'accuracy':>9} {'correct':>8} {'total':>7}"]
-    lines.append(f"{'overall (' + scores['benchmark'] + ')':<28} {100 * scores['accuracy']:>8.2f}% "
-                 f"{scores['correct']:>8} {scores['num_questions']:>7}")
+    lines.append(
+        f"{'overall (' + scores['benchmark'] + ')':<28} {100 * scores['accuracy']:>8.2f}% "
+        f"{scores['correct']:>8} {scores['num_questions']:>7}"
+    )
     for name, tally in scores["per_type"].items():
         lines.append(f"{name:<28} {100 * tally['accuracy']:>8.2f}% {tally['correct']:>8} {tally['num_questions']:>7}")
     lines.append(f"unparsable answers: {scores['unparsable']}   video errors: {scores['errors']}")

@@ -8,9 +8,9 @@ Questions and answers are joined by question_id (the release aligned them by lis
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from llava.errors import ConfigError, DataError, VideoError
 from llava.video.decode import VIDEO_EXTENSIONS
@@ -99,7 +99,7 @@ def _options(row: dict, path: Path) -> tuple[str, ...]:
     try:
         keyed = sorted((int(str(key).split()[-1]), str(text)) for key, text in option.items())
     except (AttributeError, ValueError, IndexError):  # not a dict, "option x", an empty key
-        raise DataError(f"{path}: question {row['question_id']!r}: option must be {{\"option 0\": ...}}") from None
+        raise DataError(f'{path}: question {row["question_id"]!r}: option must be {{"option 0": ...}}') from None
     if [k for k, _ in keyed] != list(range(len(keyed))) or len(keyed) < 2:
         raise DataError(f"{path}: question {row['question_id']!r}: options must be numbered 0..n-1 (n >= 2)")
     return tuple(text for _, text in keyed)
@@ -123,11 +123,20 @@ def load_questions(question_file: Path, answer_file: Path) -> list[Question]:
         options = _options(row, question_file)
         gold = answers[key]["answer"]
         if not isinstance(gold, int) or isinstance(gold, bool) or not 0 <= gold < len(options):
-            raise DataError(f"{answer_file}: question {key!r}: answer {gold!r} is not an option index "
-                            f"0..{len(options) - 1}")
+            raise DataError(
+                f"{answer_file}: question {key!r}: answer {gold!r} is not an option index 0..{len(options) - 1}"
+            )
         kind = row.get("type", answers[key].get("type"))
-        result.append(Question(row["question_id"], str(row["video_name"]), str(row["question"]), options, gold,
-                               None if kind is None else str(kind)))
+        result.append(
+            Question(
+                row["question_id"],
+                str(row["video_name"]),
+                str(row["question"]),
+                options,
+                gold,
+                None if kind is None else str(kind),
+            )
+        )
     return result
 
 
@@ -140,5 +149,4 @@ def find_video(video_dir: Path, video_name: str) -> Path:
     for path in candidates:
         if path.is_file() or (path.is_dir() and path != video_dir):
             return path
-    raise VideoError(f"no video {video_name!r} in {video_dir} (tried {', '.join(VIDEO_EXTENSIONS)} and a "
-                     "frame folder)")
+    raise VideoError(f"no video {video_name!r} in {video_dir} (tried {', '.join(VIDEO_EXTENSIONS)} and a frame folder)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -29,8 +29,9 @@ def option_losses(session, question: str, options: Sequence[str]) -> list[float]
         ids, labels = tokenize_prompt(prompt, session.tokenizer, [(a, b - stop) for a, b in spans])
         input_ids = torch.tensor([ids], device=session.device)
         visual = [session.media] * int((input_ids < 0).sum())
-        out = session.model(input_ids=input_ids, labels=torch.tensor([labels], device=session.device),
-                            visual_features=visual)
+        out = session.model(
+            input_ids=input_ids, labels=torch.tensor([labels], device=session.device), visual_features=visual
+        )
         loss = float(out.loss)
         losses.append(float("inf") if math.isnan(loss) else loss)  # NaN: no option tokens (empty text), never chosen
     return losses

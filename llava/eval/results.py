@@ -9,11 +9,12 @@ OUT/merge.jsonl, scores.json written at the end, each to a temp file renamed int
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Iterable, Sequence
+from typing import IO
 
-from llava.errors import DataError
 from llava.atomic import write_text_atomic
+from llava.errors import DataError
 
 RUN_FILE = "run.json"
 

@@ -114,8 +114,21 @@ def main(argv: list[str] | None = None) -> int:
         session.sampling = frame_sampling(args, session.sampling)
         session.model.set_memory_ablation(args.ablate_memory)
         with tempfile.TemporaryDirectory() as tmp:
-            synthetic.main(["--out", tmp, "--num-videos", str(args.num_videos), "--seed", str(args.seed),
-                            "--min-scenes", str(args.min_scenes), "--max-scenes", str(args.max_scenes), "--quiet"])
+            synthetic.main(
+                [
+                    "--out",
+                    tmp,
+                    "--num-videos",
+                    str(args.num_videos),
+                    "--seed",
+                    str(args.seed),
+                    "--min-scenes",
+                    str(args.min_scenes),
+                    "--max-scenes",
+                    str(args.max_scenes),
+                    "--quiet",
+                ]
+            )
             scores = evaluate(session, Path(tmp), session.sampling.stream_fps)
     except LlavaError as err:
         return report_error(err)

@@ -37,22 +37,35 @@ from llava.eval.benchmarks import BENCHMARKS, Question, find_video, get_benchmar
 from llava.eval.likelihood import option_losses
 from llava.logs import set_media_logging
 from llava.serve.engine import SHORT_MAX_NEW_TOKENS
-from llava.serve.options import (add_flag, add_inference_options, chat_session_from_options, check_inference_options,
-                                 frame_sampling, generation_settings)
+from llava.serve.options import (
+    add_flag,
+    add_inference_options,
+    chat_session_from_options,
+    check_inference_options,
+    frame_sampling,
+    generation_settings,
+)
 from llava.video.sampling import FrameSampling
 
 PROTOCOLS = ("letter", "likelihood")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m llava.eval.videoqa", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m llava.eval.videoqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--benchmark", required=True, choices=tuple(BENCHMARKS))
     parser.add_argument("--question-file", required=True, type=Path, help="test_q.json")
     parser.add_argument("--answer-file", required=True, type=Path, help="test_a.json")
     parser.add_argument("--video-dir", type=Path, default=None, help="videos (default: videos/ beside the questions)")
-    add_flag(parser, "--output", aliases=("--output-dir",), type=Path, default=None,
-             help="folder of the results: chunk files, run.json, merge.jsonl, scores.json (required)")
+    add_flag(
+        parser,
+        "--output",
+        aliases=("--output-dir",),
+        type=Path,
+        default=None,
+        help="folder of the results: chunk files, run.json, merge.jsonl, scores.json (required)",
+    )
     parser.add_argument("--num-chunks", type=int, default=1)
     parser.add_argument("--chunk-idx", type=int, default=0)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="letter")
@@ -91,11 +104,18 @@ def run_record(args: argparse.Namespace) -> dict:
     from llava.serve.engine import DEMO_CHECKPOINT
 
     sampled = args.temperature > 0
-    return {"benchmark": args.benchmark, "model_path": str(args.model_path or DEMO_CHECKPOINT),
-            "num_frames": args.num_frames, "video_fps": args.video_fps, "max_frames": args.max_frames,
-            "protocol": args.protocol, "conv_mode": args.conv_mode,
-            "max_new_tokens": args.max_new_tokens if args.protocol == "letter" else None,
-            "temperature": args.temperature if sampled else None, "top_p": args.top_p if sampled else None}
+    return {
+        "benchmark": args.benchmark,
+        "model_path": str(args.model_path or DEMO_CHECKPOINT),
+        "num_frames": args.num_frames,
+        "video_fps": args.video_fps,
+        "max_frames": args.max_frames,
+        "protocol": args.protocol,
+        "conv_mode": args.conv_mode,
+        "max_new_tokens": args.max_new_tokens if args.protocol == "letter" else None,
+        "temperature": args.temperature if sampled else None,
+        "top_p": args.top_p if sampled else None,
+    }
 
 
 # --- answering ---------------------------------------------------------------------------------------------
@@ -117,8 +137,12 @@ class Answerer:
         self.session.reset()
 
     def __call__(self, question: Question) -> dict:
-        row = {"question_id": question.question_id, "video_name": question.video_name, "type": question.type,
-               "answer": question.answer}
+        row = {
+            "question_id": question.question_id,
+            "video_name": question.video_name,
+            "type": question.type,
+            "answer": question.answer,
+        }
         try:
             self._load(find_video(self.args.video_dir, question.video_name))
         except VideoError as err:
@@ -146,10 +170,16 @@ def run_chunk(args: argparse.Namespace, questions: list[Question], record: dict)
     record |= answer.session.sampling.record()
     results.check_run(args.output, record)
     results.save_run(args.output, record)
-    with open(path, "a", encoding="utf-8") as handle, tqdm(
-        total=len(chunk), initial=len(chunk) - len(todo), desc=f"{args.benchmark} chunk {args.chunk_idx}",
-        unit="q", disable=args.quiet,
-    ) as progress:
+    with (
+        open(path, "a", encoding="utf-8") as handle,
+        tqdm(
+            total=len(chunk),
+            initial=len(chunk) - len(todo),
+            desc=f"{args.benchmark} chunk {args.chunk_idx}",
+            unit="q",
+            disable=args.quiet,
+        ) as progress,
+    ):
         for question in todo:
             results.append_row(handle, answer(question))
             progress.update()
@@ -161,13 +191,20 @@ def merge(args: argparse.Namespace, questions: list[Question], required: bool) -
     if missing:
         if required:
             shown = ", ".join(repr(m) for m in missing[:5])
-            raise LlavaError(f"{len(missing)} of {len(questions)} questions have no row in {args.output} "
-                             f"(first: {shown}); run the missing chunks (--num-chunks {args.num_chunks})")
+            raise LlavaError(
+                f"{len(missing)} of {len(questions)} questions have no row in {args.output} "
+                f"(first: {shown}); run the missing chunks (--num-chunks {args.num_chunks})"
+            )
         return None
     run = results.load_run(args.output)
     sampling = {key: run[key] for key in ("num_frames", "video_fps", "max_frames") if run.get(key) is not None}
-    scores = {"benchmark": args.benchmark, **score_rows(rows, get_benchmark(args.benchmark).group_of),
-              "model_path": run["model_path"], **sampling, "protocol": run["protocol"]}
+    scores = {
+        "benchmark": args.benchmark,
+        **score_rows(rows, get_benchmark(args.benchmark).group_of),
+        "model_path": run["model_path"],
+        **sampling,
+        "protocol": run["protocol"],
+    }
     results.write_merge(args.output, rows, scores)
     return scores
 
@@ -188,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     except LlavaError as err:
         return report_error(err)
     if scores is None:
-        print(f"chunk {args.chunk_idx} of {args.num_chunks} done; merge once every chunk has finished "
-              "(or run with --merge-only)")
+        print(
+            f"chunk {args.chunk_idx} of {args.num_chunks} done; merge once every chunk has finished "
+            "(or run with --merge-only)"
+        )
         return 0
     print(format_table(scores))
     print(f"wrote {args.output / 'merge.jsonl'} and {args.output / 'scores.json'}")

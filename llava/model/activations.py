@@ -8,7 +8,7 @@ An unknown name is a ConfigError that lists the valid ones.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

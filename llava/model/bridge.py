@@ -107,7 +107,7 @@ class BridgeState:
     memories: list[Tensor] = field(default_factory=list)
     memory_masks: list[Tensor] = field(default_factory=list)
 
-    def detach(self) -> "BridgeState":
+    def detach(self) -> BridgeState:
         """A copy cut from the autograd graph (for streaming and for saving)."""
         return BridgeState(
             memory=self.memory.detach(),
@@ -180,7 +180,9 @@ class MemoryBridge(nn.Module):
         kv_mask = torch.cat([*cache_masks, block_mask], dim=1)
         retrieved = self.retriever(memory_tilde, kv, kv_mask)
         cap = cfg.max_cache_segments if cache_cap is None else cache_cap
-        new_state = self._advance(state, cache, cache_masks, block, block_mask & active[:, None], retrieved, active, cap)
+        new_state = self._advance(
+            state, cache, cache_masks, block, block_mask & active[:, None], retrieved, active, cap
+        )
         return new_state, hidden
 
     def _advance(
@@ -238,7 +240,6 @@ class MemoryBridge(nn.Module):
             return state, readouts
         return state, [r[-1] for r in readouts]
 
-
     def readout(self, state: BridgeState, hidden: Tensor, index: int, length: int) -> Tensor:
         """What the LLM reads for stream `index` after a step whose bridged segment is hidden[index, :length]."""
         mode = self.config.readout_mode
@@ -267,5 +268,5 @@ def _pad_segments(chunk: list[Tensor | None], ref: Tensor) -> tuple[Tensor, Tens
 
 def _stream_memories(state: BridgeState, index: int) -> Tensor:
     """[M_1; ...; M_S] of one stream: the memories of the steps it took part in, (S * M, d)."""
-    kept = [m[index] for m, on in zip(state.memories, state.memory_masks) if bool(on[index])]
+    kept = [m[index] for m, on in zip(state.memories, state.memory_masks, strict=True) if bool(on[index])]
     return torch.cat(kept, dim=0)

@@ -171,8 +171,13 @@ def quantization_config(bits: int | None, compute_dtype: torch.dtype) -> BitsAnd
         raise ConfigError(f"--load-{bits}bit needs {' and '.join(missing)}: pip install 'llava-videollamb[quant]'")
     if bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=NOT_QUANTIZED)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=NOT_QUANTIZED)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        llm_int8_skip_modules=NOT_QUANTIZED,
+    )
 
 
 def load_model_weights(
@@ -240,7 +245,9 @@ def _finite(tensor: torch.Tensor) -> bool:
 
 
 def _check_finite(model: torch.nn.Module, folder: Path) -> None:
-    bad = [n for n, p in model.named_parameters() if p.is_floating_point() and p.device.type != "meta" and not _finite(p)]
+    bad = [
+        n for n, p in model.named_parameters() if p.is_floating_point() and p.device.type != "meta" and not _finite(p)
+    ]
     if bad:
         raise CheckpointError(f"{folder}: non-finite values in {', '.join(bad[:5])}")
 
@@ -272,10 +279,10 @@ def load_pretrained_model(
     `VideoLLaMBForCausalLM.use_static_kv_cache` (worth it on a GPU).
 
     `dtype` None: bfloat16 on a GPU, the checkpoint's own precision on a CPU (a bf16 checkpoint is never widened
-    to float32 unless asked), float16 with `load_8bit`. `device_map` ("auto", "balanced", "sequential", or {module name: device}) spreads
-    the model over the GPUs and the CPU (accelerate's placement, each device capped by `max_memory`) instead of
-    putting it on `device`. `load_8bit` / `load_4bit` quantize the LLM's decoder layers with bitsandbytes
-    (LLM.int8 / NF4 with double quantization) on `device`, a CUDA GPU or the CPU.
+    to float32 unless asked), float16 with `load_8bit`. `device_map` ("auto", "balanced", "sequential", or
+    {module name: device}) spreads the model over the GPUs and the CPU (accelerate's placement, each device capped
+    by `max_memory`) instead of putting it on `device`. `load_8bit` / `load_4bit` quantize the LLM's decoder
+    layers with bitsandbytes (LLM.int8 / NF4 with double quantization) on `device`, a CUDA GPU or the CPU.
     """
     folder = Path(model_path)
     if not folder.is_dir():

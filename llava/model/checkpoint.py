@@ -111,8 +111,9 @@ class WeightReader:
         weights: dict[str, Any] = {}
         for file in weight_files(folder):
             try:
-                handle = self.stack.enter_context(safe_open(str(file), framework="pt", device="cpu",
-                                                            backend=self.backend))
+                handle = self.stack.enter_context(
+                    safe_open(str(file), framework="pt", device="cpu", backend=self.backend)
+                )
                 weights.update({name: handle.get_slice(name) for name in handle.keys()})
             except (SafetensorError, OSError, ValueError) as err:
                 raise CheckpointError(f"{file}: corrupted or unreadable weights ({err})") from None

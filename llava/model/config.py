@@ -147,7 +147,7 @@ class VideoLLaMBConfig(PreTrainedConfig):
         return FrameSampling(num_frames=self.num_frames, fps=self.video_fps, max_frames=self.max_frames)
 
     @classmethod
-    def from_released_dict(cls, released: dict[str, Any]) -> "VideoLLaMBConfig":
+    def from_released_dict(cls, released: dict[str, Any]) -> VideoLLaMBConfig:
         """Build a config from the released `llava_llama` config.json (LLaMA fields + `mm_*` keys)."""
         if released.get("model_type") != "llava_llama":
             raise ConfigError(f"not a released VideoLLaMB config: model_type {released.get('model_type')!r}")

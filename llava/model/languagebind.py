@@ -75,8 +75,10 @@ class TowerAttention(nn.Module):
     def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: (B, L, D) -> queries, keys and values (B, H, L, hd)."""
         batch, length, _ = x.shape
-        return tuple(proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-                     for proj in (self.q_proj, self.k_proj, self.v_proj))
+        return tuple(
+            proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
 
     def _merge(self, out: Tensor) -> Tensor:
         """out: (B, H, L, hd) -> (B, L, D) through the output projection."""
@@ -119,7 +121,7 @@ def plan_windows(lengths: list[int], window: int, device: torch.device) -> Windo
         return WindowPlan(num_windows, window, None, None)
     slots: list[int] = []
     start = 0
-    for length, padded_length in zip(lengths, padded):
+    for length, padded_length in zip(lengths, padded, strict=True):
         slots.extend(range(start, start + length))
         start += padded_length
     slot_index = torch.tensor(slots, dtype=torch.long, device=device)  # (F,)
@@ -325,16 +327,20 @@ class LanguageBindTower(nn.Module):
                 cache = StreamCache()
             left = hidden.shape[0] - start
             # a window already begun, or the last frames, alone; whole windows from their first frame together
-            windows, count = (left // window, window) if cache.position == 0 and left >= window else (
-                1, min(window - cache.position, left))
+            windows, count = (
+                (left // window, window)
+                if cache.position == 0 and left >= window
+                else (1, min(window - cache.position, left))
+            )
             x, past = self._stream_windows(hidden[start : start + windows * count], windows, cache)
             outputs.append(x)
             cache = StreamCache(past=past, position=cache.position + count)
             start += windows * count
         return torch.cat(outputs), cache
 
-    def _stream_windows(self, x: Tensor, windows: int, cache: StreamCache
-                        ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    def _stream_windows(
+        self, x: Tensor, windows: int, cache: StreamCache
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """x: (windows * n, S, D): the next n frames of `windows` consecutive windows, the first continuing
         `cache` (only one window may) -> their features and the temporal keys and values of the last window."""
         count, seq, dim = x.shape[0] // windows, x.shape[1], x.shape[2]

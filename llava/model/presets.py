@@ -36,12 +36,22 @@ def tiny_config(vocab_size: int = 512, **bridge_overrides) -> VideoLLaMBConfig:
         pad_token_id=0,
     )
     vision = dict(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32, patch_size=8,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
         temporal_window=4,
     )
     bridge = dict(
-        hidden_size=32, intermediate_size=64, num_attention_heads=4, num_memory_tokens=4, pool_size=2,
-        frames_per_segment=4, scenetilling_k=None,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_memory_tokens=4,
+        pool_size=2,
+        frames_per_segment=4,
+        scenetilling_k=None,
     )
     bridge.update(bridge_overrides)
     return VideoLLaMBConfig(text_config=text, vision_config=vision, bridge_config=bridge, num_frames=8)

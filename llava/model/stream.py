@@ -85,8 +85,10 @@ def offline_segments(frames: FrameTokens, config: BridgeConfig) -> list[Tensor]:
         max_cuts=config.scenetilling_max_cuts,
         min_length=config.scenetilling_min_length,
     )
-    return [segment_tokens(frames.patches, start, end, config.frames_per_segment)
-            for start, end in segments_from_boundaries(boundaries)]  # each (n_s * tokens_per_frame, D)
+    return [
+        segment_tokens(frames.patches, start, end, config.frames_per_segment)
+        for start, end in segments_from_boundaries(boundaries)
+    ]  # each (n_s * tokens_per_frame, D)
 
 
 @dataclass
@@ -101,7 +103,7 @@ class StreamSettings:
     max_cache_segments: int | None  # bridge cache cap (None: the config's max_cache_segments, for whole videos)
 
     @classmethod
-    def from_config(cls, config: BridgeConfig) -> "StreamSettings":
+    def from_config(cls, config: BridgeConfig) -> StreamSettings:
         return cls(
             alpha=config.stream_scenetilling_alpha,
             min_depth=config.stream_scenetilling_min_depth,
@@ -112,8 +114,12 @@ class StreamSettings:
 
     def tiller(self) -> OnlineSceneTiller:
         """A fresh online segmenter with these settings."""
-        return OnlineSceneTiller(alpha=self.alpha, min_depth=self.min_depth, min_length=self.min_segment_frames,
-                                 max_length=self.max_segment_frames)
+        return OnlineSceneTiller(
+            alpha=self.alpha,
+            min_depth=self.min_depth,
+            min_length=self.min_segment_frames,
+            max_length=self.max_segment_frames,
+        )
 
 
 @dataclass
@@ -147,7 +153,7 @@ class StreamMismatch(ValueError):
 class VideoStream:
     """One live stream through the model: each frame passes the tower once, each segment the bridge once."""
 
-    def __init__(self, model: "VideoLLaMBForCausalLM", settings: StreamSettings | None = None) -> None:
+    def __init__(self, model: VideoLLaMBForCausalLM, settings: StreamSettings | None = None) -> None:
         self.model = model
         self.settings = settings or StreamSettings.from_config(model.config.bridge_config)
         self.state = self.fresh_state()

@@ -226,7 +226,11 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
             cache.batch_repeat_interleave(input_ids.shape[0])
             generate_kwargs["past_key_values"] = cache
         spliced = splice_visual_tokens(
-            self.get_input_embeddings(), input_ids, visual_features, attention_mask, padding_side="left",
+            self.get_input_embeddings(),
+            input_ids,
+            visual_features,
+            attention_mask,
+            padding_side="left",
             shared_prefix=shared,
         )
         return self.language_model.generate(

@@ -78,8 +78,9 @@ class ApiSettings:
 
     @property
     def defaults(self) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=self.default_max_tokens, temperature=self.default_temperature,
-                                  top_p=self.default_top_p)
+        return GenerationSettings(
+            max_new_tokens=self.default_max_tokens, temperature=self.default_temperature, top_p=self.default_top_p
+        )
 
 
 class ApiError(Exception):
@@ -117,6 +118,7 @@ class _Channel:
         def settle() -> None:
             if not future.done():
                 future.set_exception(error) if error is not None else future.set_result(value)
+
         self.call(settle)
 
     def piece(self, text: str) -> None:
@@ -187,8 +189,10 @@ class ApiServer:
             except TimeoutError:
                 self.counts["rejected_overloaded"] += 1
                 raise ApiError(
-                    503, f"the server is busy ({self.settings.max_concurrency} generations running); try again later",
-                    "server_overloaded", kind="server_error",
+                    503,
+                    f"the server is busy ({self.settings.max_concurrency} generations running); try again later",
+                    "server_overloaded",
+                    kind="server_error",
                 ) from None
         else:
             await self.slots.acquire()
@@ -232,8 +236,9 @@ class ApiServer:
             channel.resolve(channel.ready, hit)
             on_text = channel.piece if request.stream else None
             try:
-                reply = session.reply(request.settings, on_text=on_text, should_stop=channel.cancelled.is_set,
-                                      prompt=prompt)
+                reply = session.reply(
+                    request.settings, on_text=on_text, should_stop=channel.cancelled.is_set, prompt=prompt
+                )
                 channel.resolve(channel.done, reply)
             except BaseException as err:
                 channel.resolve(channel.done, error=err)
@@ -295,8 +300,14 @@ class ApiServer:
 
         def event(delta: dict | None, finish: str | None = None, **extra) -> str:
             choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-            body = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": chat.model,
-                    "choices": choices, **extra}
+            body = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": chat.model,
+                "choices": choices,
+                **extra,
+            }
             return f"data: {json.dumps(body)}\n\n"
 
         try:
@@ -327,13 +338,18 @@ def completion(chat: ChatRequest, reply: Reply) -> dict:
     message = {"role": "assistant", "content": reply.text}
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-        "model": chat.model, "choices": [choice], "usage": usage(reply),
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": chat.model,
+        "choices": [choice],
+        "usage": usage(reply),
     }
 
 
 def _guard(handler):
     """Turn ApiError / MediaError into OpenAI-style answers, anything unexpected into a 500 without a traceback."""
+
     async def guarded(request: Request) -> Response:
         try:
             return await handler(request)
@@ -346,6 +362,7 @@ def _guard(handler):
         except Exception:
             log.exception("unexpected error in %s", request.url.path)
             return ApiError(500, "internal server error", "internal_error", kind="server_error").response()
+
     return guarded
 
 
@@ -384,19 +401,32 @@ def build_parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     add("--port", type=int, default=8000)
     add("--model-name", default=None, help="model id the API reports (default: the checkpoint folder's name)")
-    add("--api-key", default=os.environ.get("LLAVA_API_KEY"),
-        help="require Authorization: Bearer KEY (default: the LLAVA_API_KEY environment variable)")
+    add(
+        "--api-key",
+        default=os.environ.get("LLAVA_API_KEY"),
+        help="require Authorization: Bearer KEY (default: the LLAVA_API_KEY environment variable)",
+    )
     add("--allowed-dir", action="append", default=[], help="directory file:// URLs may read from (repeatable)")
     add("--max-body-mb", type=float, default=64, help="largest request body")
     add("--max-video-mb", type=float, default=256, help="largest video or image fetched from a URL or file")
-    add("--max-concurrency", type=int, default=None,
-        help="generations running at once (default 2; 1 with --static-cache)")
+    add(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="generations running at once (default 2; 1 with --static-cache)",
+    )
     add("--queue-timeout", type=float, default=5, help="seconds a request may wait for a slot before 503")
     add("--cache-size", type=int, default=8, help="encoded videos/images kept for follow-up questions (0 = off)")
     add("--download-timeout", type=float, default=30, help="seconds for each network step of an http(s) download")
     add_inference_options(parser)  # --max-new-tokens, --temperature, --top-p: for requests that give none
-    add_flag(parser, "--default-max-tokens", dest="max_new_tokens", type=int, default=argparse.SUPPRESS,
-             help=argparse.SUPPRESS)  # the older name of --max-new-tokens
+    add_flag(
+        parser,
+        "--default-max-tokens",
+        dest="max_new_tokens",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )  # the older name of --max-new-tokens
     add("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -407,11 +437,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.max_concurrency is None:
         args.max_concurrency = 1 if args.static_cache else 2
     elif args.static_cache and args.max_concurrency > 1:
-        parser.error("--static-cache runs one generation at a time (threads cannot share its compiled decoding "
-                     "step on a GPU): use --max-concurrency 1")
+        parser.error(
+            "--static-cache runs one generation at a time (threads cannot share its compiled decoding "
+            "step on a GPU): use --max-concurrency 1"
+        )
     check_inference_options(parser, args)
-    positive = {"--max-body-mb": args.max_body_mb, "--max-video-mb": args.max_video_mb,
-                "--max-concurrency": args.max_concurrency, "--download-timeout": args.download_timeout}
+    positive = {
+        "--max-body-mb": args.max_body_mb,
+        "--max-video-mb": args.max_video_mb,
+        "--max-concurrency": args.max_concurrency,
+        "--download-timeout": args.download_timeout,
+    }
     for flag, value in positive.items():
         if value <= 0:
             parser.error(f"{flag} must be positive")
@@ -428,10 +464,18 @@ def settings_from_args(args: argparse.Namespace) -> ApiSettings:
             raise ConfigError(f"--allowed-dir {folder}: no such directory")
     model_id = args.model_name or Path(args.model_path or DEMO_CHECKPOINT).resolve().name
     return ApiSettings(
-        model_id=model_id, api_key=args.api_key or None, allowed_dirs=tuple(args.allowed_dir),
-        max_body_mb=args.max_body_mb, max_video_mb=args.max_video_mb, max_concurrency=args.max_concurrency,
-        queue_timeout=args.queue_timeout, cache_size=args.cache_size, download_timeout=args.download_timeout,
-        default_max_tokens=args.max_new_tokens, default_temperature=args.temperature, default_top_p=args.top_p,
+        model_id=model_id,
+        api_key=args.api_key or None,
+        allowed_dirs=tuple(args.allowed_dir),
+        max_body_mb=args.max_body_mb,
+        max_video_mb=args.max_video_mb,
+        max_concurrency=args.max_concurrency,
+        queue_timeout=args.queue_timeout,
+        cache_size=args.cache_size,
+        download_timeout=args.download_timeout,
+        default_max_tokens=args.max_new_tokens,
+        default_temperature=args.temperature,
+        default_top_p=args.top_p,
     )
 
 

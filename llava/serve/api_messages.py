@@ -147,7 +147,12 @@ def parse_chat_request(body: dict, model_id: str, defaults: GenerationSettings) 
         raise _invalid("stream must be true or false", "invalid_parameter")
     options = body.get("stream_options") or {}
     return ChatRequest(
-        model=model_id, turns=turns, settings=_settings(body, defaults),
-        system="\n".join(system) if system else None, media=media, media_turn=media_turn, stream=stream,
+        model=model_id,
+        turns=turns,
+        settings=_settings(body, defaults),
+        system="\n".join(system) if system else None,
+        media=media,
+        media_turn=media_turn,
+        stream=stream,
         include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
     )

@@ -22,8 +22,13 @@ import sys
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.engine import ChatSession, GenerationSettings
-from llava.serve.options import (EXIT_WORDS, add_inference_options, chat_session_from_options,
-                                 check_inference_options, generation_settings)
+from llava.serve.options import (
+    EXIT_WORDS,
+    add_inference_options,
+    chat_session_from_options,
+    check_inference_options,
+    generation_settings,
+)
 from llava.video.decode import load_image, open_video
 
 

@@ -39,9 +39,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
@@ -49,8 +50,14 @@ from llava.atomic import write_json_atomic
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.engine import DEMO_VIDEO, SHORT_MAX_NEW_TOKENS
-from llava.serve.options import (EXIT_WORDS, add_flag, add_inference_options, chat_session_from_options,
-                                 check_inference_options, generation_settings)
+from llava.serve.options import (
+    EXIT_WORDS,
+    add_flag,
+    add_inference_options,
+    chat_session_from_options,
+    check_inference_options,
+    generation_settings,
+)
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
@@ -62,25 +69,42 @@ EOF_GRACE_S = 0.5  # at the end of a file, how long to wait for piped questions 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m llava.serve.cli_streaming", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flag(parser, "--video-file", aliases=("--video_file",), default=str(DEMO_VIDEO),
-             help="video file, URL (rtsp://, http://, ...) or capture device /dev/videoN "
-                  "(default: playground/demo/shapes.mp4)")
+    parser = argparse.ArgumentParser(
+        prog="python -m llava.serve.cli_streaming",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_flag(
+        parser,
+        "--video-file",
+        aliases=("--video_file",),
+        default=str(DEMO_VIDEO),
+        help="video file, URL (rtsp://, http://, ...) or capture device /dev/videoN "
+        "(default: playground/demo/shapes.mp4)",
+    )
     parser.add_argument("--realtime", action="store_true", help="play a file at the speed of its own clock")
     parser.add_argument("--prompt", default=CAPTION_PROMPT, help="what the model is asked at each scene end")
     parser.add_argument("--min-caption-gap", type=float, default=0.0, help="seconds of video between two captions")
-    parser.add_argument("--until", type=float, default=None,
-                        help="stop (as Ctrl-C does) once the video clock passes this many seconds")
+    parser.add_argument(
+        "--until", type=float, default=None, help="stop (as Ctrl-C does) once the video clock passes this many seconds"
+    )
     parser.add_argument("--output", type=Path, default=None, help="write the history (captions, questions) here")
     parser.add_argument("--save-state", type=Path, default=None, help="write the stream state here at the end")
     parser.add_argument("--resume-state", type=Path, default=None, help="continue the stream saved in this file")
-    parser.add_argument("--batch-frames", type=int, default=FILE_BATCH_FRAMES,
-                        help="frames of a file pushed together when it is read as fast as possible (questions are "
-                             "answered between batches); --realtime and live sources go one frame at a time")
-    parser.add_argument("--caption-batch", type=int, default=StreamingPolicy.caption_batch,
-                        help="captions generated together when one batch ends several scenes (each holds a KV "
-                             "cache of its whole prompt: lower it when GPU memory is tight)")
+    parser.add_argument(
+        "--batch-frames",
+        type=int,
+        default=FILE_BATCH_FRAMES,
+        help="frames of a file pushed together when it is read as fast as possible (questions are "
+        "answered between batches); --realtime and live sources go one frame at a time",
+    )
+    parser.add_argument(
+        "--caption-batch",
+        type=int,
+        default=StreamingPolicy.caption_batch,
+        help="captions generated together when one batch ends several scenes (each holds a KV "
+        "cache of its whole prompt: lower it when GPU memory is tight)",
+    )
     add_inference_options(parser, max_new_tokens=SHORT_MAX_NEW_TOKENS, stream_only=True, fps_aliases=("--fps",))
     return parser
 
@@ -181,8 +205,7 @@ class History:
         self.entries.append({"time": event.time, "role": event.role, "text": event.text})
 
     def write(self, path: Path, ended: str, error: str | None = None) -> None:
-        record = {"video": self.video, "prompt": self.prompt, "fps": self.fps, "history": self.entries,
-                  "ended": ended}
+        record = {"video": self.video, "prompt": self.prompt, "fps": self.fps, "history": self.entries, "ended": ended}
         if error is not None:
             record["error"] = error
         write_json_atomic(record, path)
@@ -276,8 +299,9 @@ def open_session(args: argparse.Namespace) -> tuple[StreamingSession, float]:
     """The stream on the model the shared options load, and the frames per second it is read at."""
     base = chat_session_from_options(args)
     policy = StreamingPolicy(min_caption_gap=args.min_caption_gap, prompt=args.prompt, caption_batch=args.caption_batch)
-    session = StreamingSession(base.model, base.tokenizer, base.processor, policy, conv_mode=base.conv_mode,
-                               settings=generation_settings(args))
+    session = StreamingSession(
+        base.model, base.tokenizer, base.processor, policy, conv_mode=base.conv_mode, settings=generation_settings(args)
+    )
     if args.resume_state is not None:
         session.load_state(args.resume_state)
     return session, base.sampling.stream_fps

@@ -58,8 +58,10 @@ class ContextTooLong(LlavaError):
     """A prompt (its text and visual tokens) leaves no room in the model's context for an answer."""
 
     def __init__(self, prompt_tokens: int, context: int) -> None:
-        super().__init__(f"the prompt is {prompt_tokens} tokens long (text and visual tokens) but the model's "
-                         f"context holds {context} tokens, answer included: shorten the conversation")
+        super().__init__(
+            f"the prompt is {prompt_tokens} tokens long (text and visual tokens) but the model's "
+            f"context holds {context} tokens, answer included: shorten the conversation"
+        )
         self.prompt_tokens, self.context = prompt_tokens, context
 
 
@@ -171,7 +173,7 @@ class ChatSession:
         load_4bit: bool = False,
         static_kv_cache: bool = False,
         **kwargs,
-    ) -> "ChatSession":
+    ) -> ChatSession:
         """model_path None = the bundled demo model; other keyword arguments go to the session. The session samples
         videos as the checkpoint's config says (`sampling`), unless told otherwise."""
         if model_path is None and not DEMO_CHECKPOINT.is_dir():
@@ -180,13 +182,18 @@ class ChatSession:
                 "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
             )
         tokenizer, model, processor, _ = load_pretrained_model(
-            model_path or DEMO_CHECKPOINT, model_base=model_base, device=device, dtype=dtype,
-            load_8bit=load_8bit, load_4bit=load_4bit, static_kv_cache=static_kv_cache,
+            model_path or DEMO_CHECKPOINT,
+            model_base=model_base,
+            device=device,
+            dtype=dtype,
+            load_8bit=load_8bit,
+            load_4bit=load_4bit,
+            static_kv_cache=static_kv_cache,
         )
         kwargs.setdefault("sampling", model.config.frame_sampling)
         return cls(model=model, tokenizer=tokenizer, processor=processor, **kwargs)
 
-    def fork(self, **changes) -> "ChatSession":
+    def fork(self, **changes) -> ChatSession:
         """A new session on the same model, tokenizer and processor (and media, unless changed), with no turns."""
         return replace(self, **changes)
 
@@ -287,8 +294,11 @@ class ChatSession:
         if should_stop is not None:
             extra["stopping_criteria"] = StoppingCriteriaList([_StopWhen(should_stop)])
         output = self.model.generate(
-            prompt.input_ids, visual_features=[self.media] * prompt.placeholders,
-            pad_token_id=self.tokenizer.pad_token_id, **settings.kwargs(), **extra,
+            prompt.input_ids,
+            visual_features=[self.media] * prompt.placeholders,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **settings.kwargs(),
+            **extra,
         )  # (1, new)
         new = output[0].tolist()
         answer = self.tokenizer.decode(new, skip_special_tokens=True).strip()

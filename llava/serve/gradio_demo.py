@@ -28,10 +28,22 @@ import gradio as gr
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.engine import DEMO_VIDEO, ChatSession
-from llava.serve.options import (add_inference_options, chat_session_from_options, check_inference_options,
-                                 generation_settings)
-from llava.serve.gradio_parts import (DemoSettings, UserChat, caption_log, chat_messages, one_line,
-                                      stream_reply, streaming_session, too_large)
+from llava.serve.gradio_parts import (
+    DemoSettings,
+    UserChat,
+    caption_log,
+    chat_messages,
+    one_line,
+    stream_reply,
+    streaming_session,
+    too_large,
+)
+from llava.serve.options import (
+    add_inference_options,
+    chat_session_from_options,
+    check_inference_options,
+    generation_settings,
+)
 
 EXAMPLES = [(DEMO_VIDEO, "What was in the first scene?")]
 NO_MEDIA = "No video or image loaded: questions are answered from text alone."
@@ -161,13 +173,16 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
                     status = gr.Markdown(NO_MEDIA, elem_id="media-status")
                     video = gr.Video(label="Video", sources=["upload"], height=320, elem_id="chat-video")
                     with gr.Accordion("Image (instead of a video)", open=False):
-                        image = gr.Image(label="Image", type="filepath", sources=["upload"], height=240,
-                                         elem_id="chat-image")
+                        image = gr.Image(
+                            label="Image", type="filepath", sources=["upload"], height=240, elem_id="chat-image"
+                        )
                 with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(label="Chat", height=420, elem_id="chatbot", feedback_options=None,
-                                         buttons=["copy", "copy_all"])
-                    question = gr.Textbox(label="Question", placeholder="What was in the first scene?",
-                                          lines=1, elem_id="question")
+                    chatbot = gr.Chatbot(
+                        label="Chat", height=420, elem_id="chatbot", feedback_options=None, buttons=["copy", "copy_all"]
+                    )
+                    question = gr.Textbox(
+                        label="Question", placeholder="What was in the first scene?", lines=1, elem_id="question"
+                    )
                     with gr.Row():
                         send = gr.Button("Send", variant="primary", elem_id="send-btn")
                         regenerate = gr.Button("Regenerate", elem_id="regenerate-btn")
@@ -186,8 +201,10 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
             clear.click(**clearing, api_name="clear")
             chatbot.clear(**clearing, api_visibility="private")  # the chatbot's own trash icon does the same
         with gr.Tab("Streaming"):
-            gr.Markdown(f"Captions are written while the video is read ({settings.stream_fps:g} frame(s) per "
-                        "second), one line per scene, with the video time it ended at.")
+            gr.Markdown(
+                f"Captions are written while the video is read ({settings.stream_fps:g} frame(s) per "
+                "second), one line per scene, with the video time it ended at."
+            )
             with gr.Row():
                 with gr.Column(scale=2):
                     stream_video = gr.Video(label="Video", sources=["upload"], height=320, elem_id="stream-video")
@@ -197,8 +214,13 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
                 with gr.Column(scale=3):
                     stream_status = gr.Markdown("Upload a video and press Start.", elem_id="stream-status")
                     captions = gr.Textbox(label="Captions", lines=14, max_lines=30, elem_id="captions")
-            running = start.click(stream_captions(session_factory, settings), [stream_video],
-                                  [captions, stream_status], api_name="stream", concurrency_id=group)
+            running = start.click(
+                stream_captions(session_factory, settings),
+                [stream_video],
+                [captions, stream_status],
+                api_name="stream",
+                concurrency_id=group,
+            )
             stop.click(None, cancels=[running])
     demo.queue(default_concurrency_limit=1)
     return demo
@@ -206,13 +228,22 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
 
 def serve(demo: gr.Blocks, settings: DemoSettings, host: str = "127.0.0.1", port: int | None = 7860, **kwargs):
     """Launch the app (what `main` does); extra keyword arguments go to `Blocks.launch`."""
-    return demo.launch(server_name=host, server_port=port, share=False, max_file_size=settings.max_upload_bytes,
-                       footer_links=["api"], **kwargs)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        max_file_size=settings.max_upload_bytes,
+        footer_links=["api"],
+        **kwargs,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m llava.serve.gradio_demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m llava.serve.gradio_demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 = every interface)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest video or image accepted")
@@ -238,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         base = chat_session_from_options(args)
     except (LlavaError, OSError) as err:
         return report_error(err)
-    settings = DemoSettings(max_upload_mb=args.max_upload_mb, generation=generation_settings(args),
-                            stream_fps=base.sampling.stream_fps, one_model_request=args.static_cache)
+    settings = DemoSettings(
+        max_upload_mb=args.max_upload_mb,
+        generation=generation_settings(args),
+        stream_fps=base.sampling.stream_fps,
+        one_model_request=args.static_cache,
+    )
     try:
         serve(build_demo(base.fork, settings), settings, host=args.host, port=args.port)
     except OSError as err:  # the port is taken, the address cannot be bound

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.errors import LlavaError
-from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.engine import SHORT_MAX_NEW_TOKENS, ChatSession, GenerationSettings
+from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.streaming import StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
 from llava.video.sampling import STREAM_FPS
@@ -109,8 +109,14 @@ def stream_reply(session: ChatSession, settings: GenerationSettings) -> Iterator
 
 def streaming_session(base: ChatSession, max_new_tokens: int) -> StreamingSession:
     """A fresh stream on the model of `base` (nothing is loaded twice)."""
-    return StreamingSession(base.model, base.tokenizer, base.processor, StreamingPolicy(), conv_mode=base.conv_mode,
-                            settings=GenerationSettings(max_new_tokens=max_new_tokens))
+    return StreamingSession(
+        base.model,
+        base.tokenizer,
+        base.processor,
+        StreamingPolicy(),
+        conv_mode=base.conv_mode,
+        settings=GenerationSettings(max_new_tokens=max_new_tokens),
+    )
 
 
 def caption_log(make_session: Callable[[], StreamingSession], path: str, fps: float) -> Iterator[tuple[str, float]]:

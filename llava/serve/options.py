@@ -23,12 +23,17 @@ from llava.serve.engine import DEFAULT_DEVICE, ChatSession, GenerationSettings
 from llava.video.sampling import STREAM_FPS, FrameSampling
 
 EXIT_WORDS = {"exit", "quit"}  # typed instead of a question, they end the chat or the stream
-DTYPES: dict[str, torch.dtype | None] = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
-                                         "float16": torch.float16}  # auto: bfloat16 on a GPU, float32 on a CPU
+DTYPES: dict[str, torch.dtype | None] = {
+    "auto": None,
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}  # auto: bfloat16 on a GPU, float32 on a CPU
 
 
-def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *names: str, aliases: Sequence[str] = (),
-             **kwargs) -> argparse.Action:
+def add_flag(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *names: str, aliases: Sequence[str] = (), **kwargs
+) -> argparse.Action:
     """A flag shown in --help under `names`; `aliases` (older spellings) set the same value and are not shown."""
     action = parser.add_argument(*names, **kwargs)
     if aliases:
@@ -39,59 +44,123 @@ def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *names: 
 
 def add_verbose_option(parser: argparse.ArgumentParser) -> None:
     """--verbose: show FFmpeg's own log lines (silenced by default; see `llava.logs.set_media_logging`)."""
-    parser.add_argument("--verbose", action="store_true",
-                        help="show FFmpeg's log lines about the videos read (silent by default)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show FFmpeg's log lines about the videos read (silent by default)"
+    )
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Which model, where and how it runs: --model-path, --model-base, --device, --dtype, --conv-mode,
     --static-cache, --verbose."""
-    add_flag(parser, "--model-path", aliases=("--model_path",), default=None,
-             help="checkpoint folder (default: the bundled demo model)")
-    add_flag(parser, "--model-base", aliases=("--model_base",), default=None,
-             help="folder to read the tokenizer from when --model-path has none")
+    add_flag(
+        parser,
+        "--model-path",
+        aliases=("--model_path",),
+        default=None,
+        help="checkpoint folder (default: the bundled demo model)",
+    )
+    add_flag(
+        parser,
+        "--model-base",
+        aliases=("--model_base",),
+        default=None,
+        help="folder to read the tokenizer from when --model-path has none",
+    )
     add_flag(parser, "--device", default=DEFAULT_DEVICE, help="auto, cpu, cuda, cuda:1, ...")
-    add_flag(parser, "--dtype", default="auto", choices=tuple(DTYPES),
-             help="weights' precision (auto: bfloat16 on a GPU, float32 on a CPU)")
-    add_flag(parser, "--conv-mode", aliases=("--conv_mode",), default=DEFAULT_TEMPLATE, choices=sorted(TEMPLATES),
-             help=f"prompt template (default {DEFAULT_TEMPLATE})")
-    add_flag(parser, "--static-cache", aliases=("--static_cache",), action="store_true",
-             help="preallocated KV cache; on a GPU decoding is compiled (faster after a slow first answer)")
+    add_flag(
+        parser,
+        "--dtype",
+        default="auto",
+        choices=tuple(DTYPES),
+        help="weights' precision (auto: bfloat16 on a GPU, float32 on a CPU)",
+    )
+    add_flag(
+        parser,
+        "--conv-mode",
+        aliases=("--conv_mode",),
+        default=DEFAULT_TEMPLATE,
+        choices=sorted(TEMPLATES),
+        help=f"prompt template (default {DEFAULT_TEMPLATE})",
+    )
+    add_flag(
+        parser,
+        "--static-cache",
+        aliases=("--static_cache",),
+        action="store_true",
+        help="preallocated KV cache; on a GPU decoding is compiled (faster after a slow first answer)",
+    )
     add_verbose_option(parser)
 
 
-def add_sampling_options(parser: argparse.ArgumentParser, stream_only: bool = False,
-                         fps_aliases: Sequence[str] = ()) -> None:
+def add_sampling_options(
+    parser: argparse.ArgumentParser, stream_only: bool = False, fps_aliases: Sequence[str] = ()
+) -> None:
     """--num-frames / --video-fps / --max-frames: change the checkpoint's frame sampling (its config's). A stream
     is always read at a rate, so `stream_only` front ends have --video-fps alone."""
     if stream_only:
         parser.set_defaults(num_frames=None, max_frames=None)
     else:
-        add_flag(parser, "--num-frames", aliases=("--num_frames",), type=int, default=None,
-                 help="sample this many frames uniformly over each video (default: as the checkpoint's config says)")
-    add_flag(parser, "--video-fps", aliases=("--video_fps", *fps_aliases), type=float, default=None,
-             help="sample this many frames per second instead (default: as the checkpoint's config says; a stream "
-                  f"of a model that samples uniformly is read at {STREAM_FPS:g})")
+        add_flag(
+            parser,
+            "--num-frames",
+            aliases=("--num_frames",),
+            type=int,
+            default=None,
+            help="sample this many frames uniformly over each video (default: as the checkpoint's config says)",
+        )
+    add_flag(
+        parser,
+        "--video-fps",
+        aliases=("--video_fps", *fps_aliases),
+        type=float,
+        default=None,
+        help="sample this many frames per second instead (default: as the checkpoint's config says; a stream "
+        f"of a model that samples uniformly is read at {STREAM_FPS:g})",
+    )
     if not stream_only:
-        add_flag(parser, "--max-frames", aliases=("--max_frames",), type=int, default=None,
-                 help=f"at a rate, sample at most this many frames (default: the checkpoint's, else "
-                      f"{FrameSampling.max_frames})")
+        add_flag(
+            parser,
+            "--max-frames",
+            aliases=("--max_frames",),
+            type=int,
+            default=None,
+            help=f"at a rate, sample at most this many frames (default: the checkpoint's, else "
+            f"{FrameSampling.max_frames})",
+        )
 
 
-def add_generation_options(parser: argparse.ArgumentParser,
-                           max_new_tokens: int = GenerationSettings.max_new_tokens) -> None:
+def add_generation_options(
+    parser: argparse.ArgumentParser, max_new_tokens: int = GenerationSettings.max_new_tokens
+) -> None:
     """--temperature, --top-p and --max-new-tokens (`max_new_tokens`: the front end's default, one of
     `llava.serve.engine`'s two: an answer, or a caption or benchmark answer)."""
-    add_flag(parser, "--temperature", type=float, default=GenerationSettings.temperature,
-             help="0 = greedy (deterministic)")
-    add_flag(parser, "--top-p", aliases=("--top_p",), type=float, default=GenerationSettings.top_p,
-             help="nucleus sampling mass when temperature > 0")
-    add_flag(parser, "--max-new-tokens", aliases=("--max_new_tokens",), type=int, default=max_new_tokens,
-             help=f"longest answer, in tokens (default {max_new_tokens})")
+    add_flag(
+        parser, "--temperature", type=float, default=GenerationSettings.temperature, help="0 = greedy (deterministic)"
+    )
+    add_flag(
+        parser,
+        "--top-p",
+        aliases=("--top_p",),
+        type=float,
+        default=GenerationSettings.top_p,
+        help="nucleus sampling mass when temperature > 0",
+    )
+    add_flag(
+        parser,
+        "--max-new-tokens",
+        aliases=("--max_new_tokens",),
+        type=int,
+        default=max_new_tokens,
+        help=f"longest answer, in tokens (default {max_new_tokens})",
+    )
 
 
-def add_inference_options(parser: argparse.ArgumentParser, max_new_tokens: int = GenerationSettings.max_new_tokens,
-                          stream_only: bool = False, fps_aliases: Sequence[str] = ()) -> None:
+def add_inference_options(
+    parser: argparse.ArgumentParser,
+    max_new_tokens: int = GenerationSettings.max_new_tokens,
+    stream_only: bool = False,
+    fps_aliases: Sequence[str] = (),
+) -> None:
     """Every shared option: model, frame sampling and generation (see the module docstring)."""
     add_model_options(parser)
     add_sampling_options(parser, stream_only, fps_aliases)
@@ -100,23 +169,31 @@ def add_inference_options(parser: argparse.ArgumentParser, max_new_tokens: int =
 
 def check_sampling_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors (exit code 2) for --num-frames, --video-fps and --max-frames."""
-    _usage_errors(parser, [
-        (args.num_frames is not None and args.num_frames < 1, "--num-frames must be at least 1"),
-        (args.video_fps is not None and not args.video_fps > 0, "--video-fps must be positive"),
-        (args.max_frames is not None and args.max_frames < 1, "--max-frames must be at least 1"),
-        (args.num_frames is not None and args.video_fps is not None,
-         "give --num-frames (frames uniformly) or --video-fps (a rate), not both"),
-    ])
+    _usage_errors(
+        parser,
+        [
+            (args.num_frames is not None and args.num_frames < 1, "--num-frames must be at least 1"),
+            (args.video_fps is not None and not args.video_fps > 0, "--video-fps must be positive"),
+            (args.max_frames is not None and args.max_frames < 1, "--max-frames must be at least 1"),
+            (
+                args.num_frames is not None and args.video_fps is not None,
+                "give --num-frames (frames uniformly) or --video-fps (a rate), not both",
+            ),
+        ],
+    )
 
 
 def check_inference_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors (exit code 2) for shared options out of range."""
     check_sampling_options(parser, args)
-    _usage_errors(parser, [
-        (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
-        (args.temperature < 0, "--temperature must be 0 (greedy) or more"),
-        (not 0 < args.top_p <= 1, "--top-p must be in (0, 1]"),
-    ])
+    _usage_errors(
+        parser,
+        [
+            (args.max_new_tokens < 1, "--max-new-tokens must be at least 1"),
+            (args.temperature < 0, "--temperature must be 0 (greedy) or more"),
+            (not 0 < args.top_p <= 1, "--top-p must be in (0, 1]"),
+        ],
+    )
 
 
 def _usage_errors(parser: argparse.ArgumentParser, problems: list[tuple[bool, str]]) -> None:
@@ -137,8 +214,14 @@ def generation_settings(args: argparse.Namespace) -> GenerationSettings:
 def chat_session_from_options(args: argparse.Namespace, **loading) -> ChatSession:
     """The ChatSession the model and sampling options ask for: the checkpoint loaded once, its frame sampling
     changed by the flags. `loading` adds options of one front end (e.g. the CLI's load_8bit)."""
-    session = ChatSession.from_pretrained(args.model_path, model_base=args.model_base, device=args.device,
-                                          dtype=DTYPES[args.dtype], conv_mode=args.conv_mode,
-                                          static_kv_cache=args.static_cache, **loading)
+    session = ChatSession.from_pretrained(
+        args.model_path,
+        model_base=args.model_base,
+        device=args.device,
+        dtype=DTYPES[args.dtype],
+        conv_mode=args.conv_mode,
+        static_kv_cache=args.static_cache,
+        **loading,
+    )
     session.sampling = frame_sampling(args, session.sampling)
     return session

@@ -34,8 +34,9 @@ def timed_frames(reader: VideoReader, fps: float, session: StreamingSession) -> 
         yield from ((t, frame) for t, frame in frames if t > clock)
 
 
-def in_batches(frames: Iterator[tuple[float, np.ndarray]], size: int,
-               max_bytes: int = BATCH_BYTES) -> Iterator[list[tuple[float, np.ndarray]]]:
+def in_batches(
+    frames: Iterator[tuple[float, np.ndarray]], size: int, max_bytes: int = BATCH_BYTES
+) -> Iterator[list[tuple[float, np.ndarray]]]:
     """Consecutive frames, `size` at a time, or fewer when they would hold more than `max_bytes` (the last batch
     may be shorter; a batch has at least one frame). When the source fails midway, the frames read before the
     failure come out as a last batch first, then the error is raised."""

@@ -72,9 +72,16 @@ class StreamingSession:
     """Captions and answers over a live stream. `stream_settings` overrides how the model's stream segments and
     what it keeps (default: the checkpoint's config)."""
 
-    def __init__(self, model, tokenizer, processor: VisualProcessor, policy: StreamingPolicy | None = None,
-                 conv_mode: str = "llava_v1", settings: GenerationSettings | None = None,
-                 stream_settings: StreamSettings | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        processor: VisualProcessor,
+        policy: StreamingPolicy | None = None,
+        conv_mode: str = "llava_v1",
+        settings: GenerationSettings | None = None,
+        stream_settings: StreamSettings | None = None,
+    ) -> None:
         self.model, self.tokenizer, self.processor = model, tokenizer, processor
         self.policy = policy or StreamingPolicy()
         self.conv_mode = conv_mode
@@ -84,8 +91,9 @@ class StreamingSession:
         self._prefix: PromptPrefix | None = None  # the KV cache of the text before the video in every prompt
 
     @classmethod
-    def from_pretrained(cls, model_path: str | Path | None = None, device: str = "auto", static_kv_cache: bool = False,
-                        **kwargs) -> "StreamingSession":
+    def from_pretrained(
+        cls, model_path: str | Path | None = None, device: str = "auto", static_kv_cache: bool = False, **kwargs
+    ) -> StreamingSession:
         """model_path None = the bundled demo model; other keyword arguments go to the session."""
         if model_path is None:
             model_path = engine.DEMO_CHECKPOINT
@@ -94,8 +102,9 @@ class StreamingSession:
                     f"the bundled demo model {model_path} is missing; build it with `make demo-model` "
                     "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
                 )
-        tokenizer, model, processor, _ = load_pretrained_model(model_path, device=device,
-                                                               static_kv_cache=static_kv_cache)
+        tokenizer, model, processor, _ = load_pretrained_model(
+            model_path, device=device, static_kv_cache=static_kv_cache
+        )
         return cls(model, tokenizer, processor, **kwargs)
 
     @property
@@ -135,7 +144,7 @@ class StreamingSession:
             pixels = self.processor.video(frames)  # (N, 3, H, W)
         closed = self.stream.push(pixels, times)
         events: list[list[StreamEvent]] = [[] for _ in times]
-        for segment, event in zip(closed, self._captions([(c.time, c.readout) for c in closed])):
+        for segment, event in zip(closed, self._captions([(c.time, c.readout) for c in closed]), strict=True):
             events[segment.index] += event
         return events
 
@@ -148,7 +157,9 @@ class StreamingSession:
             run = list(run)
             times = [time for time, _ in run]
             per_frame = self.push_frames(np.stack([frame for _, frame in run]), times)
-            stamped += [StreamEvent(time, e.role, e.text) for time, events in zip(times, per_frame) for e in events]
+            stamped += [
+                StreamEvent(time, e.role, e.text) for time, events in zip(times, per_frame, strict=True) for e in events
+            ]
         return stamped
 
     def _captions(self, ended: list[tuple[float, Tensor]]) -> list[list[StreamEvent]]:
@@ -157,12 +168,17 @@ class StreamingSession:
         s, p = self.captions, self.policy
         # the last caption only gets later: a scene too close to it now is too close to any caption said meanwhile
         wanted = [time - s.last_caption_time >= p.min_caption_gap for time, _ in ended]
-        texts = iter(self._answers(p.prompt, [readout for (_, readout), want in zip(ended, wanted) if want]))
+        texts = iter(
+            self._answers(p.prompt, [readout for (_, readout), want in zip(ended, wanted, strict=True) if want])
+        )
         events = []
-        for (time, _), want in zip(ended, wanted):
+        for (time, _), want in zip(ended, wanted, strict=True):
             text = next(texts) if want else None
-            said = text is not None and time - s.last_caption_time >= p.min_caption_gap and not (
-                p.skip_repeated and text == s.last_caption)
+            said = (
+                text is not None
+                and time - s.last_caption_time >= p.min_caption_gap
+                and not (p.skip_repeated and text == s.last_caption)
+            )
             if said:
                 s.last_caption, s.last_caption_time = text, time
             events.append([StreamEvent(time, "Assistant", text)] if said else [])
@@ -208,9 +224,13 @@ class StreamingSession:
             features = [self.stream.visual_tokens(r) for r in readouts[start : start + size]]  # each (N, h)
             longest = input_ids.shape[1] - 1 + max(len(f) for f in features)  # the placeholder becomes N tokens
             settings = fit_to_context(self.settings, longest, context)  # never past the context
-            output = self.model.generate(input_ids.expand(len(features), -1), visual_features=features,
-                                         prompt_prefix=prefix, pad_token_id=self.tokenizer.pad_token_id,
-                                         **settings.kwargs())
+            output = self.model.generate(
+                input_ids.expand(len(features), -1),
+                visual_features=features,
+                prompt_prefix=prefix,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **settings.kwargs(),
+            )
             answers += [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
         return answers
 
@@ -253,12 +273,22 @@ def _state_to_dict(state: StreamState, captions: CaptionState) -> dict:
     """Plain containers of tensors and numbers, loadable with `torch.load(weights_only=True)`."""
     b = state.bridge
     return {
-        "bridge": {"memory": b.memory, "cache": b.cache, "cache_masks": b.cache_masks,
-                   "num_segments": b.num_segments, "memories": b.memories, "memory_masks": b.memory_masks},
+        "bridge": {
+            "memory": b.memory,
+            "cache": b.cache,
+            "cache_masks": b.cache_masks,
+            "num_segments": b.num_segments,
+            "memories": b.memories,
+            "memory_masks": b.memory_masks,
+        },
         "tiller": state.tiller,
         "tower_window": state.window_pixels,
-        "open": {"tokens": state.open_tokens, "stride": state.open_stride, "seen": state.open_seen,
-                 "start": state.open_start},
+        "open": {
+            "tokens": state.open_tokens,
+            "stride": state.open_stride,
+            "seen": state.open_seen,
+            "start": state.open_start,
+        },
         "last_time": state.last_time,
         "readout": state.readout,
         "segments": [list(seg) for seg in state.segments],

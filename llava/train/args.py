@@ -34,11 +34,14 @@ class ModelArguments:
 class DataArguments:
     data_path: str = field(default="", metadata={"help": "LLaVA conversation JSON (or JSONL)"})
     x_folder: str = field(default="", metadata={"help": "root that the rows' video / image paths are joined to"})
-    num_frames: int = field(default=FrameSampling.num_frames,
-                            metadata={"help": "frames sampled uniformly per video (with video_fps: the default cap)"})
+    num_frames: int = field(
+        default=FrameSampling.num_frames,
+        metadata={"help": "frames sampled uniformly per video (with video_fps: the default cap)"},
+    )
     video_fps: float | None = field(default=None, metadata={"help": "sample videos at this rate instead"})
-    max_frames: int | None = field(default=None,
-                                   metadata={"help": "with video_fps, the most frames sampled (default: num_frames)"})
+    max_frames: int | None = field(
+        default=None, metadata={"help": "with video_fps, the most frames sampled (default: num_frames)"}
+    )
     image_aspect_ratio: str = field(default="pad", metadata={"help": "pad (to square, mean colour) or crop"})
     max_bad_fraction: float = field(default=0.01, metadata={"help": "stop when more rows than this are unreadable"})
 

@@ -70,19 +70,30 @@ def render(folder: Path) -> str:
         f"| {name} | {s['min_scenes']}-{s['max_scenes']}{sampling(s)} | "
         f"{s.get('kinds', 'caption,first_scene,last_scene')} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
-        for (name, s), loss in zip(named, summary["stage_losses"])
+        for (name, s), loss in zip(named, summary["stage_losses"], strict=True)
     )
     seeds = summary.get("seeds", list(range(summary["seed"], summary["seed"] + len(summary["curriculum"]))))
     return TEMPLATE.format(
-        minutes=summary["minutes"], machine=summary["machine"], seeds=", ".join(map(str, seeds)),
-        command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"), tower=summary["tower_attribute_accuracy"],
+        minutes=summary["minutes"],
+        machine=summary["machine"],
+        seeds=", ".join(map(str, seeds)),
+        command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"),
+        tower=summary["tower_attribute_accuracy"],
         note=f" ({summary['note']})" if summary.get("note") else "",
-        stages=stages, eval_seed=scores["seed"], folder=folder, videos=scores["num_videos"], scenes=scores["scenes"],
-        cap=scores["scene_caption_accuracy"], cap_ab=ablated["scene_caption_accuracy"],
-        six=scores["videos_6plus"], first=scores["first_scene_accuracy_6plus"],
-        first_ab=ablated["first_scene_accuracy_6plus"], stream_fps=scores["stream_fps"],
+        stages=stages,
+        eval_seed=scores["seed"],
+        folder=folder,
+        videos=scores["num_videos"],
+        scenes=scores["scenes"],
+        cap=scores["scene_caption_accuracy"],
+        cap_ab=ablated["scene_caption_accuracy"],
+        six=scores["videos_6plus"],
+        first=scores["first_scene_accuracy_6plus"],
+        first_ab=ablated["first_scene_accuracy_6plus"],
+        stream_fps=scores["stream_fps"],
         stream=scores["streaming_caption_accuracy"],
-        verdict=MEMORY_WORKS if scores["first_scene_accuracy_6plus"] >= ablated["first_scene_accuracy_6plus"] + 0.2
+        verdict=MEMORY_WORKS
+        if scores["first_scene_accuracy_6plus"] >= ablated["first_scene_accuracy_6plus"] + 0.2
         else MEMORY_FAILS,
     )
 

@@ -57,7 +57,7 @@ def compose_from_parts(lm_path: Path, video_tower: str | None, image_tower: str 
     model.language_model.load_state_dict(language_model.state_dict())
     for tower, folder in ((model.video_tower, video_tower), (model.image_tower, image_tower)):
         if tower is not None and folder:
-            missing, unexpected = tower.load_state_dict(load_tower_weights(Path(folder)), strict=False)
+            missing, unexpected = tower.load_state_dict(load_tower_weights(Path(folder)), strict=True)
             if missing:
                 raise CheckpointError(f"{folder}: tower weights missing: {', '.join(missing[:8])}")
     return model
@@ -76,6 +76,9 @@ def set_trainable(model: VideoLLaMBForCausalLM, args: ModelArguments) -> None:
         module = getattr(model, name)
         if module is not None:
             module.requires_grad_(trainable)
-    counts = {name: sum(p.numel() for p in getattr(model, name).parameters() if p.requires_grad)
-              for name in parts if getattr(model, name) is not None}
+    counts = {
+        name: sum(p.numel() for p in getattr(model, name).parameters() if p.requires_grad)
+        for name in parts
+        if getattr(model, name) is not None
+    }
     logger.info("trainable parameters: %s", counts)

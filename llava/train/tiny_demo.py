@@ -75,8 +75,13 @@ class Stage:
     sample_fps: float | None = None  # train on every frame at this rate (up to MAX_FRAMES) instead of uniform ones
 
 
-CURRICULUM = [Stage(1, 2, 1200, 600), Stage(2, 4, 1200, 500), Stage(3, 6, 1500, 600), Stage(4, 8, 1500, 700),
-              Stage(6, 8, 1200, 400)]
+CURRICULUM = [
+    Stage(1, 2, 1200, 600),
+    Stage(2, 4, 1200, 500),
+    Stage(3, 6, 1500, 600),
+    Stage(4, 8, 1500, 700),
+    Stage(6, 8, 1200, 400),
+]
 # Before the curriculum: the brief-object question alone on the first stage's videos. Learned first, the memory
 # learns to store a flash; mixed in from the start (or added after), it stays at chance.
 NEEDLE_STEPS = 800
@@ -88,23 +93,60 @@ MAX_FRAMES = FrameSampling.max_frames  # the original's cap on frames sampled at
 
 def demo_config(vocab_size: int) -> VideoLLaMBConfig:
     """The demo model's sizes. 96 frames per segment: 16 segments of a 300-s haystack at 1 fps keep every frame."""
-    vision = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4, image_size=48,
-                  patch_size=8, temporal_window=4, temporal_causal=True, select_layer=-1)
-    bridge = dict(hidden_size=96, intermediate_size=192, num_attention_heads=4, num_memory_tokens=8, pool_size=2,
-                  frame_pool="max", frame_cls_token=True, frames_per_segment=96, scenetilling_k=None,
-                  scenetilling_alpha=0.0,
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, memory_init_std=1.0,
-                  llm_input="memory_and_last_segment")
-    text = dict(model_type="llama", vocab_size=vocab_size, hidden_size=128, intermediate_size=256,
-                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                pad_token_id=0)
-    return VideoLLaMBConfig(text_config=text, vision_config=vision, bridge_config=bridge, num_frames=24,
-                            use_image_tower=False)
+    vision = dict(
+        hidden_size=96,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=48,
+        patch_size=8,
+        temporal_window=4,
+        temporal_causal=True,
+        select_layer=-1,
+    )
+    bridge = dict(
+        hidden_size=96,
+        intermediate_size=192,
+        num_attention_heads=4,
+        num_memory_tokens=8,
+        pool_size=2,
+        frame_pool="max",
+        frame_cls_token=True,
+        frames_per_segment=96,
+        scenetilling_k=None,
+        scenetilling_alpha=0.0,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        memory_init_std=1.0,
+        llm_input="memory_and_last_segment",
+    )
+    text = dict(
+        model_type="llama",
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+    )
+    return VideoLLaMBConfig(
+        text_config=text, vision_config=vision, bridge_config=bridge, num_frames=24, use_image_tower=False
+    )
 
 
 def make_data(folder: Path, stage: Stage, seed: int) -> Path:
-    synthetic.generate(folder, stage.num_videos, seed, kinds=stage.kinds.split(","), min_scenes=stage.min_scenes,
-                       max_scenes=stage.max_scenes, fps=stage.fps, progress=False)
+    synthetic.generate(
+        folder,
+        stage.num_videos,
+        seed,
+        kinds=stage.kinds.split(","),
+        min_scenes=stage.min_scenes,
+        max_scenes=stage.max_scenes,
+        fps=stage.fps,
+        progress=False,
+    )
     return folder
 
 
@@ -128,8 +170,9 @@ def frame_labels(folder: Path, num_frames: int, processor: VisualProcessor):
         labels = {k: torch.tensor([v.index(getattr(s, k)) for s in scenes]) for k, v in ATTRIBUTES.items()}
         flash = spec.flash
         for k, values in FLASH_ATTRIBUTES.items():
-            shown = [getattr(flash, k) if flash and flash.start_frame <= i <= flash.end_frame else NO_FLASH
-                     for i in indices]
+            shown = [
+                getattr(flash, k) if flash and flash.start_frame <= i <= flash.end_frame else NO_FLASH for i in indices
+            ]
             labels[f"flash_{k}"] = torch.tensor([values.index(v) for v in shown])
         clips.append((processor.video(frames), labels))
     return clips
@@ -143,7 +186,9 @@ def pretrain_tower(model: VideoLLaMBForCausalLM, folders: list[Path], steps: int
     processor = VisualProcessor(size=model.config.vision_config.image_size)
     clips = [clip for folder in folders for clip in frame_labels(folder, model.config.num_frames // 2, processor)]
     d = model.config.vision_config.hidden_size
-    heads = nn.ModuleDict({f"{where}_{k}": nn.Linear(d, len(v)) for where in ("cls", "token") for k, v in ATTRIBUTES.items()})
+    heads = nn.ModuleDict(
+        {f"{where}_{k}": nn.Linear(d, len(v)) for where in ("cls", "token") for k, v in ATTRIBUTES.items()}
+    )
     heads.update({f"cls_flash_{k}": nn.Linear(d, len(v)) for k, v in FLASH_ATTRIBUTES.items()})
     params = list(model.video_tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=2e-3)
@@ -183,16 +228,32 @@ def kind_rows(folder: Path, kind: str) -> str:
     return write_json_atomic(rows, folder / f"train_{kind}.json").name
 
 
-def train_stage(start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int,
-                rows: str = "train.json") -> float:
+def train_stage(
+    start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int, rows: str = "train.json"
+) -> float:
     """One curriculum stage through `llava.train.train` on data/rows; returns the stage's mean training loss."""
     model_args = ModelArguments(model_name_or_path=str(start))
-    data_args = DataArguments(data_path=str(data / rows), x_folder=str(data), video_fps=stage.sample_fps,
-                              num_frames=num_frames, max_frames=MAX_FRAMES if stage.sample_fps else None)
+    data_args = DataArguments(
+        data_path=str(data / rows),
+        x_folder=str(data),
+        video_fps=stage.sample_fps,
+        num_frames=num_frames,
+        max_frames=MAX_FRAMES if stage.sample_fps else None,
+    )
     training_args = TrainingArguments(
-        output_dir=str(out), max_steps=stage.steps, per_device_train_batch_size=16, learning_rate=1e-3,
-        warmup_steps=min(100, stage.steps // 5), lr_scheduler_type=stage.schedule, weight_decay=0.0, logging_steps=25,
-        save_strategy="no", use_cpu=True, seed=seed, dataloader_num_workers=1, disable_tqdm=True,
+        output_dir=str(out),
+        max_steps=stage.steps,
+        per_device_train_batch_size=16,
+        learning_rate=1e-3,
+        warmup_steps=min(100, stage.steps // 5),
+        lr_scheduler_type=stage.schedule,
+        weight_decay=0.0,
+        logging_steps=25,
+        save_strategy="no",
+        use_cpu=True,
+        seed=seed,
+        dataloader_num_workers=1,
+        disable_tqdm=True,
     )
     train(model_args, data_args, training_args)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
@@ -207,8 +268,15 @@ def serve_uniformly(folder: Path, num_frames: int) -> None:
     config.save_pretrained(folder)
 
 
-def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Stage] = CURRICULUM,
-        needle_steps: int = NEEDLE_STEPS, long_stage: Stage = LONG_STAGE) -> dict:
+def run(
+    work: Path,
+    out: Path,
+    seed: int,
+    tower_steps: int,
+    curriculum: list[Stage] = CURRICULUM,
+    needle_steps: int = NEEDLE_STEPS,
+    long_stage: Stage = LONG_STAGE,
+) -> dict:
     """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
     folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(curriculum)]
@@ -220,19 +288,26 @@ def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Sta
     model.save_pretrained(start)
     tokenizer.save_pretrained(start)
     needle_stage = replace(curriculum[0], steps=needle_steps, kinds=NEEDLE_KIND)  # the first stage's videos
-    logger.info("needle stage: %d-%d scenes, %d steps", needle_stage.min_scenes, needle_stage.max_scenes,
-                needle_stage.steps)
+    logger.info(
+        "needle stage: %d-%d scenes, %d steps", needle_stage.min_scenes, needle_stage.max_scenes, needle_stage.steps
+    )
     needle_rows = kind_rows(folders[0], NEEDLE_KIND)
-    losses = [train_stage(start, folders[0], work / "stage_needle", needle_stage, model.config.num_frames, seed,
-                          needle_rows)]
+    losses = [
+        train_stage(start, folders[0], work / "stage_needle", needle_stage, model.config.num_frames, seed, needle_rows)
+    ]
     start = work / "stage_needle"
     for i, stage in enumerate(curriculum):
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
         losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
         start = work / f"stage{i}"
     long_seed = seed + len(curriculum)
-    logger.info("long stage: %d-%d scenes at %g fps, %d steps", long_stage.min_scenes, long_stage.max_scenes,
-                long_stage.fps, long_stage.steps)
+    logger.info(
+        "long stage: %d-%d scenes at %g fps, %d steps",
+        long_stage.min_scenes,
+        long_stage.max_scenes,
+        long_stage.fps,
+        long_stage.steps,
+    )
     long_data = make_data(work / "data_long", long_stage, long_seed)
     losses.append(train_stage(start, long_data, work / "stage_long", long_stage, model.config.num_frames, seed))
     start = work / "stage_long"
@@ -240,18 +315,26 @@ def run(work: Path, out: Path, seed: int, tower_steps: int, curriculum: list[Sta
         shutil.rmtree(out)
     shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
     serve_uniformly(out, model.config.num_frames)
-    return {"seed": seed, "tower_attribute_accuracy": tower_accuracy, "minutes": (time.time() - started) / 60,
-            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "needle_stage": vars(needle_stage),
-            "curriculum": [vars(s) for s in curriculum], "long_stage": vars(long_stage),
-            "seeds": [seed + i for i in range(len(curriculum))] + [long_seed], "stage_losses": losses}
+    return {
+        "seed": seed,
+        "tower_attribute_accuracy": tower_accuracy,
+        "minutes": (time.time() - started) / 60,
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+        "needle_stage": vars(needle_stage),
+        "curriculum": [vars(s) for s in curriculum],
+        "long_stage": vars(long_stage),
+        "seeds": [seed + i for i in range(len(curriculum))] + [long_seed],
+        "stage_losses": losses,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("runs/tiny-demo"))
-    parser.add_argument("--output", type=Path, default=Path("checkpoints/videollamb-tiny-shapes"),
-                        help="the model's folder")
+    parser.add_argument(
+        "--output", type=Path, default=Path("checkpoints/videollamb-tiny-shapes"), help="the model's folder"
+    )
     parser.add_argument("--out", dest="output", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tower-steps", type=int, default=6000)

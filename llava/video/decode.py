@@ -40,8 +40,24 @@ __all__ = [
 ]
 
 # file names taken for videos where a folder is searched (the reader itself opens anything FFmpeg can)
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg",
-                    ".flv", ".wmv", ".3gp", ".ogv", ".gif")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".ts",
+    ".m2ts",
+    ".mts",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+    ".gif",
+)
 _STREAM_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt", "hls")
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt")
 
@@ -95,8 +111,9 @@ def _opened(source: Source) -> contextlib.AbstractContextManager[VideoReader]:
     return contextlib.nullcontext(source) if isinstance(source, VideoReader) else open_video(source)
 
 
-def load_video(source: Source, num_frames: int = 16, transform: Transform | None = None
-               ) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+def load_video(
+    source: Source, num_frames: int = 16, transform: Transform | None = None
+) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
     """Sample `num_frames` frames uniformly by index over the whole video (a path, URL or open `VideoReader`),
     as the original did: indices int(linspace(0, n - 1, num_frames)).
 

@@ -95,8 +95,9 @@ class VideoReader(ABC):
             return None
         return float(self.times[-1]) + 1.0 / self.fps if len(self.times) else 0.0
 
-    def get_frames(self, indices: Iterable[int] | np.ndarray, transform: Transform | None = None
-                   ) -> np.ndarray | torch.Tensor:
+    def get_frames(
+        self, indices: Iterable[int] | np.ndarray, transform: Transform | None = None
+    ) -> np.ndarray | torch.Tensor:
         """Frames at `indices` (any order, repeats allowed): uint8 (N, H, W, 3) RGB, or with `transform` its
         outputs stacked (N, ...), computed a few frames at a time while decoding."""
         idx = as_indices(indices, self.source)
@@ -122,7 +123,7 @@ class VideoReader(ABC):
         if self.times is None:
             raise VideoError(f"{self.source}: this reader cannot iterate a source of unknown length")
         idx = np.arange(len(self.times)) if fps is None else self.rate_indices(fps)
-        for i, frame in zip(idx, self._decode(idx)):
+        for i, frame in zip(idx, self._decode(idx), strict=True):
             yield float(self.times[i]), frame
 
     def rate_indices(self, fps: float) -> np.ndarray:
@@ -135,7 +136,7 @@ class VideoReader(ABC):
     def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
         """Yield the frames at sorted, unique, valid `indices`, one (H, W, 3) uint8 array at a time."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: only readers that hold a decoder override it)
         """Release the underlying decoder (a no-op for readers that hold none)."""
 
     def __enter__(self) -> VideoReader:

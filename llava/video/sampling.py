@@ -45,8 +45,12 @@ class FrameSampling:
             raise ConfigError(f"num_frames must be a whole number of at least 1, got {self.num_frames!r}")
         if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
             raise ConfigError(f"max_frames must be a whole number of at least 1, got {self.max_frames!r}")
-        if self.fps is not None and (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
-                                     or not math.isfinite(self.fps) or self.fps <= 0):
+        if self.fps is not None and (
+            isinstance(self.fps, bool)
+            or not isinstance(self.fps, (int, float))
+            or not math.isfinite(self.fps)
+            or self.fps <= 0
+        ):
             raise ConfigError(f"video_fps must be a positive number of frames per second, got {self.fps!r}")
 
     @property
@@ -58,8 +62,9 @@ class FrameSampling:
         """The rate a stream (streaming CLI, the demo's Streaming tab) is read at."""
         return STREAM_FPS if self.fps is None else self.fps
 
-    def override(self, num_frames: int | None = None, fps: float | None = None,
-                 max_frames: int | None = None) -> "FrameSampling":
+    def override(
+        self, num_frames: int | None = None, fps: float | None = None, max_frames: int | None = None
+    ) -> FrameSampling:
         """This sampling changed by the flags given (None = not given), the same way in every front end:
         num_frames alone asks for uniform sampling; fps for a rate (num_frames then only applies if the rate is
         dropped again); max_frames sets the cap of a rate."""
@@ -95,8 +100,11 @@ class FrameSampling:
         return f"{self.fps:g} frame(s) per second, at most {self.max_frames}"
 
 
-def sample_video(source: Source | os.PathLike[str], sampling: FrameSampling, transform: Transform | None = None,
-                 ) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+def sample_video(
+    source: Source | os.PathLike[str],
+    sampling: FrameSampling,
+    transform: Transform | None = None,
+) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
     """The frames `sampling` chooses from a video (a path, URL or open reader), and their presentation times.
 
     Returns (T, H, W, 3) uint8 RGB frames, or `transform`'s outputs (applied while decoding, so a 4K file is never

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,15 +1,15 @@
 """Write RGB frames to an h264 mp4 file, atomically (temp file in the same folder, then rename).
 
-    from llava.video.write import write_mp4
-    write_mp4(frames, "out/clip.mp4", fps=4)   # frames: iterable of uint8 arrays (H, W, 3)
+from llava.video.write import write_mp4
+write_mp4(frames, "out/clip.mp4", fps=4)   # frames: iterable of uint8 arrays (H, W, 3)
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -43,9 +43,7 @@ def write_mp4(
     return path
 
 
-def _encode(
-    frames: Iterable[np.ndarray], tmp: Path, fps: float, crf: int, preset: str, threads: int
-) -> int:
+def _encode(frames: Iterable[np.ndarray], tmp: Path, fps: float, crf: int, preset: str, threads: int) -> int:
     """Encode the frames into `tmp`; return how many frames were written."""
     import av  # imported here: nothing heavy at import time
 
@@ -56,9 +54,7 @@ def _encode(
         for frame in frames:
             array = _even_rgb(frame, count)
             if stream is None:
-                stream = container.add_stream(
-                    "libx264", rate=rate, options={"crf": str(crf), "preset": preset}
-                )
+                stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
                 stream.height, stream.width = array.shape[:2]
                 stream.pix_fmt = "yuv420p"
                 stream.codec_context.thread_count = threads
@@ -80,9 +76,7 @@ def _even_rgb(frame: np.ndarray, index: int) -> np.ndarray:
     """Check one frame is uint8 (H, W, 3) and pad it to even height and width (edge rows/columns)."""
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(
-            f"write_mp4: frame {index} must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}"
-        )
+        raise ValueError(f"write_mp4: frame {index} must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
     pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
     if pad_h or pad_w:
         frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")

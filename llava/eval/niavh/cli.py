@@ -35,27 +35,46 @@ from llava.eval.niavh.report import write_report
 from llava.eval.niavh.runner import RunSettings, SessionGenerator, run_grid
 from llava.eval.niavh.scoring import SCORINGS, make_scorer
 from llava.serve.engine import SHORT_MAX_NEW_TOKENS
-from llava.serve.options import (add_flag, add_inference_options, chat_session_from_options, check_inference_options,
-                                 generation_settings)
+from llava.serve.options import (
+    add_flag,
+    add_inference_options,
+    chat_session_from_options,
+    check_inference_options,
+    generation_settings,
+)
 
 DEMO_NAME = "videollamb-tiny-shapes"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m llava.eval.niavh", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m llava.eval.niavh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model-name", default=None, help="label in the results (default: the checkpoint folder name)")
     p.add_argument("--modality", default=",".join(MODALITIES), help="comma list of: text, image, video")
     p.add_argument("--lengths", default=None, help="seconds, comma list (default: the original 40 lengths)")
     p.add_argument("--depths", default=None, help="percent, comma list (default: the original 12 depths)")
-    add_flag(p, "--output", aliases=("--output-dir",), default=Path("runs/niavh"), type=Path,
-             help="folder of the results: cells/, summary.json, heatmap_*.png (default runs/niavh)")
+    add_flag(
+        p,
+        "--output",
+        aliases=("--output-dir",),
+        default=Path("runs/niavh"),
+        type=Path,
+        help="folder of the results: cells/, summary.json, heatmap_*.png (default runs/niavh)",
+    )
     p.add_argument("--cache-dir", default=None, type=Path, help="test videos (default: OUTPUT/videos)")
-    p.add_argument("--haystack-dir", default=None, type=Path,
-                   help="folder of videos looped into the haystack (default: the synthetic world)")
+    p.add_argument(
+        "--haystack-dir",
+        default=None,
+        type=Path,
+        help="folder of videos looped into the haystack (default: the synthetic world)",
+    )
     p.add_argument("--haystack-seed", type=int, default=0, help="seed of the synthetic haystack")
-    p.add_argument("--needle-object", default="purple-triangle",
-                   help="COLOUR-SHAPE of the synthetic needle (kept out of the synthetic haystack)")
+    p.add_argument(
+        "--needle-object",
+        default="purple-triangle",
+        help="COLOUR-SHAPE of the synthetic needle (kept out of the synthetic haystack)",
+    )
     p.add_argument("--needle-text", default=None, help="text of the text needle (default: the object's caption)")
     p.add_argument("--needle-image", default=None, help="image file for the image needle")
     p.add_argument("--needle-video", default=None, help="video file for the video needle")
@@ -64,18 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--question", default=None, help="the question asked about the needle (default per modality)")
     p.add_argument("--needle-duration", type=float, default=1.0, help="seconds the needle shows")
     p.add_argument("--needle-scale", type=float, default=0.5, help="a file needle's size, of the frame's side")
-    p.add_argument("--scoring", default="mc", choices=SCORINGS,
-                   help="mc: circular multiple choice; exact: exact/keyword match; judge: LLM judge 1-10")
+    p.add_argument(
+        "--scoring",
+        default="mc",
+        choices=SCORINGS,
+        help="mc: circular multiple choice; exact: exact/keyword match; judge: LLM judge 1-10",
+    )
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
     p.add_argument("--judge-key", default=None, help="API key of the judge (default: $OPENAI_API_KEY)")
     p.add_argument("--judge-model", default="gpt-3.5-turbo")
-    add_flag(p, "--haystack-fps", aliases=("--fps",), type=float, default=1.0,
-             help="frame rate the test videos are written at (how the model samples them: --num-frames, --video-fps)")
+    add_flag(
+        p,
+        "--haystack-fps",
+        aliases=("--fps",),
+        type=float,
+        default=1.0,
+        help="frame rate the test videos are written at (how the model samples them: --num-frames, --video-fps)",
+    )
     p.add_argument("--size", type=int, default=224, help="test video frames are SIZE x SIZE pixels")
     p.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
-    p.add_argument("--control", action="store_true",
-                   help="also ask each question of the haystack without the needle; summary.json adds the "
-                        "control's mean and the mean net of it (a model that names the needle anyway is guessing)")
+    p.add_argument(
+        "--control",
+        action="store_true",
+        help="also ask each question of the haystack without the needle; summary.json adds the "
+        "control's mean and the mean net of it (a model that names the needle anyway is guessing)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_inference_options(p, max_new_tokens=SHORT_MAX_NEW_TOKENS, fps_aliases=("--sample-fps",))
     return p
@@ -112,15 +144,29 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, object, RunSettin
     if distractors is not None and len(distractors) < 3:
         raise ConfigError(f"--distractors needs three wrong answers separated by ';', got {len(distractors)}")
     obj = parse_object(args.needle_object)
-    options = NeedleOptions(obj=obj, text=args.needle_text, image=args.needle_image, video=args.needle_video,
-                            description=args.needle_description, distractors=distractors, question=args.question,
-                            scale=args.needle_scale)
+    options = NeedleOptions(
+        obj=obj,
+        text=args.needle_text,
+        image=args.needle_image,
+        video=args.needle_video,
+        description=args.needle_description,
+        distractors=distractors,
+        question=args.question,
+        scale=args.needle_scale,
+    )
     needles = build_needles(list(dict.fromkeys(modalities)), options, need_distractors=args.scoring == "mc")
     haystack = VideoHaystack(args.haystack_dir) if args.haystack_dir else SyntheticHaystack(args.haystack_seed, obj)
-    scorer = make_scorer(args.scoring, args.judge_url, args.judge_key or os.environ.get("OPENAI_API_KEY"),
-                         args.judge_model)
-    settings = RunSettings(tuple(lengths), tuple(depths), fps=args.haystack_fps, size=args.size,
-                           needle_duration=args.needle_duration, control=args.control)
+    scorer = make_scorer(
+        args.scoring, args.judge_url, args.judge_key or os.environ.get("OPENAI_API_KEY"), args.judge_model
+    )
+    settings = RunSettings(
+        tuple(lengths),
+        tuple(depths),
+        fps=args.haystack_fps,
+        size=args.size,
+        needle_duration=args.needle_duration,
+        control=args.control,
+    )
     return needles, haystack, scorer, settings
 
 
@@ -147,9 +193,14 @@ def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
     settings = generation_settings(args)
     generator = SessionGenerator(session, settings)
     name = args.model_name or (Path(args.model_path).resolve().name if args.model_path else DEMO_NAME)
-    model = {"name": name + (" (memory ablated)" if args.ablate_memory else ""), "ablate_memory": args.ablate_memory,
-             "max_new_tokens": args.max_new_tokens, **session.sampling.record(), **_changed_defaults(args),
-             "weights": weights_digest(Path(args.model_path) if args.model_path else DEMO_CHECKPOINT)}
+    model = {
+        "name": name + (" (memory ablated)" if args.ablate_memory else ""),
+        "ablate_memory": args.ablate_memory,
+        "max_new_tokens": args.max_new_tokens,
+        **session.sampling.record(),
+        **_changed_defaults(args),
+        "weights": weights_digest(Path(args.model_path) if args.model_path else DEMO_CHECKPOINT),
+    }
     return generator, model
 
 
@@ -160,8 +211,16 @@ def main(argv: list[str] | None = None) -> int:
         needles, haystack, scorer, settings = prepare(args)
         generator, model = _generator(args)
         settings = dataclasses.replace(settings, model=model)
-        records = run_grid(generator.generate, needles, haystack, scorer, settings, args.output,
-                           args.cache_dir, progress=not args.quiet)
+        records = run_grid(
+            generator.generate,
+            needles,
+            haystack,
+            scorer,
+            settings,
+            args.output,
+            args.cache_dir,
+            progress=not args.quiet,
+        )
         summary = write_report(records, args.output)
     except (LlavaError, OSError) as err:
         return report_error(err)
@@ -171,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     per = ", ".join(f"{m} {v:g}" for m, v in summary["per_modality"].items())
     if summary["control_mean"] is not None:
         per += f"; without the needle {summary['control_mean']:g}, net {summary['net_mean']:g}"
-    print(f"NIAVH {summary['model']}: mean {summary['mean']:g} ({summary['scoring']}, {summary['num_cells']} cells; "
-          f"{per}); wrote {args.output / 'summary.json'} and {len(summary['heatmaps'])} heatmap(s)")
+    print(
+        f"NIAVH {summary['model']}: mean {summary['mean']:g} ({summary['scoring']}, {summary['num_cells']} cells; "
+        f"{per}); wrote {args.output / 'summary.json'} and {len(summary['heatmaps'])} heatmap(s)"
+    )
     return 0

@@ -80,8 +80,9 @@ class SyntheticHaystack(Haystack):
         out = np.empty((num_frames, size, size, 3), dtype=np.uint8)
         filled, chunk = 0, 0
         while filled < num_frames:
-            spec = sample_video_spec(video_rng(self.seed, chunk), f"haystack_{chunk}", CHUNK_SCENES,
-                                     CHUNK_SCENES, fps=fps, size=size)
+            spec = sample_video_spec(
+                video_rng(self.seed, chunk), f"haystack_{chunk}", CHUNK_SCENES, CHUNK_SCENES, fps=fps, size=size
+            )
             if self.exclude:
                 spec = without_object(spec, self.exclude, whole_colour=True)
             for frame in render_frames(spec):
@@ -104,8 +105,7 @@ class VideoHaystack(Haystack):
             raise LlavaError(f"haystack folder {self.folder} does not exist or is not a folder")
         self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
         if not self.paths:
-            raise LlavaError(
-                f"haystack folder {self.folder} holds no videos ({', '.join(VIDEO_EXTENSIONS)})")
+            raise LlavaError(f"haystack folder {self.folder} holds no videos ({', '.join(VIDEO_EXTENSIONS)})")
         self.identity = f"videos:{self.folder.name}:{files_digest(self.paths)}"
 
     def _build(self, num_frames: int, fps: float, size: int) -> np.ndarray:

@@ -98,8 +98,10 @@ def parse_object(text: str) -> tuple[str, str]:
     """'purple-triangle' (or 'purple triangle') -> ('purple', 'triangle'), checked against the world."""
     parts = text.replace("-", " ").split()
     if len(parts) != 2 or parts[0] not in COLOURS or parts[1] not in SHAPES:
-        raise ConfigError(f"needle object {text!r} must be COLOUR-SHAPE with a colour of {', '.join(COLOURS)} "
-                          f"and a shape of {', '.join(SHAPES)}")
+        raise ConfigError(
+            f"needle object {text!r} must be COLOUR-SHAPE with a colour of {', '.join(COLOURS)} "
+            f"and a shape of {', '.join(SHAPES)}"
+        )
     return parts[0], parts[1]
 
 
@@ -127,8 +129,15 @@ class TextNeedle(Needle):
         h, w = frame.shape[:2]
         size = self.font_size(w, h)
         image = Image.fromarray(frame)
-        ImageDraw.Draw(image).text((w / 2, h * 0.96), self.text, fill=(255, 255, 255), font=_font(size),
-                                   anchor="md", stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
+        ImageDraw.Draw(image).text(
+            (w / 2, h * 0.96),
+            self.text,
+            fill=(255, 255, 255),
+            font=_font(size),
+            anchor="md",
+            stroke_width=max(1, size // 12),
+            stroke_fill=(0, 0, 0),
+        )
         frame[:] = np.asarray(image)
 
 
@@ -136,8 +145,14 @@ class TextNeedle(Needle):
 class ObjectNeedle(Needle):
     """An object of the synthetic world at the frame's centre: still (image) or on a small circle (video)."""
 
-    def __init__(self, colour: str, shape: str, moving: bool, question: str = OBJECT_QUESTION,
-                 distractors: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        colour: str,
+        shape: str,
+        moving: bool,
+        question: str = OBJECT_QUESTION,
+        distractors: tuple[str, ...] | None = None,
+    ) -> None:
         self.colour, self.shape, self.moving = colour, shape, moving
         self.modality = "video" if moving else "image"
         self.identity = f"{self.modality}:synthetic:{colour}-{shape}"
@@ -177,8 +192,14 @@ class PictureNeedle(Needle):
 
     modality = "image"
 
-    def __init__(self, path: str | Path, description: str, distractors: tuple[str, ...],
-                 question: str = OBJECT_QUESTION, scale: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        description: str,
+        distractors: tuple[str, ...],
+        question: str = OBJECT_QUESTION,
+        scale: float = 0.5,
+    ) -> None:
         path = Path(path)
         try:
             with Image.open(path) as image:
@@ -202,8 +223,14 @@ class ClipNeedle(Needle):
 
     modality = "video"
 
-    def __init__(self, path: str | Path, description: str, distractors: tuple[str, ...],
-                 question: str = OBJECT_QUESTION, scale: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        description: str,
+        distractors: tuple[str, ...],
+        question: str = OBJECT_QUESTION,
+        scale: float = 0.5,
+    ) -> None:
         path = Path(path)
         if not path.is_file():
             raise VideoError(f"needle video {path}: no such file")
@@ -254,8 +281,9 @@ def build_needles(modalities: list[str], options: NeedleOptions, need_distractor
         if modality != "text" and not options.description:
             raise ConfigError(f"--needle-{modality} needs --needle-description (the reference answer)")
         if need_distractors and not options.distractors:
-            raise ConfigError(f"multiple choice with your own {modality} needle needs --distractors "
-                              f"'wrong one;wrong two;wrong three'")
+            raise ConfigError(
+                f"multiple choice with your own {modality} needle needs --distractors 'wrong one;wrong two;wrong three'"
+            )
     needles: dict[str, Needle] = {}
     for modality in modalities:
         q = {"question": options.question} if options.question else {}
@@ -267,4 +295,3 @@ def build_needles(modalities: list[str], options: NeedleOptions, need_distractor
             kind = PictureNeedle if modality == "image" else ClipNeedle
             needles[modality] = kind(user[modality], options.description, fallback, scale=options.scale, **q)
     return needles
-

@@ -6,8 +6,9 @@ heatmap picture per modality (depth x length, as the original's), OUT/heatmap_{m
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,13 +66,18 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
             "per_depth": _grouped(subset, "depth_percent"),
         }
     if first:
-        summary.update(haystack=first.get("haystack"), fps=first.get("fps"), size=first.get("size"),
-                       model_settings=first.get("model_settings"))
+        summary.update(
+            haystack=first.get("haystack"),
+            fps=first.get("fps"),
+            size=first.get("size"),
+            model_settings=first.get("model_settings"),
+        )
     return summary
 
 
-def write_heatmap(records: Sequence[dict], path: str | Path, title: str,
-                  score_range: Sequence[float] = (0.0, 1.0)) -> Path:
+def write_heatmap(
+    records: Sequence[dict], path: str | Path, title: str, score_range: Sequence[float] = (0.0, 1.0)
+) -> Path:
     """Depth (rows, 0% on top) x length (columns) of the scores; missing cells gray. Written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LinearSegmentedColormap
@@ -86,8 +92,14 @@ def write_heatmap(records: Sequence[dict], path: str | Path, title: str,
     fig = Figure(figsize=(max(5.0, 0.32 * len(lengths) + 3.0), max(3.0, 0.35 * len(depths) + 1.8)))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=score_range[0], vmax=score_range[1],
-                      aspect="auto", interpolation="nearest")
+    image = ax.imshow(
+        np.ma.masked_invalid(grid),
+        cmap=cmap,
+        vmin=score_range[0],
+        vmax=score_range[1],
+        aspect="auto",
+        interpolation="nearest",
+    )
     ax.set_xticks(range(len(lengths)), [f"{v:g}" for v in lengths], rotation=90 if len(lengths) > 12 else 0)
     ax.set_yticks(range(len(depths)), [f"{v:g}%" for v in depths])
     ax.set_xlabel("video length (seconds)")

@@ -23,10 +23,11 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from tqdm import tqdm
 
@@ -60,13 +61,22 @@ def _cell_stem(modality: str, placement: Placement) -> str:
 
 
 def video_key(haystack: Haystack, needle: Needle, placement: Placement, size: int, needle_duration: float) -> str:
-    return _digest({"haystack": haystack.identity, "length": placement.length, "depth": placement.depth,
-                    "needle": needle.identity, "fps": placement.fps, "size": size,
-                    "needle_duration": needle_duration})[:16]
+    return _digest(
+        {
+            "haystack": haystack.identity,
+            "length": placement.length,
+            "depth": placement.depth,
+            "needle": needle.identity,
+            "fps": placement.fps,
+            "size": size,
+            "needle_duration": needle_duration,
+        }
+    )[:16]
 
 
-def build_test_video(cache_dir: Path, haystack: Haystack, needle: Needle, placement: Placement, size: int,
-               needle_duration: float = 1.0) -> Path:
+def build_test_video(
+    cache_dir: Path, haystack: Haystack, needle: Needle, placement: Placement, size: int, needle_duration: float = 1.0
+) -> Path:
     """The cell's test video (built once, then reused from the cache)."""
     key = video_key(haystack, needle, placement, size, needle_duration)
     path = Path(cache_dir) / f"{_cell_stem(needle.modality, placement)}_{key}.mp4"
@@ -79,20 +89,28 @@ def build_test_video(cache_dir: Path, haystack: Haystack, needle: Needle, placem
 
 def build_control_video(cache_dir: Path, haystack: Haystack, placement: Placement, size: int) -> Path:
     """The haystack alone at the cell's length (built once per length, then reused from the cache)."""
-    key = _digest({"haystack": haystack.identity, "length": placement.length, "fps": placement.fps, "size": size,
-                   "control": True})[:16]
+    key = _digest(
+        {"haystack": haystack.identity, "length": placement.length, "fps": placement.fps, "size": size, "control": True}
+    )[:16]
     path = Path(cache_dir) / f"control_L{placement.length:g}_{key}.mp4"
     if not path.is_file():
         write_mp4(haystack.frames(placement.num_frames, placement.fps, size), path, placement.fps)
     return path
 
 
-def cell_path(output_dir: Path, haystack: Haystack, needle: Needle, placement: Placement, scorer: Scorer,
-              settings: RunSettings) -> Path:
+def cell_path(
+    output_dir: Path, haystack: Haystack, needle: Needle, placement: Placement, scorer: Scorer, settings: RunSettings
+) -> Path:
     """Where the cell's result goes: its key adds the model, the scoring and the question to the video's."""
-    key = _digest({"video": video_key(haystack, needle, placement, settings.size, settings.needle_duration),
-                   "model": dict(settings.model), "scoring": scorer.name, "probe": asdict(needle.probe()),
-                   "control": settings.control})[:12]
+    key = _digest(
+        {
+            "video": video_key(haystack, needle, placement, settings.size, settings.needle_duration),
+            "model": dict(settings.model),
+            "scoring": scorer.name,
+            "probe": asdict(needle.probe()),
+            "control": settings.control,
+        }
+    )[:12]
     return Path(output_dir) / "cells" / f"{_cell_stem(needle.modality, placement)}_{key}.json"
 
 
@@ -106,17 +124,30 @@ def read_cell(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and "score" in record else None
 
 
-def control_fields(generate: Generate, control_video: Path, probe: Probe, scorer: Scorer,
-                   scored: Mapping[str, Any]) -> dict[str, Any]:
+def control_fields(
+    generate: Generate, control_video: Path, probe: Probe, scorer: Scorer, scored: Mapping[str, Any]
+) -> dict[str, Any]:
     """The same question about the haystack without the needle, and the score net of it."""
     control = scorer.score(probe, lambda instruction: generate(instruction, control_video))
     net = max(scored["score"] - control["score"], scorer.score_range[0])
-    return {"control_score": control["score"], "control_response": control["model_response"], "net_score": net,
-            "control_video": str(control_video)}
+    return {
+        "control_score": control["score"],
+        "control_response": control["model_response"],
+        "net_score": net,
+        "control_video": str(control_video),
+    }
 
 
-def run_cell(generate: Generate, video: Path, needle: Needle, placement: Placement, scorer: Scorer,
-             settings: RunSettings, haystack: Haystack, control_video: Path | None = None) -> dict[str, Any]:
+def run_cell(
+    generate: Generate,
+    video: Path,
+    needle: Needle,
+    placement: Placement,
+    scorer: Scorer,
+    settings: RunSettings,
+    haystack: Haystack,
+    control_video: Path | None = None,
+) -> dict[str, Any]:
     """Ask and score one cell; the record follows the original's fields, plus what makes it reproducible."""
     probe = needle.probe()
     began = time.perf_counter()
@@ -145,18 +176,29 @@ def run_cell(generate: Generate, video: Path, needle: Needle, placement: Placeme
         "haystack": haystack.identity,
         "video": str(video),
         "test_duration_seconds": round(time.perf_counter() - began, 3),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def run_grid(generate: Generate, needles: Mapping[str, Needle], haystack: Haystack, scorer: Scorer,
-             settings: RunSettings, output_dir: str | Path, cache_dir: str | Path | None = None,
-             progress: bool = True) -> list[dict[str, Any]]:
+def run_grid(
+    generate: Generate,
+    needles: Mapping[str, Needle],
+    haystack: Haystack,
+    scorer: Scorer,
+    settings: RunSettings,
+    output_dir: str | Path,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Every cell of needles x lengths x depths, in that order; finished cells are read back, not redone."""
     output_dir = Path(output_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else output_dir / "videos"
-    cells = [(needle, place(length, depth, settings.fps, settings.needle_duration))
-             for needle in needles.values() for length in settings.lengths for depth in settings.depths]
+    cells = [
+        (needle, place(length, depth, settings.fps, settings.needle_duration))
+        for needle in needles.values()
+        for length in settings.lengths
+        for depth in settings.depths
+    ]
     records, reused = [], 0
     bar = tqdm(cells, desc="niavh", unit="cell", disable=not progress)
     for needle, placement in bar:

@@ -17,7 +17,8 @@ import re
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from llava.errors import ConfigError, LlavaError
 from llava.eval.answers import extract_choice, letter_prompt
@@ -52,11 +53,17 @@ class MultipleChoiceScorer(Scorer):
         for options, gold in rotations(probe.options, probe.answer_index):
             response = ask(letter_prompt(probe.question, options))
             pred = extract_choice(response, options)
-            rows.append({"options": list(options), "answer": gold, "response": response, "pred": pred,
-                         "correct": pred == gold})
+            rows.append(
+                {"options": list(options), "answer": gold, "response": response, "pred": pred, "correct": pred == gold}
+            )
         correct = all(row["correct"] for row in rows)
-        return {"score": float(correct), "correct": correct, "model_response": rows[0]["response"],
-                "rotations_correct": sum(row["correct"] for row in rows), "rotations": rows}
+        return {
+            "score": float(correct),
+            "correct": correct,
+            "model_response": rows[0]["response"],
+            "rotations_correct": sum(row["correct"] for row in rows),
+            "rotations": rows,
+        }
 
 
 def _words(text: str) -> list[str]:
@@ -82,8 +89,12 @@ class KeywordScorer(Scorer):
     def score(self, probe: Probe, ask: Ask) -> dict[str, Any]:
         response = ask(probe.question)
         match = match_answer(response, probe.answer)
-        return {"score": float(match is not None), "correct": match is not None, "match": match,
-                "model_response": response}
+        return {
+            "score": float(match is not None),
+            "correct": match is not None,
+            "match": match,
+            "model_response": response,
+        }
 
 
 JUDGE_SYSTEM = "You are an impartial grader. You compare an answer with a reference answer to the same question."
@@ -124,18 +135,23 @@ class JudgeScorer(Scorer):
 
     def __init__(self, url: str, key: str | None = None, model: str = "gpt-3.5-turbo", timeout: float = 60.0) -> None:
         if not url:
-            raise ConfigError("--scoring judge needs --judge-url (an OpenAI-compatible base URL, e.g. "
-                              "https://api.openai.com/v1)")
+            raise ConfigError(
+                "--scoring judge needs --judge-url (an OpenAI-compatible base URL, e.g. https://api.openai.com/v1)"
+            )
         base = url.rstrip("/")
         self.url = base if base.endswith("/chat/completions") else f"{base}/chat/completions"
         self.key, self.model, self.timeout = key, model, timeout
 
     def grade(self, question: str, reference: str, answer: str) -> tuple[float, str]:
         """(score 1-10, the judge's reply)."""
-        body = {"model": self.model, "temperature": 0, "messages": [
-            {"role": "system", "content": JUDGE_SYSTEM},
-            {"role": "user", "content": JUDGE_RUBRIC.format(question=question, reference=reference, answer=answer)},
-        ]}
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "messages": [
+                {"role": "system", "content": JUDGE_SYSTEM},
+                {"role": "user", "content": JUDGE_RUBRIC.format(question=question, reference=reference, answer=answer)},
+            ],
+        }
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
@@ -154,15 +170,21 @@ class JudgeScorer(Scorer):
     def score(self, probe: Probe, ask: Ask) -> dict[str, Any]:
         response = ask(probe.question)
         value, reply = self.grade(probe.question, probe.answer, response)
-        return {"score": value, "correct": None, "model_response": response, "judge_reply": reply,
-                "judge_model": self.model}
+        return {
+            "score": value,
+            "correct": None,
+            "model_response": response,
+            "judge_reply": reply,
+            "judge_model": self.model,
+        }
 
 
 SCORINGS = ("mc", "exact", "judge")
 
 
-def make_scorer(name: str, judge_url: str | None = None, judge_key: str | None = None,
-                judge_model: str = "gpt-3.5-turbo") -> Scorer:
+def make_scorer(
+    name: str, judge_url: str | None = None, judge_key: str | None = None, judge_model: str = "gpt-3.5-turbo"
+) -> Scorer:
     if name == "mc":
         return MultipleChoiceScorer()
     if name == "exact":
