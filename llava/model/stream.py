@@ -76,8 +76,8 @@ def segment_tokens(frames: Tensor | Sequence[Tensor], start: int, end: int, max_
     return torch.cat([frames[i] for i in subsample_segment(start, end, max_frames)])
 
 
-def offline_segments(frames: FrameTokens, config: BridgeConfig) -> list[Tensor]:
-    """A whole video's segments: SceneTilling on its CLS features (`scenetilling_*`), then `segment_tokens`."""
+def offline_boundaries(frames: FrameTokens, config: BridgeConfig) -> list[int]:
+    """A whole video's cuts: SceneTilling on its CLS features (`scenetilling_*`); the last frame of each segment."""
     boundaries = segment(
         frames.cls.detach().float(),
         k=config.scenetilling_k,
@@ -85,9 +85,14 @@ def offline_segments(frames: FrameTokens, config: BridgeConfig) -> list[Tensor]:
         max_cuts=config.scenetilling_max_cuts,
         min_length=config.scenetilling_min_length,
     )
+    return boundaries
+
+
+def offline_segments(frames: FrameTokens, config: BridgeConfig) -> list[Tensor]:
+    """A whole video's segments: `offline_boundaries`, then `segment_tokens`."""
     return [
         segment_tokens(frames.patches, start, end, config.frames_per_segment)
-        for start, end in segments_from_boundaries(boundaries)
+        for start, end in segments_from_boundaries(offline_boundaries(frames, config))
     ]  # each (n_s * tokens_per_frame, D)
 
 
