@@ -29,8 +29,8 @@ demo-model: $(VENV)/.installed
 	bash scripts/train_tiny_demo.sh
 
 scores: $(VENV)/.installed
-	$(PY) -m llava.eval.synthetic_scores --seed 1001 --num-videos 40
-	$(PY) -m llava.eval.synthetic_scores --seed 1001 --num-videos 40 --ablate-memory
+	$(PY) -m llava.eval.shapes_scores --seed 1001 --num-videos 40
+	$(PY) -m llava.eval.shapes_scores --seed 1001 --num-videos 40 --ablate-memory
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_scenetilling.py

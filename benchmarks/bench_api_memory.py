@@ -85,7 +85,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
 
 def round_videos(folder: Path, round_index: int, clients: int) -> list[str]:
     """`clients` new synthetic videos for one round, as data URLs."""
-    from llava.data.synthetic import main as synthesize
+    from llava.data.shapes_dataset import main as synthesize
 
     out = folder / f"round{round_index}"
     synthesize(["--out", str(out), "--num-videos", str(clients), "--seed", str(5000 + round_index),

@@ -11,7 +11,7 @@ with the tiny config (tests use it): `python benchmarks/bench_gpu.py --tiny --ou
 
 The model is built directly on the device (under `torch.device(device)`, `no_init_weights()`, default dtype
 bf16) and its weights are filled with small normal values there. Videos are synthetic (procedurally rendered
-scenes, `llava.data.synthetic`) at 1 fps and 224 px; lengths default to 60 / 600 / 3600 s (the required ones),
+scenes, `llava.data.shapes_dataset`) at 1 fps and 224 px; lengths default to 60 / 600 / 3600 s (the required ones),
 then 30 / 300 / 3000 s (the lengths of the original's published latencies), run in that order while the time
 budget lasts. Per length it measures:
 
@@ -66,7 +66,7 @@ import transformers
 from transformers.initialization import no_init_weights
 
 from llava.constants import VIDEO_TOKEN_INDEX
-from llava.data.world import render_frames, sample_video_spec, video_rng
+from llava.data.shapes_world import render_frames, sample_video_spec, video_rng
 from llava.model.config import VideoLLaMBConfig, VisionTowerConfig
 from llava.model.presets import tiny_config, videollamb_7b_config
 from llava.model.videollamb import FrameTokens, VideoLLaMBForCausalLM

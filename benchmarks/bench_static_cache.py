@@ -26,7 +26,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_ROOT))
 
 from llava.errors import LlavaError  # noqa: E402
-from llava.serve.engine import ChatSession, GenerationSettings  # noqa: E402
+from llava.serve.chat_session import ChatSession, GenerationSettings  # noqa: E402
 
 QUESTIONS = [
     "Describe the video in one sentence.",

@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def synthetic_stream(minutes: float, fps: float, size: int, scene_seconds: tuple[float, float],
                      seed: int) -> Iterator[tuple[float, np.ndarray]]:
     """(seconds, frame) of a synthetic stream, rendered one frame at a time."""
-    from llava.data.world import render_frames, sample_video_spec
+    from llava.data.shapes_world import render_frames, sample_video_spec
 
     total = int(round(minutes * 60 * fps))
     scenes = math.ceil(total / max(1.0, scene_seconds[0] * fps)) + 1
@@ -98,10 +98,10 @@ def tiny_checkpoint(folder: Path) -> Path:
     """A random tiny model whose tower sees scene changes (its weights scaled up), with a real tokenizer."""
     import torch
 
-    from llava.data.synthetic import TEMPLATES
-    from llava.data.world import COLOURS, SHAPES
+    from llava.data.shapes_dataset import TEMPLATES
+    from llava.data.shapes_world import COLOURS, SHAPES
     from llava.model.presets import tiny_config
-    from llava.model.tokenizer import train_tokenizer
+    from llava.train.sentencepiece_tokenizer import train_tokenizer
     from llava.model.videollamb import VideoLLaMBForCausalLM
 
     corpus = list(TEMPLATES.values()) + [f"a {c} {s}" for c in COLOURS for s in SHAPES]
@@ -167,7 +167,7 @@ class Reencode:
     """The original: all frames kept; at each caption point they all pass the full model again."""
 
     def __init__(self, session) -> None:
-        from llava.serve.engine import ChatSession
+        from llava.serve.chat_session import ChatSession
 
         self.stream, self.frames = session, []  # the stream session is used for its tower cache only
         self.chat = ChatSession(session.model, session.tokenizer, session.processor, conv_mode=session.conv_mode)
@@ -217,8 +217,8 @@ def worker(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from llava.model.builder import load_pretrained_model
-    from llava.serve.engine import GenerationSettings
-    from llava.serve.streaming import StreamingPolicy, StreamingSession
+    from llava.serve.chat_session import GenerationSettings
+    from llava.serve.streaming_session import StreamingPolicy, StreamingSession
 
     tokenizer, model, processor, _ = load_pretrained_model(args.model_path, device=args.device)
     session = StreamingSession(model, tokenizer, processor, StreamingPolicy(skip_repeated=False),
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args)))
         return 0
     from llava.atomic import write_json_atomic
-    from llava.serve.engine import DEMO_CHECKPOINT
+    from llava.serve.chat_session import DEMO_CHECKPOINT
 
     with tempfile.TemporaryDirectory() as tmp:
         model_path = tiny_checkpoint(Path(tmp)) if args.tiny else Path(args.model_path or DEMO_CHECKPOINT)

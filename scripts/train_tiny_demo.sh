@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE=1
 PY=${PY:-python}
 [ -x .venv/bin/python ] && [ "$PY" = python ] && PY=.venv/bin/python
 "$PY" -m llava.train.tiny_demo --work "$WORK_DIR" --output "$OUT_DIR"
-"$PY" -m llava.eval.synthetic_scores --model-path "$OUT_DIR" --seed 1001 --num-videos 40 --output "$OUT_DIR/scores.json"
-"$PY" -m llava.eval.synthetic_scores --model-path "$OUT_DIR" --seed 1001 --num-videos 40 --ablate-memory \
+"$PY" -m llava.eval.shapes_scores --model-path "$OUT_DIR" --seed 1001 --num-videos 40 --output "$OUT_DIR/scores.json"
+"$PY" -m llava.eval.shapes_scores --model-path "$OUT_DIR" --seed 1001 --num-videos 40 --ablate-memory \
     --output "$OUT_DIR/scores_ablated.json"
 "$PY" -m llava.train.model_card "$OUT_DIR"

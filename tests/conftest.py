@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from llava.data.synthetic import main as synth
+from llava.data.shapes_dataset import main as synth
 from llava.model.presets import tiny_config
-from llava.model.tokenizer import train_tokenizer
+from llava.train.sentencepiece_tokenizer import train_tokenizer
 from llava.model.videollamb import VideoLLaMBForCausalLM
 
 CORPUS = [

@@ -1,6 +1,6 @@
 """Check a training data file before a run: malformed rows, missing or undecodable media, counts per modality.
 
-    python -m llava.data.synthetic --out /tmp/shapes --num-videos 3 --quiet
+    python -m llava.data.shapes_dataset --out /tmp/shapes --num-videos 3 --quiet
     python -m llava.data.check --data_path /tmp/shapes/train.json --x_folder /tmp/shapes --num-frames 4
 
 Prints every bad row (id, path, reason) and a table of rows per modality; exits 0 when every row is fine,

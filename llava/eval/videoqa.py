@@ -1,6 +1,6 @@
 """Multiple-choice video QA in the original evaluation format: EgoSchema, NExT-QA, EgoPlan, MVBench, synthetic.
 
-    python -m llava.data.synthetic --out runs/shapes_mc --num-videos 4 --seed 1 --format mc --quiet
+    python -m llava.data.shapes_dataset --out runs/shapes_mc --num-videos 4 --seed 1 --format mc --quiet
     python -m llava.eval.videoqa --benchmark synthetic --question-file runs/shapes_mc/test_q.json \\
         --answer-file runs/shapes_mc/test_a.json --video-dir runs/shapes_mc/videos --output runs/eval_shapes
 
@@ -33,10 +33,10 @@ from tqdm import tqdm
 from llava.errors import LlavaError, VideoError, report_error
 from llava.eval import results
 from llava.eval.answers import LETTERS, extract_choice, format_table, letter_prompt, score_rows
-from llava.eval.benchmarks import BENCHMARKS, Question, find_video, get_benchmark, load_questions
 from llava.eval.likelihood import option_losses
+from llava.eval.question_files import BENCHMARKS, Question, find_video, get_benchmark, load_questions
 from llava.logs import set_media_logging
-from llava.serve.engine import SHORT_MAX_NEW_TOKENS
+from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS
 from llava.serve.options import (
     add_flag,
     add_inference_options,
@@ -101,7 +101,7 @@ def benchmark_sampling(args: argparse.Namespace, model_sampling: FrameSampling) 
 
 def run_record(args: argparse.Namespace) -> dict:
     """What the rows depend on; the frame sampling is filled in once the model is loaded (None is not compared)."""
-    from llava.serve.engine import DEMO_CHECKPOINT
+    from llava.serve.chat_session import DEMO_CHECKPOINT
 
     sampled = args.temperature > 0
     return {

@@ -55,3 +55,49 @@ def tiny_config(vocab_size: int = 512, **bridge_overrides) -> VideoLLaMBConfig:
     )
     bridge.update(bridge_overrides)
     return VideoLLaMBConfig(text_config=text, vision_config=vision, bridge_config=bridge, num_frames=8)
+
+
+def tiny_demo_config(vocab_size: int) -> VideoLLaMBConfig:
+    """The bundled demo model's sizes (`llava.train.tiny_demo` trains it). 96 frames per segment: 16 segments of
+    a 300-s haystack at 1 fps keep every frame."""
+    vision = dict(
+        hidden_size=96,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=48,
+        patch_size=8,
+        temporal_window=4,
+        temporal_causal=True,
+        select_layer=-1,
+    )
+    bridge = dict(
+        hidden_size=96,
+        intermediate_size=192,
+        num_attention_heads=4,
+        num_memory_tokens=8,
+        pool_size=2,
+        frame_pool="max",
+        frame_cls_token=True,
+        frames_per_segment=96,
+        scenetilling_k=None,
+        scenetilling_alpha=0.0,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        memory_init_std=1.0,
+        llm_input="memory_and_last_segment",
+    )
+    text = dict(
+        model_type="llama",
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+    )
+    return VideoLLaMBConfig(
+        text_config=text, vision_config=vision, bridge_config=bridge, num_frames=24, use_image_tower=False
+    )

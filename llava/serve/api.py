@@ -51,7 +51,7 @@ from llava.errors import ConfigError, LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.api_media import MediaCache, MediaError, from_data_url, from_file_url, from_http_url
 from llava.serve.api_messages import ChatRequest, parse_chat_request
-from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, ContextTooLong, GenerationSettings, Prompt, Reply
+from llava.serve.chat_session import DEMO_CHECKPOINT, ChatSession, ContextTooLong, GenerationSettings, Prompt, Reply
 from llava.serve.options import add_flag, add_inference_options, chat_session_from_options, check_inference_options
 
 log = logging.getLogger("llava.serve.api")

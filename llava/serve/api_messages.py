@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN, MEDIA_TOKEN_INDEX
 from llava.conversation import Conversation
 from llava.serve.api_media import MediaError, MediaRef
-from llava.serve.engine import GenerationSettings
+from llava.serve.chat_session import GenerationSettings
 
 MEDIA_PARTS = {"video_url": "video", "image_url": "image"}
 SYSTEM_ROLES = ("system", "developer")

@@ -21,7 +21,7 @@ import sys
 
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
-from llava.serve.engine import ChatSession, GenerationSettings
+from llava.serve.chat_session import ChatSession, GenerationSettings
 from llava.serve.options import (
     EXIT_WORDS,
     add_inference_options,

@@ -49,7 +49,7 @@ import numpy as np
 from llava.atomic import write_json_atomic
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
-from llava.serve.engine import DEMO_VIDEO, SHORT_MAX_NEW_TOKENS
+from llava.serve.chat_session import DEMO_VIDEO, SHORT_MAX_NEW_TOKENS
 from llava.serve.options import (
     EXIT_WORDS,
     add_flag,
@@ -59,7 +59,7 @@ from llava.serve.options import (
     generation_settings,
 )
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
-from llava.serve.streaming import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
+from llava.serve.streaming_session import CAPTION_PROMPT, StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ import gradio as gr
 
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
-from llava.serve.engine import DEMO_VIDEO, ChatSession
+from llava.serve.chat_session import DEMO_VIDEO, ChatSession
 from llava.serve.gradio_parts import (
     DemoSettings,
     UserChat,

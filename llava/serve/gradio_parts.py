@@ -12,9 +12,9 @@ from pathlib import Path
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.errors import LlavaError
-from llava.serve.engine import SHORT_MAX_NEW_TOKENS, ChatSession, GenerationSettings
+from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS, ChatSession, GenerationSettings
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
-from llava.serve.streaming import StreamEvent, StreamingPolicy, StreamingSession
+from llava.serve.streaming_session import StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
 from llava.video.sampling import STREAM_FPS
 

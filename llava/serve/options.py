@@ -6,7 +6,7 @@
     generation  --temperature, --top-p, --max-new-tokens
 
 Each default is written once: the model's frame sampling comes from its checkpoint's config (`FrameSampling`), the
-template from `llava.conversation.DEFAULT_TEMPLATE`, the device and the answer lengths from `llava.serve.engine`.
+template from `llava.conversation.DEFAULT_TEMPLATE`, the device and the answer lengths from `llava.serve.chat_session`.
 LLaVA's underscore spellings (--model_path, --conv_mode, --num_frames, ...) and the older names of a few flags
 (--fps, --stream-fps, --sample-fps) are accepted and not shown in --help.
 """
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from llava.conversation import DEFAULT_TEMPLATE, TEMPLATES
-from llava.serve.engine import DEFAULT_DEVICE, ChatSession, GenerationSettings
+from llava.serve.chat_session import DEFAULT_DEVICE, ChatSession, GenerationSettings
 from llava.video.sampling import STREAM_FPS, FrameSampling
 
 EXIT_WORDS = {"exit", "quit"}  # typed instead of a question, they end the chat or the stream
@@ -133,7 +133,7 @@ def add_generation_options(
     parser: argparse.ArgumentParser, max_new_tokens: int = GenerationSettings.max_new_tokens
 ) -> None:
     """--temperature, --top-p and --max-new-tokens (`max_new_tokens`: the front end's default, one of
-    `llava.serve.engine`'s two: an answer, or a caption or benchmark answer)."""
+    `llava.serve.chat_session`'s two: an answer, or a caption or benchmark answer)."""
     add_flag(
         parser, "--temperature", type=float, default=GenerationSettings.temperature, help="0 = greedy (deterministic)"
     )

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from llava.errors import LlavaError
-from llava.serve.streaming import StreamingSession
+from llava.serve.streaming_session import StreamingSession
 from llava.video.decode import VideoReader
 
 FILE_BATCH_FRAMES = 32  # frames of a file pushed together when it is read as fast as possible

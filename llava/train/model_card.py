@@ -3,7 +3,7 @@
     python -m llava.train.model_card checkpoints/videollamb-tiny-shapes
 
 Reads `training_summary.json` (written by `llava.train.tiny_demo`), `scores.json` and `scores_ablated.json`
-(written by `llava.eval.synthetic_scores`) from the folder and writes its README.md.
+(written by `llava.eval.shapes_scores`) from the folder and writes its README.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ TEMPLATE = """# videollamb-tiny-shapes
 
 The bundled demo model of this project: a complete VideoLLaMB (LanguageBind-architecture video tower,
 SceneTilling, Memory Bridge, Llama decoder, sentencepiece tokenizer) at CPU size, trained from scratch on
-synthetic scene videos (`llava.data.synthetic`: coloured shapes moving over a background, hard cuts).
+synthetic scene videos (`llava.data.shapes_dataset`: coloured shapes moving over a background, hard cuts).
 
 ## How it was trained
 - command: {command}{note}
@@ -32,7 +32,7 @@ synthetic scene videos (`llava.data.synthetic`: coloured shapes moving over a ba
 {stages}
 
 ## What it scores (held-out videos generated with seed {eval_seed}, never seen in training)
-Measured with `python -m llava.eval.synthetic_scores --model-path {folder} --seed {eval_seed} --num-videos {videos}`:
+Measured with `python -m llava.eval.shapes_scores --model-path {folder} --seed {eval_seed} --num-videos {videos}`:
 
 | | with memory | memory reset at every segment (`--ablate-memory`) |
 |---|---|---|

@@ -3,7 +3,7 @@
     python -m llava.train.tiny_demo --work runs/tiny-demo --output checkpoints/videollamb-tiny-shapes
 
 Stages (see shared/reference/tiny-demo-notes.md for why):
-1. synthetic scene videos and conversations (`llava.data.synthetic`), a sentencepiece tokenizer on their text;
+1. synthetic scene videos and conversations (`llava.data.shapes_dataset`), a sentencepiece tokenizer on their text;
    every video has an object flashed over it for 1-1.5 s, asked about by the brief-object question;
 2. the LanguageBind-architecture video tower pretrained on per-frame attributes (no pretrained tower exists
    here), with heads on the CLS feature (compared by SceneTilling) and on every pooled token (read by the
@@ -42,12 +42,13 @@ from torch import nn
 
 from llava.atomic import write_json_atomic
 from llava.conversation import VICUNA_SYSTEM
-from llava.data import synthetic, world
+from llava.data import shapes_dataset, shapes_world
 from llava.errors import LlavaError, report_error
 from llava.model.config import VideoLLaMBConfig
-from llava.model.tokenizer import train_tokenizer
+from llava.model.presets import tiny_demo_config
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
+from llava.train.sentencepiece_tokenizer import train_tokenizer
 from llava.train.train import train
 from llava.video.decode import load_video
 from llava.video.sampling import FrameSampling
@@ -56,9 +57,13 @@ from llava.video.transforms import VisualProcessor
 logger = logging.getLogger(__name__)
 NEEDLE_KIND = "brief_object"  # the question about an object flashed for a moment (added to every video)
 KINDS = f"caption,first_scene,last_scene,{NEEDLE_KIND}"
-ATTRIBUTES = {"colour": list(world.COLOURS), "shape": list(world.SHAPES), "background": list(world.BACKGROUNDS)}
+ATTRIBUTES = {
+    "colour": list(shapes_world.COLOURS),
+    "shape": list(shapes_world.SHAPES),
+    "background": list(shapes_world.BACKGROUNDS),
+}
 NO_FLASH, NO_FLASH_WEIGHT = "none", 0.1
-FLASH_ATTRIBUTES = {"colour": list(world.COLOURS) + [NO_FLASH], "shape": list(world.SHAPES) + [NO_FLASH]}
+FLASH_ATTRIBUTES = {"colour": list(shapes_world.COLOURS) + [NO_FLASH], "shape": list(shapes_world.SHAPES) + [NO_FLASH]}
 
 
 @dataclass
@@ -91,53 +96,8 @@ LONG_STAGE = Stage(10, 80, 2000, 1200, kinds=f"caption,first_scene,{NEEDLE_KIND}
 MAX_FRAMES = FrameSampling.max_frames  # the original's cap on frames sampled at a rate (512)
 
 
-def demo_config(vocab_size: int) -> VideoLLaMBConfig:
-    """The demo model's sizes. 96 frames per segment: 16 segments of a 300-s haystack at 1 fps keep every frame."""
-    vision = dict(
-        hidden_size=96,
-        intermediate_size=192,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=48,
-        patch_size=8,
-        temporal_window=4,
-        temporal_causal=True,
-        select_layer=-1,
-    )
-    bridge = dict(
-        hidden_size=96,
-        intermediate_size=192,
-        num_attention_heads=4,
-        num_memory_tokens=8,
-        pool_size=2,
-        frame_pool="max",
-        frame_cls_token=True,
-        frames_per_segment=96,
-        scenetilling_k=None,
-        scenetilling_alpha=0.0,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        memory_init_std=1.0,
-        llm_input="memory_and_last_segment",
-    )
-    text = dict(
-        model_type="llama",
-        vocab_size=vocab_size,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=1024,
-        pad_token_id=0,
-    )
-    return VideoLLaMBConfig(
-        text_config=text, vision_config=vision, bridge_config=bridge, num_frames=24, use_image_tower=False
-    )
-
-
 def make_data(folder: Path, stage: Stage, seed: int) -> Path:
-    synthetic.generate(
+    shapes_dataset.generate(
         folder,
         stage.num_videos,
         seed,
@@ -164,7 +124,7 @@ def frame_labels(folder: Path, num_frames: int, processor: VisualProcessor):
     clips = []
     for video in json.loads((folder / "truth.json").read_text())["videos"]:
         frames, seconds = load_video(folder / video["video"], num_frames=num_frames)
-        spec = world.VideoSpec.from_truth(video)
+        spec = shapes_world.VideoSpec.from_truth(video)
         indices = [int(round(t * video["fps"])) for t in seconds]
         scenes = [spec.scenes[spec.scene_index_at(i)] for i in indices]
         labels = {k: torch.tensor([v.index(getattr(s, k)) for s in scenes]) for k, v in ATTRIBUTES.items()}
@@ -282,7 +242,7 @@ def run(
     folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(curriculum)]
     tokenizer = train_tokenizer(corpus(folders), work / "tokenizer", vocab_size=400)
     torch.manual_seed(seed)
-    model = VideoLLaMBForCausalLM(demo_config(len(tokenizer)))
+    model = VideoLLaMBForCausalLM(tiny_demo_config(len(tokenizer)))
     tower_accuracy = pretrain_tower(model, folders, tower_steps)
     start = work / "stage_tower"
     model.save_pretrained(start)

@@ -10,7 +10,7 @@
 #   VIDEO_DIR    the videos                         (default: $DATA_DIR/videos)
 #   OUTPUT_DIR   chunk files, merge.jsonl, scores.json (default: runs/eval/BENCHMARK/<model folder name>)
 #   NUM_FRAMES   frames per video, uniformly        (default: the benchmark's for a model that samples
-#                                                   uniformly, see llava/eval/benchmarks.py; a model's rate)
+#                                                   uniformly, see llava/eval/question_files.py; a model's rate)
 #   PROTOCOL     letter | likelihood                (default: letter)
 #   PYTHON       interpreter                        (default: python)
 # GPUs: those in CUDA_VISIBLE_DEVICES when it is set (empty = none), else all that nvidia-smi lists.

@@ -15,7 +15,7 @@ from PIL import Image
 
 from llava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
 from llava.conversation import VICUNA_SYSTEM
-from llava.data import synthetic
+from llava.data import shapes_dataset
 from llava.data.dataset import (
     DataCollator,
     DataConfig,
@@ -27,7 +27,7 @@ from llava.data.dataset import (
 )
 from llava.data.sampler import ModalityGroupedSampler
 from llava.errors import ConfigError, DataError
-from llava.model.tokenizer import train_tokenizer
+from llava.train.sentencepiece_tokenizer import train_tokenizer
 
 FRAMES, SIZE = 4, 32
 
@@ -70,7 +70,7 @@ def malformed_rows() -> list[dict]:
 def world(tmp_path_factory) -> Path:
     """A data root with 3 synthetic videos (18 rows), 2 PNGs, text rows, and a corrupt 'mp4'."""
     root = tmp_path_factory.mktemp("world")
-    synthetic.main(["--out", str(root), "--num-videos", "3", "--max-scenes", "3", "--seed", "5", "--quiet"])
+    shapes_dataset.main(["--out", str(root), "--num-videos", "3", "--max-scenes", "3", "--seed", "5", "--quiet"])
     (root / "images").mkdir()
     for name, rgb in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
         Image.fromarray(np.full((30, 40, 3), rgb, dtype=np.uint8)).save(root / "images" / f"{name}.png")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from llava.data.synthetic import mc_prompt
+from llava.data.shapes_dataset import mc_prompt
 from llava.eval.answers import extract_choice, format_table, letter_prompt, score_rows
-from llava.eval.benchmarks import get_benchmark
+from llava.eval.question_files import get_benchmark
 
 OPTIONS = ("a red circle", "a blue square", "a green triangle", "a red square")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from llava.data.world import COLOURS
+from llava.data.shapes_world import COLOURS
 from llava.errors import LlavaError
 from llava.eval.niavh.cli import main
 from llava.eval.niavh.grid import ORIGINAL_DEPTHS, ORIGINAL_LENGTHS, place

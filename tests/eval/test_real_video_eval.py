@@ -18,7 +18,7 @@ import pytest
 
 from llava.eval import videoqa
 from llava.eval.niavh.cli import main as niavh
-from llava.serve.engine import DEMO_CHECKPOINT
+from llava.serve.chat_session import DEMO_CHECKPOINT
 from tests.media_corpus import CORPUS_NAMES
 
 HD = "h264_720p_bframes"

@@ -13,11 +13,11 @@ import torch
 
 from llava.conversation import VICUNA_SYSTEM
 from llava.errors import VideoError
-from llava.data.synthetic import main as synthesize
+from llava.data.shapes_dataset import main as synthesize
 from llava.eval import videoqa
-from llava.eval.benchmarks import find_video
+from llava.eval.question_files import find_video
 from llava.mm_utils import tokenize_prompt
-from llava.serve.engine import ChatSession
+from llava.serve.chat_session import ChatSession
 
 REPO = Path(__file__).resolve().parents[2]
 KINDS = ("first_scene", "last_scene", "count")

@@ -214,7 +214,7 @@ def test_random_text_as_a_data_file_is_a_data_error_or_rows(data_folder, text):
 @pytest.fixture(scope="module")
 def api(tiny_checkpoint, data_folder):
     from llava.serve.api import ApiSettings, create_app
-    from llava.serve.engine import ChatSession, GenerationSettings
+    from llava.serve.chat_session import ChatSession, GenerationSettings
 
     class Capped(ChatSession):
         """Generates at most 2 tokens whatever max_tokens says, so valid requests stay fast."""

@@ -296,7 +296,7 @@ def test_streaming_checkpoint_faults_write_nothing(checkpoints, tiny_video, tmp_
 @pytest.fixture(scope="module")
 def api(tiny_checkpoint, media):
     from llava.serve.api import ApiSettings, create_app
-    from llava.serve.engine import ChatSession
+    from llava.serve.chat_session import ChatSession
 
     session = ChatSession.from_pretrained(tiny_checkpoint, device="cpu")
     settings = ApiSettings(model_id="tiny", allowed_dirs=(media["text"].parent,), default_max_tokens=3,
@@ -380,7 +380,7 @@ def test_api_main_checkpoint_faults_are_one_error_line(checkpoints, capsys, case
 # ================================================================ llava/serve/gradio_demo.py
 @pytest.fixture(scope="module")
 def handlers(tiny_checkpoint):
-    from llava.serve.engine import ChatSession, GenerationSettings
+    from llava.serve.chat_session import ChatSession, GenerationSettings
     from llava.serve.gradio_demo import ChatHandlers
     from llava.serve.gradio_parts import DemoSettings
 

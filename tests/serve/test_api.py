@@ -20,7 +20,7 @@ from openai import OpenAI
 
 from llava.serve import api
 from llava.serve.api import ApiSettings, create_app
-from llava.serve.engine import ChatSession, GenerationSettings
+from llava.serve.chat_session import ChatSession, GenerationSettings
 
 KEY = "test-key"
 MODEL = "tiny-test-model"

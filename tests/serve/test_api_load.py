@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llava.data.synthetic import main as synthesize
+from llava.data.shapes_dataset import main as synthesize
 from llava.serve.api import ApiSettings, create_app
-from llava.serve.engine import DEMO_CHECKPOINT, ChatSession, GenerationSettings
+from llava.serve.chat_session import DEMO_CHECKPOINT, ChatSession, GenerationSettings
 from tests.serve.test_api import serving
 
 CLIENTS = 16

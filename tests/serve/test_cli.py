@@ -4,8 +4,8 @@ import io
 
 import pytest
 
-from llava.serve import cli, engine, options
-from llava.serve.engine import ChatSession, GenerationSettings
+from llava.serve import cli, chat_session, options
+from llava.serve.chat_session import ChatSession, GenerationSettings
 
 GREEDY = GenerationSettings(max_new_tokens=6, temperature=0.0)
 FAST = ["--device", "cpu", "--max-new-tokens", "6", "--temperature", "0"]
@@ -122,7 +122,7 @@ def test_missing_model_folder(tiny_video, tmp_path, capsys):
 
 
 def test_missing_demo_model_says_how_to_build_it(tiny_video, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(engine, "DEMO_CHECKPOINT", tmp_path / "videollamb-tiny-shapes")
+    monkeypatch.setattr(chat_session, "DEMO_CHECKPOINT", tmp_path / "videollamb-tiny-shapes")
     code = cli.main(["--video-file", str(tiny_video), "--query", "hi", *FAST])
     assert_user_error(capsys, code, "make demo-model", "scripts/train_tiny_demo.sh")
 

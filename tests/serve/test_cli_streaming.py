@@ -14,14 +14,14 @@ import torch
 
 from llava.errors import VideoError
 from llava.model.builder import load_pretrained_model
-from llava.serve import cli_streaming, engine, stream_source
+from llava.serve import cli_streaming, chat_session, stream_source
 from llava.serve.cli_streaming import QuestionReader
-from llava.serve.streaming import StreamingSession
+from llava.serve.streaming_session import StreamingSession
 from llava.video.decode import open_video
 from llava.video.write import write_mp4
 
 from .test_cli import assert_user_error
-from .test_streaming import flat_scenes, sharpen
+from .test_streaming_session import flat_scenes, sharpen
 
 FPS = 4.0
 NUM_SCENES = 5  # flat colours, 4 frames each at 4 fps: cuts at exactly 1, 2, 3 and 4 s; the video ends at 4.75 s
@@ -303,7 +303,7 @@ def test_state_of_another_model_and_missing_demo_model_are_clear_errors(sharp_ch
     session.save_state(tmp_path / "other.pt")
     code = run(sharp_checkpoint, flat_video, "--resume-state", str(tmp_path / "other.pt"))
     assert_user_error(capsys, code, "saved by a different model")
-    monkeypatch.setattr(engine, "DEMO_CHECKPOINT", tmp_path / "videollamb-tiny-shapes")
+    monkeypatch.setattr(chat_session, "DEMO_CHECKPOINT", tmp_path / "videollamb-tiny-shapes")
     code = cli_streaming.main(["--video-file", str(flat_video), *FAST])
     assert_user_error(capsys, code, "make demo-model", "scripts/train_tiny_demo.sh")
 

@@ -10,8 +10,8 @@ import pytest
 
 from llava.serve import cli
 from llava.serve.api import ApiSettings, create_app
-from llava.serve.engine import ChatSession, ContextTooLong, GenerationSettings
-from llava.serve.streaming import StreamingSession
+from llava.serve.chat_session import ChatSession, ContextTooLong, GenerationSettings
+from llava.serve.streaming_session import StreamingSession
 from llava.video.decode import load_video
 
 from .test_api import serving

@@ -32,15 +32,15 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
-from llava.serve import api, cli, cli_streaming, engine, gradio_demo, options
-from llava.serve.engine import ChatSession
+from llava.serve import api, cli, cli_streaming, chat_session, gradio_demo, options
+from llava.serve.chat_session import ChatSession
 from tests.media_corpus import CORPUS_NAMES, reference_times
 
 HD = "h264_720p_bframes"
 OTHERS = [name for name in CORPUS_NAMES if name != HD]  # the 720p file has its own test per front end
 FILES_ONLY = [name for name in OTHERS if name != "frame_folder_png"]  # what can be uploaded or sent as a URL
 QUESTION = "What is in the video?"
-DEMO_NUM_FRAMES = json.loads((engine.DEMO_CHECKPOINT / "config.json").read_text())["num_frames"]
+DEMO_NUM_FRAMES = json.loads((chat_session.DEMO_CHECKPOINT / "config.json").read_text())["num_frames"]
 CAPTION_LINE = re.compile(r"^\(Video Time = ([0-9.e+-]+)s\) Assistant: (.+)$")
 TIME_TOL = 1e-3  # seconds: frames of the corpus are at least 1/30 s apart
 PROGRESS = re.compile(r"^Processing… video time ([0-9.e+-]+)s$")
@@ -185,7 +185,7 @@ def api_client(corpus):
 
 
 def api_answer(client: TestClient, path: Path) -> dict:
-    body = {"model": engine.DEMO_CHECKPOINT.name, "messages": [{"role": "user", "content": [
+    body = {"model": chat_session.DEMO_CHECKPOINT.name, "messages": [{"role": "user", "content": [
         {"type": "video_url", "video_url": {"url": path.as_uri()}}, {"type": "text", "text": QUESTION}]}]}
     response = client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200, response.text

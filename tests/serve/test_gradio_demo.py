@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from llava.serve import gradio_demo
-from llava.serve.engine import ChatSession, GenerationSettings
+from llava.serve.chat_session import ChatSession, GenerationSettings
 from llava.serve.gradio_demo import NO_MEDIA, ChatHandlers, build_demo, serve
 from llava.serve.gradio_parts import DemoSettings
 

@@ -68,7 +68,7 @@ ANSWER_LENGTH = {"cli": 256, "api": 256, "gradio_demo": 256, "cli_streaming": 32
 
 @pytest.mark.parametrize("name", list(ANSWER_LENGTH))
 def test_every_front_end_has_the_shared_options_with_the_same_defaults(name):
-    from llava.serve.engine import SHORT_MAX_NEW_TOKENS, GenerationSettings
+    from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS, GenerationSettings
 
     module, required = _front_ends()[name]
     args = module.parse_args(required)

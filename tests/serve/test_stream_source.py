@@ -6,7 +6,7 @@ import pytest
 from llava.errors import VideoError
 from llava.model.builder import load_pretrained_model
 from llava.serve.stream_source import in_batches, timed_frames
-from llava.serve.streaming import StreamingSession
+from llava.serve.streaming_session import StreamingSession
 
 
 class FakeReader:

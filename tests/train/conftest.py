@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from llava.conversation import VICUNA_SYSTEM
-from llava.data.synthetic import main as synthesize
+from llava.data.shapes_dataset import main as synthesize
 from llava.model.presets import tiny_config
-from llava.model.tokenizer import train_tokenizer
+from llava.train.sentencepiece_tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 

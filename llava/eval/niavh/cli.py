@@ -34,7 +34,7 @@ from llava.eval.niavh.needles import MODALITIES, NeedleOptions, build_needles, p
 from llava.eval.niavh.report import write_report
 from llava.eval.niavh.runner import RunSettings, SessionGenerator, run_grid
 from llava.eval.niavh.scoring import SCORINGS, make_scorer
-from llava.serve.engine import SHORT_MAX_NEW_TOKENS
+from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS
 from llava.serve.options import (
     add_flag,
     add_inference_options,
@@ -186,7 +186,7 @@ def _changed_defaults(args: argparse.Namespace) -> dict:
 
 def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
     """The model (loaded by the shared options) as `generate`, and what its answers depend on (the cells' key)."""
-    from llava.serve.engine import DEMO_CHECKPOINT
+    from llava.serve.chat_session import DEMO_CHECKPOINT
 
     session = chat_session_from_options(args)
     session.model.set_memory_ablation(args.ablate_memory)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from llava.data.world import render_frames, sample_video_spec, video_rng, without_object
+from llava.data.shapes_world import render_frames, sample_video_spec, video_rng, without_object
 from llava.errors import LlavaError, VideoError
 from llava.video.decode import VIDEO_EXTENSIONS, open_video
 

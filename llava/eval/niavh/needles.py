@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from llava.data.synthetic import TEMPLATES
-from llava.data.world import COLOURS, SHAPES, caption_of, centre_sprite, paint_sprite
+from llava.data.shapes_dataset import TEMPLATES
+from llava.data.shapes_world import COLOURS, SHAPES, caption_of, centre_sprite, paint_sprite
 from llava.errors import ConfigError, VideoError
 from llava.video.decode import load_video_fps
 

@@ -226,7 +226,7 @@ class SessionGenerator:
     KEEP_ENCODED = 2
 
     def __init__(self, session: Any, settings: Any = None) -> None:
-        from llava.serve.engine import SHORT_MAX_NEW_TOKENS, GenerationSettings
+        from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS, GenerationSettings
 
         self.session = session
         self.settings = settings or GenerationSettings(max_new_tokens=SHORT_MAX_NEW_TOKENS)

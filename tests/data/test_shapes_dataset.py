@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from llava.data import synthetic as syn
-from llava.data import world
+from llava.data import shapes_dataset as syn
+from llava.data import shapes_world
 from llava.video.write import write_mp4
 
 TOL = 40  # per-channel tolerance of h264/yuv420p round trips on flat colours
@@ -55,15 +55,15 @@ def test_videos_decode_to_truth(train_set):
         scenes = video["scenes"]
         assert scenes[0]["start_frame"] == 0 and scenes[-1]["end_frame"] == video["num_frames"] - 1
         for scene in scenes:
-            spec_scene = world.Scene.from_truth(scene)
+            spec_scene = shapes_world.Scene.from_truth(scene)
             assert scene["caption"] == f"a {scene['colour']} {scene['shape']}"
             assert 8 <= scene["end_frame"] - scene["start_frame"] + 1 <= 16  # 2-4 s at 4 fps
             assert scene["start"] == scene["start_frame"] / 4 and scene["end"] == (scene["end_frame"] + 1) / 4
             for t, index in enumerate(range(scene["start_frame"], scene["end_frame"] + 1)):
                 frame = frames[index]
-                assert close(frame[0, 0], world.BACKGROUNDS[scene["background"]]), (video["name"], index)
+                assert close(frame[0, 0], shapes_world.BACKGROUNDS[scene["background"]]), (video["name"], index)
                 cx, cy = spec_scene.sprite.center(t, 64)
-                assert close(frame[int(cy), int(cx)], world.COLOURS[scene["colour"]]), (video["name"], index)
+                assert close(frame[int(cy), int(cx)], shapes_world.COLOURS[scene["colour"]]), (video["name"], index)
 
 
 def test_cuts_at_truth_boundaries_and_scenes_differ(train_set):
@@ -80,8 +80,8 @@ def test_cuts_at_truth_boundaries_and_scenes_differ(train_set):
 
 def test_decoded_frames_match_rendering(train_set):
     video = load(train_set / "truth.json")["videos"][0]
-    spec = world.VideoSpec.from_truth(video)
-    rendered = list(world.render_frames(spec))
+    spec = shapes_world.VideoSpec.from_truth(video)
+    rendered = list(shapes_world.render_frames(spec))
     decoded = decode(train_set / video["video"])
     assert len(rendered) == len(decoded)
     diffs = [np.abs(r.astype(int) - d.astype(int)).mean() for r, d in zip(rendered, decoded)]
@@ -172,14 +172,14 @@ def test_determinism(tmp_path, train_set):
 
 
 def test_video_i_independent_of_count():
-    one = world.sample_video_spec(world.video_rng(5, 3), "v")
-    assert one == world.sample_video_spec(world.video_rng(5, 3), "v")
-    assert one != world.sample_video_spec(world.video_rng(5, 4), "v")
+    one = shapes_world.sample_video_spec(shapes_world.video_rng(5, 3), "v")
+    assert one == shapes_world.sample_video_spec(shapes_world.video_rng(5, 3), "v")
+    assert one != shapes_world.sample_video_spec(shapes_world.video_rng(5, 4), "v")
 
 
 def test_sampling_over_many_videos():
     for i in range(200):
-        spec = world.sample_video_spec(world.video_rng(11, i), "v", min_scenes=2, max_scenes=6)
+        spec = shapes_world.sample_video_spec(shapes_world.video_rng(11, i), "v", min_scenes=2, max_scenes=6)
         assert 2 <= len(spec.scenes) <= 6
         for a, b in zip(spec.scenes, spec.scenes[1:]):
             assert a.background != b.background and (a.colour, a.shape) != (b.colour, b.shape)
@@ -192,12 +192,12 @@ def test_sampling_over_many_videos():
 
 
 def test_render_scene_frame_draws_shape():
-    scene = world.sample_scene(np.random.default_rng(0), 0, 8, 4.0)
-    frame = world.render_scene_frame(scene, 3, 64)
+    scene = shapes_world.sample_scene(np.random.default_rng(0), 0, 8, 4.0)
+    frame = shapes_world.render_scene_frame(scene, 3, 64)
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
-    shape_pixels = np.all(frame == world.COLOURS[scene.colour], axis=-1).sum()
+    shape_pixels = np.all(frame == shapes_world.COLOURS[scene.colour], axis=-1).sum()
     assert 100 < shape_pixels < 64 * 64 // 2
-    assert np.array_equal(frame[0, 0], world.BACKGROUNDS[scene.background])
+    assert np.array_equal(frame[0, 0], shapes_world.BACKGROUNDS[scene.background])
 
 
 def test_write_mp4_is_atomic(tmp_path):
@@ -258,26 +258,26 @@ def test_brief_object_kind_flashes_an_object_of_no_scene(tmp_path, train_set):
         assert flash["caption"] in (question["conversations"][1]["value"], question.get("answer_text"))
         frames = decode(out / video["video"])
         centre = frames[flash["start_frame"]][32, 32]
-        assert close(centre, world.COLOURS[flash["colour"]])
-        spec = world.VideoSpec.from_truth(video)
-        assert spec.flash == world.Flash.from_truth(flash) and spec.to_truth() == video
+        assert close(centre, shapes_world.COLOURS[flash["colour"]])
+        spec = shapes_world.VideoSpec.from_truth(video)
+        assert spec.flash == shapes_world.Flash.from_truth(flash) and spec.to_truth() == video
     assert "flash" not in plain[0]  # only on request
 
 
 def test_flash_is_painted_only_on_its_frames():
-    spec = world.sample_video_spec(world.video_rng(0, 0), "v", 2, 2, size=64)
-    flashed = world.add_flash(np.random.default_rng(1), spec)
-    plain, painted = list(world.render_frames(spec)), list(world.render_frames(flashed))
+    spec = shapes_world.sample_video_spec(shapes_world.video_rng(0, 0), "v", 2, 2, size=64)
+    flashed = shapes_world.add_flash(np.random.default_rng(1), spec)
+    plain, painted = list(shapes_world.render_frames(spec)), list(shapes_world.render_frames(flashed))
     window = range(flashed.flash.start_frame, flashed.flash.end_frame + 1)
     for index, (a, b) in enumerate(zip(plain, painted)):
         assert np.array_equal(a, b) == (index not in window)
 
 
 def test_flash_on_a_video_showing_every_object_recolours_the_scenes_of_its_object():
-    spec = world.sample_video_spec(world.video_rng(3, 0), "long", 80, 80, fps=1.0, size=64)
-    every_object = {(c, s) for c in world.COLOURS for s in world.SHAPES}
+    spec = shapes_world.sample_video_spec(shapes_world.video_rng(3, 0), "long", 80, 80, fps=1.0, size=64)
+    every_object = {(c, s) for c in shapes_world.COLOURS for s in shapes_world.SHAPES}
     assert {(s.colour, s.shape) for s in spec.scenes} == every_object  # no object is left free for the flash
-    flashed = world.add_flash(np.random.default_rng(1), spec)
+    flashed = shapes_world.add_flash(np.random.default_rng(1), spec)
     needle = (flashed.flash.colour, flashed.flash.shape)
     assert needle not in {(s.colour, s.shape) for s in flashed.scenes}
     assert len(flashed.scenes) == len(spec.scenes)
@@ -288,11 +288,11 @@ def test_flash_on_a_video_showing_every_object_recolours_the_scenes_of_its_objec
 
 
 def test_reserving_a_whole_colour_recolours_every_scene_of_it():
-    spec = world.sample_video_spec(world.video_rng(3, 0), "long", 80, 80, fps=1.0, size=64)
+    spec = shapes_world.sample_video_spec(shapes_world.video_rng(3, 0), "long", 80, 80, fps=1.0, size=64)
     assert any(s.colour == "purple" and s.shape != "triangle" for s in spec.scenes)
-    pair_only = world.without_object(spec, ("purple", "triangle"))
+    pair_only = shapes_world.without_object(spec, ("purple", "triangle"))
     assert any(s.colour == "purple" for s in pair_only.scenes)  # other purple shapes stay
-    cleared = world.without_object(spec, ("purple", "triangle"), whole_colour=True)
+    cleared = shapes_world.without_object(spec, ("purple", "triangle"), whole_colour=True)
     assert all(s.colour != "purple" for s in cleared.scenes)
     assert [s.shape for s in cleared.scenes] == [s.shape for s in spec.scenes]
     for previous, scene in zip(cleared.scenes, cleared.scenes[1:]):

@@ -26,15 +26,20 @@ import torch
 from torch import Tensor
 
 from llava.atomic import atomic_path
-from llava.conversation import get_template
-from llava.errors import CheckpointError, LlavaError
+from llava.conversation import DEFAULT_TEMPLATE, get_template
+from llava.errors import LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.bridge import BridgeState
 from llava.model.builder import load_pretrained_model
 from llava.model.stream import StreamMismatch, StreamSettings, StreamState
 from llava.model.videollamb import PromptPrefix
-from llava.serve import engine
-from llava.serve.engine import GenerationSettings, fit_to_context
+from llava.serve.chat_session import (
+    DEFAULT_DEVICE,
+    SHORT_MAX_NEW_TOKENS,
+    GenerationSettings,
+    checkpoint_or_demo,
+    fit_to_context,
+)
 from llava.video.transforms import VisualProcessor
 
 CAPTION_PROMPT = "Describe the video in one sentence."
@@ -78,32 +83,25 @@ class StreamingSession:
         tokenizer,
         processor: VisualProcessor,
         policy: StreamingPolicy | None = None,
-        conv_mode: str = "llava_v1",
+        conv_mode: str = DEFAULT_TEMPLATE,
         settings: GenerationSettings | None = None,
         stream_settings: StreamSettings | None = None,
     ) -> None:
         self.model, self.tokenizer, self.processor = model, tokenizer, processor
         self.policy = policy or StreamingPolicy()
         self.conv_mode = conv_mode
-        self.settings = settings or GenerationSettings(max_new_tokens=32)
+        self.settings = settings or GenerationSettings(max_new_tokens=SHORT_MAX_NEW_TOKENS)
         self.stream = model.open_stream(stream_settings)
         self.captions = CaptionState()
         self._prefix: PromptPrefix | None = None  # the KV cache of the text before the video in every prompt
 
     @classmethod
     def from_pretrained(
-        cls, model_path: str | Path | None = None, device: str = "auto", static_kv_cache: bool = False, **kwargs
+        cls, model_path: str | Path | None = None, device: str = DEFAULT_DEVICE, static_kv_cache: bool = False, **kwargs
     ) -> StreamingSession:
         """model_path None = the bundled demo model; other keyword arguments go to the session."""
-        if model_path is None:
-            model_path = engine.DEMO_CHECKPOINT
-            if not model_path.is_dir():
-                raise CheckpointError(
-                    f"the bundled demo model {model_path} is missing; build it with `make demo-model` "
-                    "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
-                )
         tokenizer, model, processor, _ = load_pretrained_model(
-            model_path, device=device, static_kv_cache=static_kv_cache
+            checkpoint_or_demo(model_path), device=device, static_kv_cache=static_kv_cache
         )
         return cls(model, tokenizer, processor, **kwargs)
 

@@ -4,7 +4,7 @@ A video is a run of scenes; a scene is a background colour and one main shape of
 (a straight line that bounces off the borders, or a circle path), optionally with smaller distractor shapes.
 Consecutive scenes differ in (colour, shape) and in background, so every cut is visible. `VideoSpec` holds a
 whole video (and round-trips through truth.json); `render_frames` draws it; `sample_video_spec` draws one at
-random. Data sets of these videos with questions are written by `llava.data.synthetic`.
+random. Data sets of these videos with questions are written by `llava.data.shapes_dataset`.
 
     spec = sample_video_spec(video_rng(seed=0, index=0), "demo", min_scenes=3, max_scenes=3)
     frames = list(render_frames(spec))    # (size, size, 3) uint8 each

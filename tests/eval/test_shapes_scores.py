@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llava.eval.synthetic_scores import main
+from llava.eval.shapes_scores import main
 
 
 def test_scores_cover_every_generated_scene(tiny_checkpoint, tmp_path):

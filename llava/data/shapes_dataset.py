@@ -1,4 +1,4 @@
-"""Data sets from the synthetic world (`llava.data.world`): videos of scenes with ground truth and questions.
+"""Data sets from the synthetic world (`llava.data.shapes_world`): videos of scenes with ground truth and questions.
 
 Videos are written as h264 mp4 files together with instruction JSON in the original LLaVA conversation format
 (or the original multiple-choice evaluation format) and a truth.json holding every scene's frames, seconds and
@@ -6,9 +6,9 @@ content. Question kinds: a caption, the first / last / n-th scene, the scene cou
 (on request) the object flashed for a moment at the centre, like the needles of `llava.eval.niavh`.
 
 Run (writes data/shapes/videos/*.mp4, train.json and truth.json):
-    python -m llava.data.synthetic --out data/shapes --num-videos 200 --seed 0
+    python -m llava.data.shapes_dataset --out data/shapes --num-videos 200 --seed 0
 Multiple-choice evaluation files (test_q.json, test_a.json):
-    python -m llava.data.synthetic --out data/shapes_mc --num-videos 50 --seed 1 --format mc
+    python -m llava.data.shapes_dataset --out data/shapes_mc --num-videos 50 --seed 1 --format mc
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from llava.atomic import write_json_atomic
-from llava.data.world import (
+from llava.data.shapes_world import (
     ALL_CAPTIONS,
     BACKGROUNDS,
     COLOURS,
@@ -266,7 +266,7 @@ def generate(
 # --- command line ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m llava.data.synthetic",
+        prog="python -m llava.data.shapes_dataset",
         description="Generate synthetic scene videos (h264 mp4) with ground truth and questions.",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -329,7 +329,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     """Generate a synthetic data set.
 
-    python -m llava.data.synthetic --out data/shapes --num-videos 200 --seed 0 --kinds caption,first_scene,count
+    python -m llava.data.shapes_dataset --out data/shapes --num-videos 200 --seed 0 --kinds caption,first_scene,count
     """
     args = parse_args(argv)
     try:

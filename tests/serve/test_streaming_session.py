@@ -10,7 +10,7 @@ import torch
 from llava.errors import LlavaError
 from llava.model.builder import load_pretrained_model
 from llava.model.stream import StreamSettings
-from llava.serve.streaming import StreamingSession
+from llava.serve.streaming_session import StreamingSession
 from llava.video.decode import open_video
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -40,6 +40,18 @@ DEFAULT_DEVICE = "auto"  # a GPU when there is one (see llava.model.builder.reso
 SHORT_MAX_NEW_TOKENS = 32  # the default of a caption (streaming) and of a benchmark's answer (a letter, a name)
 
 
+def checkpoint_or_demo(model_path: str | Path | None) -> str | Path:
+    """`model_path`, or the bundled demo model when it is None (a CheckpointError saying how to build it if missing)."""
+    if model_path is not None:
+        return model_path
+    if not DEMO_CHECKPOINT.is_dir():
+        raise CheckpointError(
+            f"the bundled demo model {DEMO_CHECKPOINT} is missing; build it with `make demo-model` "
+            "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
+        )
+    return DEMO_CHECKPOINT
+
+
 @dataclass
 class GenerationSettings:
     max_new_tokens: int = 256  # the default longest answer of a chat (CLI, gradio demo, API)
@@ -176,13 +188,8 @@ class ChatSession:
     ) -> ChatSession:
         """model_path None = the bundled demo model; other keyword arguments go to the session. The session samples
         videos as the checkpoint's config says (`sampling`), unless told otherwise."""
-        if model_path is None and not DEMO_CHECKPOINT.is_dir():
-            raise CheckpointError(
-                f"the bundled demo model {DEMO_CHECKPOINT} is missing; build it with `make demo-model` "
-                "(or `bash scripts/train_tiny_demo.sh`), or pass --model-path"
-            )
         tokenizer, model, processor, _ = load_pretrained_model(
-            model_path or DEMO_CHECKPOINT,
+            checkpoint_or_demo(model_path),
             model_base=model_base,
             device=device,
             dtype=dtype,

@@ -1,7 +1,7 @@
 """Score a model on freshly generated synthetic videos: scene captions and first-scene recall.
 
-    python -m llava.eval.synthetic_scores --seed 1001 --num-videos 40 --output runs/scores.json
-    python -m llava.eval.synthetic_scores --seed 1001 --num-videos 40 --ablate-memory
+    python -m llava.eval.shapes_scores --seed 1001 --num-videos 40 --output runs/scores.json
+    python -m llava.eval.shapes_scores --seed 1001 --num-videos 40 --ablate-memory
 
 - scene captions: for every scene j of every video, the video up to the end of scene j (sampled as the model
   samples a video: its config's frame sampling, or --num-frames / --video-fps / --max-frames) is asked
@@ -27,15 +27,15 @@ import numpy as np
 from tqdm import tqdm
 
 from llava.atomic import write_json_atomic
-from llava.data import synthetic
+from llava.data import shapes_dataset
 from llava.errors import LlavaError, report_error
-from llava.serve.engine import ChatSession
+from llava.serve.chat_session import ChatSession
 from llava.serve.options import add_flag, add_sampling_options, check_sampling_options, frame_sampling
-from llava.serve.streaming import StreamingSession
+from llava.serve.streaming_session import StreamingSession
 from llava.video.decode import open_video
 
-CAPTION_QUESTION = synthetic.TEMPLATES["caption"]
-FIRST_QUESTION = synthetic.TEMPLATES["first_scene"]
+CAPTION_QUESTION = shapes_dataset.TEMPLATES["caption"]
+FIRST_QUESTION = shapes_dataset.TEMPLATES["first_scene"]
 
 
 def normalise(text: str) -> str:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         session.sampling = frame_sampling(args, session.sampling)
         session.model.set_memory_ablation(args.ablate_memory)
         with tempfile.TemporaryDirectory() as tmp:
-            synthetic.main(
+            shapes_dataset.main(
                 [
                     "--out",
                     tmp,
