@@ -1,15 +1,18 @@
 """Exact random access to a video file (or a seekable URL) through PyAV: the frames a sequential decode shows.
 
-Opening reads every packet's header once (no decoding) to learn the presentation time of every frame and where
-the keyframes are. A frame is then served by seeking to the keyframe at or before it and decoding on until the
-frame with exactly its presentation time comes out; frames close together share one decode. Nothing is trusted
-that was not checked: after a seek, frames count only from the keyframe aimed at, and if the decoder shows a
-frame the packets did not announce (or never shows one they did), the reader falls back to a full sequential
-decode, which is the definition of the right frames. See DESIGN.md, "Real video".
+Opening learns the presentation time of every frame and where the keyframes are: for a plain MP4/MOV file from
+the container's own index and sample tables, checked against the packets at the start and in the last GOP
+(`IndexedSamples`), otherwise by reading every packet's header once (no decoding). A frame is then served by
+seeking to the keyframe at or before it and decoding on until the frame with exactly its presentation time comes
+out; frames close together share one decode. Nothing is trusted that was not checked: after a seek, frames count
+only from the keyframe aimed at, and if the decoder shows a frame the timeline does not hold (or never shows one
+it does), the reader falls back to a full sequential decode, which is the definition of the right frames. See
+DESIGN.md, "Real video".
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,10 +20,13 @@ import av
 import numpy as np
 
 from llava.errors import VideoError
+from llava.video.mp4_tables import sample_tables
 from llava.video.pyav_media import nominal_fps, open_container, upright_rgb, upright_size, video_stream
 from llava.video.reader import VideoReader
 
 CONTINUE_FRAMES = 8  # decode on through at most this many unwanted frames rather than seek
+CHECK_PACKETS = 32  # packets from the start of a file that must agree with the timeline read from its index
+INDEX_KEYFRAME, INDEX_DISCARD = 0x1, 0x2  # FFmpeg's AVINDEX_KEYFRAME and AVINDEX_DISCARD_FRAME flags
 
 
 class _Untrusted(Exception):
@@ -63,6 +69,83 @@ def scan_packets(container: av.container.InputContainer, stream: av.video.stream
     return Timeline(order, np.unique(np.asarray(keys, dtype=np.int64)), exact=True)
 
 
+@dataclass(frozen=True)
+class IndexedSamples:
+    """Every sample of an MP4/MOV video track in decode order, as FFmpeg's index and the track's tables give them.
+    The packets carry presentation times `pts` plus one constant (FFmpeg's shift for negative offsets)."""
+
+    dts: np.ndarray  # (N,) int64, strictly increasing: FFmpeg's index timestamps
+    pts: np.ndarray  # (N,) int64: dts plus the composition offsets
+    key: np.ndarray  # (N,) bool
+    discard: np.ndarray  # (N,) bool: before the start of an edit list, decoded but not shown
+
+    def checked_timeline(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    ) -> Timeline | None:
+        """The timeline, if the first CHECK_PACKETS packets and the packets from the last keyframe to the end carry
+        exactly these samples' decode and presentation times and flags (one constant apart); else None. Reads
+        those packets: the container is left anywhere."""
+        last_key = int(np.flatnonzero(self.key)[-1]) if self.key.any() else 0
+        try:
+            head = [(p.dts, p.pts, p.is_keyframe, p.is_discard) for p in _packets(container, stream, CHECK_PACKETS)]
+            container.seek(int(self.dts[last_key]), stream=stream, backward=True)
+            tail = [(p.dts, p.pts, p.is_keyframe, p.is_discard) for p in _packets(container, stream)]
+        except av.FFmpegError:
+            return None
+        if not head or not tail or head[0][1] is None:
+            return None
+        shift = head[0][1] - int(self.pts[0])
+        if not (self._agree(head, 0, shift) and self._agree(tail, len(self.dts) - len(tail), shift)):
+            return None
+        shown = np.sort(self.pts[~self.discard] + shift)
+        if shown.size == 0 or np.any(np.diff(shown) == 0):
+            return None
+        return Timeline(shown, np.unique(self.pts[self.key & ~self.discard] + shift), exact=True)
+
+    def _agree(self, packets: list[tuple], first: int, shift: int) -> bool:
+        """Whether `packets` are samples `first`, `first` + 1, ... as announced."""
+        if first < 0:
+            return False
+        for n, (dts, pts, key, discard) in enumerate(packets, start=first):
+            expected = (int(self.dts[n]), int(self.pts[n]) + shift, bool(self.key[n]), bool(self.discard[n]))
+            if (dts, pts, key, discard) != expected:
+                return False
+        return True
+
+
+def _packets(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, limit: int | None = None
+) -> Iterator[av.Packet]:
+    """The stream's packets from the container's position (at most `limit`), without the end-of-stream marker."""
+    count = 0
+    for packet in container.demux(stream):
+        if packet.size == 0 and packet.pts is None:
+            continue
+        yield packet
+        count += 1
+        if count == limit:
+            return
+
+
+def indexed_samples(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, source: str
+) -> IndexedSamples | None:
+    """The samples of an MP4/MOV file's video track from FFmpeg's index and the track's sample tables (no packet
+    read), or None: not such a file, or the index does not hold the tables' samples one for one in order (an edit
+    list FFmpeg rearranged, a damaged table) or points past the end of the file."""
+    if "mov" not in container.format.name or not os.path.isfile(source):
+        return None
+    tables = sample_tables(source, stream.id)
+    entries = stream.index_entries
+    if tables is None or len(entries) != len(tables.durations) or len(entries) == 0:
+        return None
+    dts, flags, ends = np.array([(e.timestamp, e.flags, e.pos + e.size) for e in entries], np.int64).T
+    decode_times = np.concatenate(([0], np.cumsum(tables.durations[:-1])))
+    if np.any(dts - decode_times != dts[0]) or ends.max() > os.path.getsize(source):
+        return None
+    return IndexedSamples(dts, dts + tables.offsets, (flags & INDEX_KEYFRAME) > 0, (flags & INDEX_DISCARD) > 0)
+
+
 class PyAVFileReader(VideoReader):
     """Frames by index and presentation time from a local file or a seekable URL, exactly."""
 
@@ -73,7 +156,9 @@ class PyAVFileReader(VideoReader):
             self._stream = stream = video_stream(self._container, source)
             fps = nominal_fps(stream)
             self._time_base = stream.time_base
-            timeline = scan_packets(self._container, stream)
+            timeline = self._indexed_timeline(source)
+            if timeline is None:
+                timeline = scan_packets(self._container, self._stream)
             self._timeline = timeline if timeline is not None else self._decode_timeline(source)
             first = self._probe(source)
             if first is None:
@@ -84,6 +169,17 @@ class PyAVFileReader(VideoReader):
         start = self._container.start_time
         self._origin = start / 1_000_000 if start is not None else float(self._timeline.pts[0] * self._time_base)
         super().__init__(source, self._seconds(self._timeline.pts), fps, upright_size(first))
+
+    def _indexed_timeline(self, source: str) -> Timeline | None:
+        """The timeline from the container's index, checked against packets; None (and the container back at
+        the start of the file) where there is none or the packets disagree with it."""
+        indexed = indexed_samples(self._container, self._stream, source)
+        if indexed is None:
+            return None
+        timeline = indexed.checked_timeline(self._container, self._stream)
+        if timeline is None:
+            self._restart(source)
+        return timeline
 
     def _probe(self, source: str) -> av.VideoFrame | None:
         """The first keyframe (its size and rotation are the video's), found by a seek rather than by opening the
