@@ -184,6 +184,7 @@ class ChatSession:
         load_8bit: bool = False,
         load_4bit: bool = False,
         static_kv_cache: bool = False,
+        device_map: str | dict | None = None,
         **kwargs,
     ) -> ChatSession:
         """model_path None = the bundled demo model; other keyword arguments go to the session. The session samples
@@ -196,6 +197,7 @@ class ChatSession:
             load_8bit=load_8bit,
             load_4bit=load_4bit,
             static_kv_cache=static_kv_cache,
+            device_map=device_map,
         )
         kwargs.setdefault("sampling", model.config.frame_sampling)
         return cls(model=model, tokenizer=tokenizer, processor=processor, **kwargs)

@@ -41,8 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     media.add_argument("--image-file", default=None, help="image file")
     parser.add_argument("--query", default=None, help="ask this one question, print the answer and exit")
     add_inference_options(parser)
-    parser.add_argument("--load-8bit", action="store_true", help="8-bit weights (needs CUDA)")
-    parser.add_argument("--load-4bit", action="store_true", help="4-bit weights (needs CUDA)")
     parser.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
     return parser
 
@@ -64,7 +62,7 @@ def open_session(args: argparse.Namespace) -> ChatSession:
             media = stack.enter_context(open_video(args.video_file))
         else:
             media = load_image(args.image_file)
-        session = chat_session_from_options(args, load_8bit=args.load_8bit, load_4bit=args.load_4bit)
+        session = chat_session_from_options(args)
         session.model.set_memory_ablation(args.ablate_memory)
         if args.video_file is not None:
             session.load_video(media)

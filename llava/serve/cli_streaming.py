@@ -84,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--realtime", action="store_true", help="play a file at the speed of its own clock")
     parser.add_argument("--prompt", default=CAPTION_PROMPT, help="what the model is asked at each scene end")
-    parser.add_argument("--min-caption-gap", type=float, default=0.0, help="seconds of video between two captions")
+    parser.add_argument(
+        "--min-caption-gap",
+        type=float,
+        default=StreamingPolicy.min_caption_gap,
+        help="seconds of video between two captions",
+    )
     parser.add_argument(
         "--until", type=float, default=None, help="stop (as Ctrl-C does) once the video clock passes this many seconds"
     )

@@ -28,7 +28,8 @@ DTYPES: dict[str, torch.dtype | None] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
-}  # auto: bfloat16 on a GPU, float32 on a CPU
+}  # auto: bfloat16 on a GPU; on a CPU the checkpoint's own precision (float16 with --load-8bit)
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's placements
 
 
 def add_flag(
@@ -50,8 +51,8 @@ def add_verbose_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Which model, where and how it runs: --model-path, --model-base, --device, --dtype, --conv-mode,
-    --static-cache, --verbose."""
+    """Which model, where and how it runs: --model-path, --model-base, --device, --dtype, --device-map,
+    --load-8bit, --load-4bit, --conv-mode, --static-cache, --verbose."""
     add_flag(
         parser,
         "--model-path",
@@ -72,7 +73,29 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         default="auto",
         choices=tuple(DTYPES),
-        help="weights' precision (auto: bfloat16 on a GPU, float32 on a CPU)",
+        help="weights' precision (auto: bfloat16 on a GPU, the checkpoint's own precision on a CPU)",
+    )
+    add_flag(
+        parser,
+        "--device-map",
+        aliases=("--device_map",),
+        default=None,
+        choices=DEVICE_MAPS,
+        help="spread the model over the GPUs and the CPU (accelerate's placement) instead of putting it on --device",
+    )
+    add_flag(
+        parser,
+        "--load-8bit",
+        aliases=("--load_8bit",),
+        action="store_true",
+        help="LLM.int8 weights for the LLM's layers (bitsandbytes: pip install 'llava-videollamb[quant]')",
+    )
+    add_flag(
+        parser,
+        "--load-4bit",
+        aliases=("--load_4bit",),
+        action="store_true",
+        help="NF4 weights for the LLM's layers (bitsandbytes: pip install 'llava-videollamb[quant]')",
     )
     add_flag(
         parser,
@@ -211,17 +234,19 @@ def generation_settings(args: argparse.Namespace) -> GenerationSettings:
     return GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
 
 
-def chat_session_from_options(args: argparse.Namespace, **loading) -> ChatSession:
+def chat_session_from_options(args: argparse.Namespace) -> ChatSession:
     """The ChatSession the model and sampling options ask for: the checkpoint loaded once, its frame sampling
-    changed by the flags. `loading` adds options of one front end (e.g. the CLI's load_8bit)."""
+    changed by the flags."""
     session = ChatSession.from_pretrained(
         args.model_path,
         model_base=args.model_base,
         device=args.device,
         dtype=DTYPES[args.dtype],
+        device_map=args.device_map,
+        load_8bit=args.load_8bit,
+        load_4bit=args.load_4bit,
         conv_mode=args.conv_mode,
         static_kv_cache=args.static_cache,
-        **loading,
     )
     session.sampling = frame_sampling(args, session.sampling)
     return session

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import torch
 
 from llava.serve import api, gradio_demo
 from llava.serve.options import chat_session_from_options
@@ -20,6 +21,9 @@ def test_session_from_options_follows_every_shared_option(front_end, tiny_checkp
     assert default.model.language_model.generation_config.cache_implementation is None
     assert flagged.model.language_model.generation_config.cache_implementation == "static"
     assert str(flagged.device) == "cpu"
+    mapped = chat_session_from_options(front_end.parse_args([*base, "--device-map", "auto"]))
+    assert {str(p.device) for p in mapped.model.parameters()} == {"cpu"}  # no GPU here: all of it on the CPU
+    assert all(torch.equal(a, b) for a, b in zip(default.model.parameters(), mapped.model.parameters(), strict=True))
 
 
 def test_api_static_cache_serves_one_generation_at_a_time(capsys):
@@ -62,7 +66,7 @@ def _front_ends():
 
 SHARED_DEFAULTS = {"model_path": None, "model_base": None, "device": "auto", "dtype": "auto", "conv_mode": "llava_v1",
                    "static_cache": False, "verbose": False, "num_frames": None, "video_fps": None, "max_frames": None,
-                   "temperature": 0.0, "top_p": 1.0}
+                   "temperature": 0.0, "top_p": 1.0, "device_map": None, "load_8bit": False, "load_4bit": False}
 ANSWER_LENGTH = {"cli": 256, "api": 256, "gradio_demo": 256, "cli_streaming": 32, "videoqa": 32, "niavh": 32}
 
 
@@ -88,12 +92,15 @@ def test_every_front_end_has_the_shared_options_with_the_same_defaults(name):
         True, 2.0, 0.5, 0.9, 7)
     if name != "cli_streaming":
         assert module.parse_args([*required, "--num_frames", "5"]).num_frames == 5 and flagged.max_frames == 9
+    loading = module.parse_args([*required, "--device_map", "auto", "--load-8bit", "--load_4bit"])
+    assert (loading.device_map, loading.load_8bit, loading.load_4bit) == ("auto", True, True)
 
 
 @pytest.mark.parametrize("name", list(ANSWER_LENGTH))
 @pytest.mark.parametrize("bad", [["--video-fps", "0"], ["--max-new-tokens", "0"], ["--temperature", "-1"],
                                  ["--top-p", "0"], ["--num-frames", "4", "--video-fps", "1"], ["--max-frames", "0"],
-                                 ["--conv-mode", "nope"], ["--dtype", "int3"]])
+                                 ["--conv-mode", "nope"], ["--dtype", "int3"],
+                                 ["--device-map", "everywhere"]])
 def test_shared_options_out_of_range_are_usage_errors(name, bad, capsys):
     module, required = _front_ends()[name]
     with pytest.raises(SystemExit) as exit_info:
