@@ -1,5 +1,8 @@
 """Prompt templates (vicuna v1 / llava_v1, plain) and the one formatter that renders them.
 
+The two Vicuna-style templates differ only in the system prompt, as in the original: `vicuna_v1` (alias `v1`,
+what the released checkpoints were trained with) says "user", `llava_v1` (this project's default) says "human".
+
 `Conversation.render()` returns the prompt and the character spans of the assistant's replies, so that
 training can supervise exactly those spans and inference can end the prompt with the assistant's role.
 """
@@ -11,9 +14,13 @@ from dataclasses import dataclass, field
 
 from llava.errors import ConfigError
 
-VICUNA_SYSTEM = (
+LLAVA_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
 
 
@@ -75,12 +82,15 @@ class Conversation:
         return self.render()[0]
 
 
+_VICUNA_V1 = Conversation(name="vicuna_v1", system=VICUNA_SYSTEM, roles=("USER", "ASSISTANT"))
 TEMPLATES: dict[str, Conversation] = {
-    "vicuna_v1": Conversation(name="vicuna_v1", system=VICUNA_SYSTEM, roles=("USER", "ASSISTANT")),
-    "llava_v1": Conversation(name="llava_v1", system=VICUNA_SYSTEM, roles=("USER", "ASSISTANT")),
+    "vicuna_v1": _VICUNA_V1,
+    "v1": _VICUNA_V1,  # the original's name for the same template (its training flag --version v1)
+    "llava_v1": Conversation(name="llava_v1", system=LLAVA_SYSTEM, roles=("USER", "ASSISTANT")),
     "plain": Conversation(name="plain", system="", roles=("USER", "ASSISTANT"), style="plain", sep="\n", sep2="\n"),
 }
-DEFAULT_TEMPLATE = "llava_v1"
+DEFAULT_TEMPLATE = "llava_v1"  # this project's checkpoints are trained with it (`VideoLLaMBConfig.conv_template`)
+RELEASE_TEMPLATE = "vicuna_v1"  # the released checkpoints were trained with --version v1
 
 
 def get_template(name: str) -> Conversation:

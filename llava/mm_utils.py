@@ -1,4 +1,10 @@
-"""Tokenise a prompt that holds `<video>` / `<image>` placeholders, optionally with training labels."""
+"""Tokenise a prompt that holds `<video>` / `<image>` placeholders, optionally with training labels.
+
+The text between placeholders is tokenised piece by piece, as the original's `tokenizer_x_token` does with the
+slow sentencepiece LlamaTokenizer: that one starts every piece with a word boundary ("▁"), also a piece that
+already starts with a space (" then" -> "▁", "▁then"). A fast tokenizer's Metaspace step adds none there, so such
+a piece gets the space the original's boundary stands for.
+"""
 
 from __future__ import annotations
 
@@ -28,12 +34,23 @@ def tokenize_prompt(
             ids.append(MEDIA_TOKEN_INDEX[chunk])
             labels.append(IGNORE_INDEX)
         elif chunk:
-            encoded = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
+            shift = int(chunk[0] == " " and _boundary_absorbs_space(tokenizer))
+            text = " " * shift + chunk
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True):
+                start, end = max(0, start - shift), max(0, end - shift)
                 ids.append(token)
                 labels.append(token if _overlaps(offset + start, offset + end, target_spans) else IGNORE_INDEX)
         offset += len(chunk)
     return ids, (labels if target_spans is not None else None)
+
+
+def _boundary_absorbs_space(tokenizer) -> bool:
+    """Whether the word boundary the tokenizer puts before a text swallows the text's own leading space
+    ("a" and " a" give the same ids), where the slow sentencepiece tokenizer keeps both."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    spaced = tokenizer(" a", add_special_tokens=False)["input_ids"]
+    return plain == spaced
 
 
 def _overlaps(start: int, end: int, spans: list[tuple[int, int]] | None) -> bool:

@@ -1,7 +1,9 @@
 """VideoLLaMBConfig: one nested config (text, vision, bridge) holding every constant of the original.
 
 The defaults reproduce the released VideoLLaMB-7B. `VideoLLaMBConfig.from_released_dict` reads the
-released `config.json` layout (`model_type: llava_llama` with `mm_*` keys and relative tower paths).
+released `config.json` layout (`model_type: llava_llama` with `mm_*` keys and relative tower paths), and gives
+it the release's input preprocessing (frame resize, rate sampling, SceneTilling precision, prompt template);
+this project's checkpoints record their own (the field defaults, for configs saved before these fields existed).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from typing import Any
 from transformers import AutoConfig, LlamaConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from llava.conversation import DEFAULT_TEMPLATE, RELEASE_TEMPLATE, TEMPLATES
 from llava.errors import ConfigError
-from llava.video.sampling import FrameSampling
+from llava.video.sampling import RATE_RULES, FrameSampling
+from llava.video.scenetilling import SCENETILLING_PRECISIONS
+from llava.video.transforms import VisualProcessor
 
 BRIDGE_VARIANTS = ("default", "mem")
 LLM_INPUTS = ("last_segment", "memories", "memory_and_last_segment")
@@ -77,6 +82,9 @@ class BridgeConfig(PreTrainedConfig):
     scenetilling_alpha: float = 0.5
     scenetilling_max_cuts: int = 15
     scenetilling_min_length: int = 1
+    # "float64": depths from float64 similarities (this project's checkpoints); "feature_dtype": the release's
+    # operations in the features' own dtype (the model's: float16 in the release's loader), so its cuts reproduce
+    scenetilling_precision: str = "float64"
     variant: str = "default"
     llm_input: str | None = None  # what the LLM reads; None = the variant's own (see `readout_mode`)
     memory_init_std: float = 0.0  # 0 = the original's zero-initialised memory (its tokens start identical)
@@ -97,6 +105,11 @@ class BridgeConfig(PreTrainedConfig):
             raise ConfigError(f"unknown bridge variant {self.variant!r}; valid: {', '.join(BRIDGE_VARIANTS)}")
         if self.llm_input is not None and self.llm_input not in LLM_INPUTS:
             raise ConfigError(f"unknown llm_input {self.llm_input!r}; valid: {', '.join(LLM_INPUTS)}")
+        if self.scenetilling_precision not in SCENETILLING_PRECISIONS:
+            raise ConfigError(
+                f"unknown scenetilling_precision {self.scenetilling_precision!r}; "
+                f"valid: {', '.join(SCENETILLING_PRECISIONS)}"
+            )
         if self.frame_pool not in FRAME_POOLS:
             raise ConfigError(f"unknown frame_pool {self.frame_pool!r}; valid: {', '.join(FRAME_POOLS)}")
         if self.hidden_size % self.num_attention_heads:
@@ -136,15 +149,37 @@ class VideoLLaMBConfig(PreTrainedConfig):
     num_frames: int = FrameSampling.num_frames
     video_fps: float | None = FrameSampling.fps
     max_frames: int = FrameSampling.max_frames
+    rate_sampling: str = FrameSampling.rate_rule  # how a rate picks its frames (`FrameSampling.rate_rule`)
+    resize_antialias: bool = True  # frames shrink with an antialiased bilinear resize (the release: without)
+    conv_template: str = DEFAULT_TEMPLATE  # the prompt template the model was trained with
     image_aspect_ratio: str = "pad"
     use_image_tower: bool = True
     projector_hidden_act: str = "gelu"
     tie_word_embeddings: bool = False
 
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        if self.rate_sampling not in RATE_RULES:
+            raise ConfigError(f"unknown rate_sampling {self.rate_sampling!r}; valid: {', '.join(RATE_RULES)}")
+        if self.conv_template not in TEMPLATES:
+            raise ConfigError(f"unknown conv_template {self.conv_template!r}; valid: {', '.join(sorted(TEMPLATES))}")
+
     @property
     def frame_sampling(self) -> FrameSampling:
-        """How this model samples a video (a checkpoint without video_fps / max_frames samples num_frames uniformly)."""
-        return FrameSampling(num_frames=self.num_frames, fps=self.video_fps, max_frames=self.max_frames)
+        """How this model samples a video (a checkpoint without video_fps / max_frames samples num_frames uniformly).
+        A `rate_sampling` assigned after loading is checked here (ConfigError)."""
+        return FrameSampling(
+            num_frames=self.num_frames, fps=self.video_fps, max_frames=self.max_frames, rate_rule=self.rate_sampling
+        )
+
+    @property
+    def visual_processor(self) -> VisualProcessor:
+        """The pixel preprocessing this model was trained with (size, image padding, frame resize)."""
+        return VisualProcessor(
+            size=self.vision_config.image_size,
+            pad_images=self.image_aspect_ratio == "pad",
+            resize_antialias=self.resize_antialias,
+        )
 
     @classmethod
     def from_released_dict(cls, released: dict[str, Any]) -> VideoLLaMBConfig:
@@ -165,6 +200,7 @@ class VideoLLaMBConfig(PreTrainedConfig):
             "hidden_dropout_prob": released.get("mm_hidden_dropout_prob", 0.1),
             "attention_probs_dropout_prob": released.get("mm_attention_probs_dropout_prob", 0.1),
             "layer_norm_eps": released.get("mm_layer_norm_eps", 1e-12),
+            "scenetilling_precision": "feature_dtype",
         }
         vision = {"select_layer": released.get("mm_vision_select_layer", -2)}
         return cls(
@@ -174,4 +210,9 @@ class VideoLLaMBConfig(PreTrainedConfig):
             num_frames=released.get("num_frames", FrameSampling.num_frames),
             image_aspect_ratio=released.get("image_aspect_ratio", "pad"),
             use_image_tower="IMAGE" in released.get("X", ["VIDEO", "IMAGE"]),
+            # what the release fed its model (README "Released checkpoints"); a Mem checkpoint's loader sets
+            # rate_sampling = "release_mem"
+            rate_sampling="release_videollamb",
+            resize_antialias=False,
+            conv_template=RELEASE_TEMPLATE,
         )

@@ -78,12 +78,14 @@ def segment_tokens(frames: Tensor | Sequence[Tensor], start: int, end: int, max_
 
 def offline_boundaries(frames: FrameTokens, config: BridgeConfig) -> list[int]:
     """A whole video's cuts: SceneTilling on its CLS features (`scenetilling_*`); the last frame of each segment."""
+    cls = frames.cls.detach()  # the release's precision computes in the model's dtype
     boundaries = segment(
-        frames.cls.detach().float(),
+        cls if config.scenetilling_precision == "feature_dtype" else cls.float(),
         k=config.scenetilling_k,
         alpha=config.scenetilling_alpha,
         max_cuts=config.scenetilling_max_cuts,
         min_length=config.scenetilling_min_length,
+        precision=config.scenetilling_precision,
     )
     return boundaries
 

@@ -19,6 +19,12 @@ run-start indices), ``rpeak`` likewise from the right.
 
 Deterministic tie-breaking everywhere: equal depths are ranked lower index first.
 
+Precision (``segment(..., precision=)``): "float64" computes the depths in float64 (from float32
+similarities of torch features); "feature_dtype" is the release's arithmetic, so that its cuts reproduce:
+``torch.cosine_similarity`` and ``lpeak + rpeak - 2 s`` in the features' own dtype (float16 for the
+released model as its loader runs it) and the threshold ``mean + alpha * std`` from ``torch.std_mean`` in
+that dtype.  The climbs only select values, so they are the same in both.
+
 ``OnlineSceneTiller`` is a streaming variant that decides each cut from past frames only.
 """
 
@@ -33,6 +39,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "SCENETILLING_PRECISIONS",
     "similarities",
     "depth_scores",
     "segment",
@@ -42,6 +49,7 @@ __all__ = [
 ]
 
 _EPS = 1e-8  # denominator floor of the cosine (zero vectors give similarity 0)
+SCENETILLING_PRECISIONS = ("float64", "feature_dtype")
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -74,11 +82,9 @@ def similarities(features: ArrayLike) -> ArrayLike:
     return dots / np.maximum(norms[:-1] * norms[1:], _EPS)
 
 
-def _depth_numpy(s: np.ndarray) -> np.ndarray:
-    """O(T) vectorised depth of a 1-D float64 similarity array (see module docstring)."""
+def _peaks(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the left and the right climb of every similarity end (indices into `s`), in O(T)."""
     n = s.shape[0]
-    if n == 0:
-        return s.copy()
     idx = np.arange(n)
     # A left climb stops at j when j == 0 or s[j-1] < s[j]: lpeak_i = s[last such j <= i].
     starts = np.ones(n, dtype=bool)
@@ -88,6 +94,30 @@ def _depth_numpy(s: np.ndarray) -> np.ndarray:
     ends = np.ones(n, dtype=bool)
     ends[:-1] = s[1:] < s[:-1]
     right = np.minimum.accumulate(np.where(ends, idx, n)[::-1])[::-1]
+    return left, right
+
+
+def _depth_numpy(s: np.ndarray) -> np.ndarray:
+    """O(T) vectorised depth of a 1-D float64 similarity array (see module docstring)."""
+    if s.shape[0] == 0:
+        return s.copy()
+    left, right = _peaks(s)
+    return (s[left] + s[right]) - 2 * s
+
+
+def release_depth_scores(features: ArrayLike) -> torch.Tensor:
+    """The release's depths of ``(T, D)`` features, computed in their own dtype (``T-1`` values): cosine
+    similarity of consecutive frames by ``torch.cosine_similarity``, then ``(lpeak + rpeak) - 2 s``."""
+    f = torch.as_tensor(features)
+    if f.dim() != 2 or not f.is_floating_point():
+        raise ValueError(f"features must be floating point (T, D), got {f.dtype} {tuple(f.shape)}")
+    s = torch.cosine_similarity(f[:-1], f[1:])
+    values = s.detach().double().cpu().numpy()  # exact: the climbs compare the dtype's own values
+    if not np.all(np.isfinite(values)):
+        raise ValueError("similarities contain non-finite values")
+    if s.shape[0] == 0:
+        return s
+    left, right = (torch.from_numpy(np.ascontiguousarray(i)).to(s.device) for i in _peaks(values))
     return (s[left] + s[right]) - 2 * s
 
 
@@ -113,6 +143,17 @@ def depth_scores(similarities: ArrayLike) -> ArrayLike:
     if is_torch:
         return torch.from_numpy(d).to(device=similarities.device, dtype=similarities.dtype)
     return d
+
+
+def _threshold(depth: np.ndarray, alpha: float) -> float:
+    """mean + alpha * std (unbiased) of float64 depths."""
+    return float(depth.mean() + alpha * depth.std(ddof=1))
+
+
+def _release_threshold(depth: torch.Tensor, alpha: float) -> float:
+    """mean + alpha * std (unbiased) as the release computes it: ``torch.std_mean`` in the depths' dtype."""
+    std, mean = torch.std_mean(depth)
+    return float(mean + alpha * std)
 
 
 def _rank(depth: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -147,6 +188,7 @@ def segment(
     alpha: float = 0.5,
     max_cuts: int | None = 15,
     min_length: int = 1,
+    precision: str = "float64",
 ) -> list[int]:
     """Scene boundaries of a video (SceneTilling).
 
@@ -163,6 +205,7 @@ def segment(
             ``min_length``; top-k mode then goes on down the ranking until ``k`` are accepted.
             ``1`` (default) is the original behaviour.  A video shorter than ``min_length`` is one
             segment.
+        precision: "float64" or "feature_dtype" (the release's arithmetic; see the module docstring).
 
     Returns:
         Sorted boundaries as python ints; a boundary ``b`` ends a segment at frame ``b``
@@ -172,20 +215,26 @@ def segment(
         raise ValueError(f"k must be >= 0, got {k}")
     if min_length < 1:
         raise ValueError(f"min_length must be >= 1, got {min_length}")
-    sims = similarities(features)
-    if isinstance(sims, torch.Tensor):
-        sims = sims.detach().double().cpu().numpy()
-    num_frames = sims.shape[0] + 1 if len(features) > 0 else 0
+    if precision not in SCENETILLING_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(SCENETILLING_PRECISIONS)}")
+    num_frames = len(features)
     if num_frames == 0:
         return []
-    depth = depth_scores(sims)
+    if precision == "feature_dtype":
+        exact = release_depth_scores(features)
+        depth = exact.detach().double().cpu().numpy()  # exact: ranks as the dtype's values do
+    else:
+        sims = similarities(features)
+        if isinstance(sims, torch.Tensor):
+            sims = sims.detach().double().cpu().numpy()
+        depth = depth_scores(sims)
     n = depth.shape[0]
     if k is not None:
         ranked, limit = _rank(depth, np.arange(n)), k
     elif n < 2 or depth.max() == depth.min():
         ranked, limit = np.arange(0), 0
     else:
-        threshold = depth.mean() + alpha * depth.std(ddof=1)
+        threshold = _release_threshold(exact, alpha) if precision == "feature_dtype" else _threshold(depth, alpha)
         ranked = _rank(depth, np.flatnonzero(depth > threshold))
         limit = n if max_cuts is None else max_cuts
     cuts = _accept(ranked, limit, num_frames, min_length)

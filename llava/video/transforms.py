@@ -1,6 +1,7 @@
 """Deterministic pixel preprocessing for the vision towers (torch + PIL, no torchvision).
 
-Video frames: x/255, resize the short side to `size` (bilinear, antialiased), centre crop, CLIP normalisation.
+Video frames: x/255, resize the short side to `size` (bilinear, antialiased; without antialias for the released
+checkpoints, as the release's pytorchvideo ShortSideScale), centre crop, CLIP normalisation.
 Images: optional pad to square with the mean colour (LLaVA's `image_aspect_ratio=pad`), resize the short side
 (bicubic), centre crop, CLIP normalisation. No flips and no randomness: the same input gives the same tensor.
 """
@@ -49,6 +50,14 @@ def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     return max(size, int(math.floor(height * size / width))), size
 
 
+def release_short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(new_h, new_w) as the release's ShortSideScale computes it: floor(long / short * size), which can be one
+    less than `short_side_size` where long * size / short is a whole number."""
+    if width < height:
+        return int(math.floor(height / width * size)), size
+    return size, int(math.floor(width / height * size))
+
+
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """Crop the central `size` x `size` window of (..., H, W); offsets use round() like CenterCropVideo."""
     h, w = x.shape[-2:]
@@ -70,17 +79,20 @@ def preprocess_frames(
     size: int = 224,
     mean: tuple[float, float, float] = CLIP_MEAN,
     std: tuple[float, float, float] = CLIP_STD,
+    antialias: bool = True,
 ) -> torch.Tensor:
-    """uint8 (T, H, W, 3) frames -> float32 (T, 3, size, size): x/255, short side to size, centre crop, normalise."""
+    """uint8 (T, H, W, 3) frames -> float32 (T, 3, size, size): x/255, short side to size, centre crop, normalise.
+
+    antialias False: the release's resize (pytorchvideo ShortSideScale: bilinear without antialias, its sizes)."""
     x = _frames_tensor(frames)
     t, h, w = x.shape[:3]
-    new_h, new_w = short_side_size(h, w, size)
+    new_h, new_w = short_side_size(h, w, size) if antialias else release_short_side_size(h, w, size)
     out = torch.empty((t, 3, size, size), dtype=torch.float32)
     step = max(1, min(_FRAME_CHUNK, _CHUNK_PIXELS // max(1, h * w)))
     for start in range(0, t, step):
         chunk = x[start : start + step].permute(0, 3, 1, 2).float().div_(255.0)  # (t', 3, H, W)
         if (new_h, new_w) != (h, w):
-            chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+            chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=antialias)
         out[start : start + step] = _normalize(center_crop(chunk, size), mean, std)
     return out
 
@@ -129,10 +141,11 @@ class VisualProcessor:
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     pad_images: bool = False
+    resize_antialias: bool = True  # False: frames are resized as the released checkpoints were fed
 
     def video(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (T, H, W, 3) -> float32 (T, 3, size, size)."""
-        return preprocess_frames(frames, self.size, self.mean, self.std)
+        return preprocess_frames(frames, self.size, self.mean, self.std, antialias=self.resize_antialias)
 
     def image(self, image: np.ndarray | Image.Image) -> torch.Tensor:
         """uint8 (H, W, 3) or PIL image -> float32 (3, size, size)."""
