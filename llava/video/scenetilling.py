@@ -117,7 +117,7 @@ def release_depth_scores(features: ArrayLike) -> torch.Tensor:
         raise ValueError("similarities contain non-finite values")
     if s.shape[0] == 0:
         return s
-    left, right = (torch.from_numpy(np.ascontiguousarray(i)).to(s.device) for i in _peaks(values))
+    left, right = (torch.from_numpy(i.copy()).to(s.device) for i in _peaks(values))  # copy: no negative strides
     return (s[left] + s[right]) - 2 * s
 
 

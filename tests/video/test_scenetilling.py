@@ -11,6 +11,7 @@ import torch
 from llava.video.scenetilling import (
     OnlineSceneTiller,
     depth_scores,
+    release_depth_scores,
     segment,
     segments_from_boundaries,
     similarities,
@@ -228,3 +229,61 @@ def test_online_state_dict_roundtrip() -> None:
     _run_online(tiller, feats[:100])
     tiller.reset()
     assert _run_online(tiller, feats) == full
+
+
+# ---------------------------------------------------------------- the release's arithmetic ("feature_dtype")
+
+
+def _literal_release_depths(features: torch.Tensor) -> torch.Tensor:
+    """The release's depth loop written out: every climb walked one step at a time, in the features' dtype."""
+    sims = torch.cosine_similarity(features[:-1], features[1:])
+    depths = torch.zeros_like(sims)
+    for i in range(len(sims)):
+        lpeak = sims[i]
+        for j in range(i - 1, -1, -1):
+            if sims[j] < lpeak:
+                break
+            lpeak = sims[j]
+        rpeak = sims[i]
+        for j in range(i + 1, len(sims)):
+            if sims[j] < rpeak:
+                break
+            rpeak = sims[j]
+        depths[i] = lpeak + rpeak - 2 * sims[i]
+    return depths
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_feature_dtype_depths_are_the_literal_loop_in_that_dtype(dtype) -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        features = torch.from_numpy(_random_features(rng)).to(dtype)
+        ours = release_depth_scores(features)
+        assert ours.dtype == dtype
+        assert torch.equal(ours, _literal_release_depths(features))
+
+
+def test_feature_dtype_thresholds_in_that_dtype_and_cuts_like_float64_on_clear_scenes() -> None:
+    rng = np.random.default_rng(6)
+    lengths = [9, 14, 6, 11]
+    features = torch.from_numpy(_scenes(rng, lengths)).half()
+    depth = release_depth_scores(features)
+    std, mean = torch.std_mean(depth)
+    above = torch.nonzero(depth > mean + 0.5 * std).flatten().tolist()
+    cuts = segment(features, alpha=0.5, precision="feature_dtype")
+    assert cuts == sorted(set(above) | {len(features) - 1}) == _true_cuts(lengths)
+    assert segment(features, k=3, precision="feature_dtype") == segment(features.float(), k=3) == cuts
+
+
+def test_feature_dtype_edge_cases_and_bad_precision() -> None:
+    rng = np.random.default_rng(7)
+    one, two = torch.randn(1, 8).half(), torch.randn(2, 8).half()
+    assert segment(one, precision="feature_dtype") == [0] and segment(one, k=3, precision="feature_dtype") == [0]
+    assert segment(two, precision="feature_dtype") == [1]
+    assert segment(torch.zeros(0, 3).half(), precision="feature_dtype") == []
+    constant = torch.from_numpy(np.tile(rng.normal(size=(1, 16)), (20, 1))).half()
+    assert segment(constant, precision="feature_dtype") == [19]
+    with pytest.raises(ValueError, match="unknown precision"):
+        segment(two, precision="float16")
+    with pytest.raises(ValueError, match="floating point"):
+        release_depth_scores(torch.ones(4, 3, dtype=torch.long))
