@@ -7,6 +7,8 @@ Equations (reference section 2), per segment s with tokens X_s:
     [M~_s ; H~_s] = BridgeLayer([M_{s-1} ; X_s])
     C_s           = concat(M~_1 .. M~_s)        (variant "default")   or concat(H~_1 .. H~_s)   (variant "mem")
     M_s           = LN(M~_s + Dense(CrossAttn(q=M~_s, kv=C_s)))
+In the "mem" variant a learned segment position (`segment_position_emb`, the release's `abs_vid_pe`) is added to
+the tokens of video segment s; an image (and the variant's short video, see `VideoLLaMBForCausalLM`) gets none.
 Batches are right-aligned: a video with fewer segments starts later, so every video's last segment is the
 last step, and inactive steps leave its state untouched. Module names mirror the released checkpoint
 (`selfattention`, `crossattention`, `residual.dense`, `mlp.0`) so that loading is a prefix mapping.
@@ -119,6 +121,16 @@ class BridgeState:
         )
 
 
+@dataclass
+class BridgeStep:
+    """One segment through the bridge (`MemoryBridge.advance`), with what it computed on the way."""
+
+    state: BridgeState  # the state after the segment: its `memory` is M_s, after retrieval
+    inputs: Tensor  # (B, N, d) the segment's tokens as the bridge layer read them (with the segment position)
+    memory_tilde: Tensor  # (B, M, d) M~_s, the memory leaving the bridge layer, before retrieval
+    hidden: Tensor  # (B, N, d) H~_s, the bridged segment tokens
+
+
 class MemoryBridge(nn.Module):
     """Bridge layer + retriever with an explicit, batched recurrent state.
 
@@ -152,18 +164,32 @@ class MemoryBridge(nn.Module):
         token_mask: Tensor | None = None,
         active: Tensor | None = None,
         cache_cap: int | None = None,
+        segment_positions: bool = True,
     ) -> tuple[BridgeState, Tensor]:
-        """Advance every stream by one segment.
+        """Advance every stream by one segment: `advance`, returning the new state and the bridged tokens H~."""
+        taken = self.advance(state, tokens, token_mask, active, cache_cap, segment_positions)
+        return taken.state, taken.hidden
+
+    def advance(
+        self,
+        state: BridgeState,
+        tokens: Tensor,
+        token_mask: Tensor | None = None,
+        active: Tensor | None = None,
+        cache_cap: int | None = None,
+        segment_positions: bool = True,
+    ) -> BridgeStep:
+        """Advance every stream by one segment, keeping what the step computed on the way.
 
         tokens (B, N, d) with token_mask (B, N) (True = real token); active (B,) bool, False leaves that
         stream's state as it was; `cache_cap` keeps at most that many cache blocks (default: the config's
-        max_cache_segments). Returns the new state and the bridged segment tokens H~ (B, N, d).
+        max_cache_segments); `segment_positions` False: no segment position is added (images).
         """
         b, n, _ = tokens.shape
         token_mask = tokens.new_ones(b, n, dtype=torch.bool) if token_mask is None else token_mask
         active = tokens.new_ones(b, dtype=torch.bool) if active is None else active
         cfg = self.config
-        if self.segment_position_emb is not None:
+        if self.segment_position_emb is not None and segment_positions:
             positions = state.num_segments.clamp(max=cfg.max_segment_positions - 1)
             tokens = tokens + self.segment_position_emb(positions)[:, None, :]
         previous, cache, cache_masks = state.memory, state.cache, state.cache_masks
@@ -183,7 +209,7 @@ class MemoryBridge(nn.Module):
         new_state = self._advance(
             state, cache, cache_masks, block, block_mask & active[:, None], retrieved, active, cap
         )
-        return new_state, hidden
+        return BridgeStep(state=new_state, inputs=tokens, memory_tilde=memory_tilde, hidden=hidden)
 
     def _advance(
         self,
@@ -213,14 +239,14 @@ class MemoryBridge(nn.Module):
         )
 
     def run_segments(
-        self, segments: list[list[Tensor]], every_segment: bool = False
+        self, segments: list[list[Tensor]], every_segment: bool = False, segment_positions: bool = True
     ) -> tuple[BridgeState, list[Tensor] | list[list[Tensor]]]:
         """Run whole videos: segments[i] is video i's list of (N_ij, d) segment tokens.
 
         Right-aligned batching: video i joins at step S_max - S_i. Returns the final state and, per video,
         the tokens the language model reads: H~ of its last segment ("default"), or [M_1; ...; M_S] ("mem").
         With `every_segment`, returns per video the list of what the LLM would read after each of its
-        segments (for the loss at every recurrent iteration).
+        segments (for the loss at every recurrent iteration). `segment_positions` False: images (see `advance`).
         """
         counts = [len(s) for s in segments]
         if min(counts) < 1:
@@ -232,7 +258,7 @@ class MemoryBridge(nn.Module):
         for step in range(steps):
             chunk = [s[step - (steps - len(s))] if step >= steps - len(s) else None for s in segments]
             tokens, mask, active = _pad_segments(chunk, ref)
-            state, hidden = self.step(state, tokens, mask, active)
+            state, hidden = self.step(state, tokens, mask, active, segment_positions=segment_positions)
             for i, c in enumerate(chunk):
                 if c is not None and (every_segment or step == steps - 1):
                     readouts[i].append(self.readout(state, hidden, i, c.shape[0]))

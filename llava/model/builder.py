@@ -7,8 +7,12 @@
 Loading fits the machine: the model is built on the meta device and each weight is read from the memory-mapped
 safetensors file straight into its dtype and device (transformers' loader), so a bf16 checkpoint stays bf16 and
 host memory holds at most one copy of it. Every weight that does not match is reported by name before anything is
-read: a missing weight or a shape the config does not give is an error, the released model's known-unused bridge
-parameters are accepted and noted, anything else unexpected is listed as a warning.
+read: a missing weight, a shape the config does not give, or a weight the model has no place for is an error (in
+either layout); only the released model's known-unused bridge parameters are accepted, and noted.
+
+A released checkpoint is the default variant or the Mem one (VideoLLaMB-Mem, MM-NIAVH's): their config.json files
+have the same keys, so the Mem one is told by the segment position table only it holds, and gets the settings its
+code hard-codes (RELEASED_MEM_SETTINGS).
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ from transformers import initialization as init
 from transformers.utils import logging as hf_logging
 
 from llava.errors import CheckpointError, ConfigError
-from llava.model.checkpoint import WeightReader, map_released_name, read_json, stored_dtype, weight_shape
+from llava.model.checkpoint import (
+    RELEASED_MEM_POSITIONS,
+    WeightReader,
+    is_released_unused,
+    map_released_name,
+    read_json,
+    stored_dtype,
+    weight_shape,
+)
 from llava.model.config import VideoLLaMBConfig
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.video.transforms import VisualProcessor
@@ -51,20 +63,23 @@ TOWER_FIELDS = {
 # towers and the bridge are small next to it and feed everything after them; the output layer as in LLaVA)
 NOT_QUANTIZED = ["video_tower", "image_tower", "bridge", "mm_projector", "lm_head"]
 QUANTIZE_PACKAGES = ("bitsandbytes", "accelerate")
+# BridgeConfig fields of a released Mem checkpoint (MM-NIAVH's projector hard-codes them; none is in its config):
+# threshold SceneTilling with at most 7 cuts, 14x14 pooling, the LLM reads the memories of every segment
+RELEASED_MEM_SETTINGS = {"variant": "mem", "scenetilling_k": None, "scenetilling_max_cuts": 7, "pool_size": 14}
+# VideoLLaMBConfig.rate_sampling of a released Mem checkpoint: how its benchmark code samples frames
+RELEASED_MEM_SAMPLING = "release_mem"
 
 
 @dataclass
 class LoadReport:
     layout: str  # "videollamb" (this project) or "released"
-    unexpected: list[str] = field(default_factory=list)
     unused_released: list[str] = field(default_factory=list)
+    source_names: dict[str, str] = field(default_factory=dict)  # renamed weights: this project's name -> the stored one
     towers_from_folders: list[str] = field(default_factory=list)
 
     def log(self) -> None:
         if self.unused_released:
             logger.info("released parameters the original never uses, skipped: %s", ", ".join(self.unused_released))
-        if self.unexpected:
-            logger.warning("checkpoint weights that match nothing in the model: %s", ", ".join(self.unexpected))
         for tower in self.towers_from_folders:
             logger.info("tower weights loaded from %s", tower)
 
@@ -93,7 +108,8 @@ def tower_fields(folder: Path) -> dict:
 
 
 def released_config(folder: Path, raw: dict, state: dict[str, Any]) -> VideoLLaMBConfig:
-    """VideoLLaMBConfig for a released checkpoint: LLaMA + mm_* keys, tower sizes from the tower folder."""
+    """VideoLLaMBConfig for a released checkpoint: LLaMA + mm_* keys, tower sizes from the tower folder, and the
+    Mem variant's settings when the weights hold its segment position table (`state` names the weights)."""
     config = VideoLLaMBConfig.from_released_dict(raw)
     tower = _tower_folder(folder, raw.get("mm_video_tower"))
     if tower is not None:
@@ -102,6 +118,12 @@ def released_config(folder: Path, raw: dict, state: dict[str, Any]) -> VideoLLaM
     memory = state.get("model.mm_projector.projector.read_memory_emb")
     if memory is not None:
         config.bridge_config.num_memory_tokens = weight_shape(memory)[0]
+    positions = state.get(f"{RELEASED_MEM_POSITIONS}.weight")
+    if positions is not None:
+        for name, value in RELEASED_MEM_SETTINGS.items():
+            setattr(config.bridge_config, name, value)
+        config.bridge_config.max_segment_positions = weight_shape(positions)[0]
+        config.rate_sampling = RELEASED_MEM_SAMPLING
     return config
 
 
@@ -113,12 +135,18 @@ def _released_state(folder: Path, raw: dict, state: dict, report: LoadReport, re
             report.unused_released.append(name)
         else:
             mapped[new] = tensor
+            report.source_names[new] = name
     for prefix, key in (("video_tower.", "mm_video_tower"), ("image_tower.", "mm_image_tower")):
         if any(k.startswith(prefix) for k in mapped):
             continue
         tower = _tower_folder(folder, raw.get(key))
         if tower is not None:
-            mapped.update({prefix + k: v for k, v in reader.tower(tower).items()})
+            for name, tensor in reader.tower(tower).items():
+                if is_released_unused(name):
+                    report.unused_released.append(f"{name} in {tower}")
+                else:
+                    mapped[prefix + name] = tensor
+                    report.source_names[prefix + name] = f"{name} in {tower}"
             report.towers_from_folders.append(str(tower))
     return mapped
 
@@ -145,8 +173,9 @@ def model_shapes(config: VideoLLaMBConfig) -> dict[str, tuple[int, ...]]:
 
 
 def match_weights(folder: Path, config: VideoLLaMBConfig, state: dict[str, Any], report: LoadReport) -> dict[str, Any]:
-    """The weights the model takes, checked before any is read: a missing weight or a shape that differs from the
-    config's is a CheckpointError naming it; weights the model has no place for go to `report.unexpected`."""
+    """The weights the model takes, checked before any is read: a missing weight, a shape that differs from the
+    config's, or a weight the model has no place for (other than the released known-unused ones, already set
+    aside in `report.unused_released`) is a CheckpointError naming it."""
     shapes = model_shapes(config)
     missing = [name for name in shapes if name not in state]
     if missing:
@@ -158,7 +187,10 @@ def match_weights(folder: Path, config: VideoLLaMBConfig, state: dict[str, Any],
                 f"{folder}: the config does not match the weights ({name}: {list(weight_shape(state[name]))} in "
                 f"the checkpoint, {list(shape)} in the model the config describes)"
             )
-    report.unexpected = [name for name in state if name not in shapes]
+    unexpected = [report.source_names.get(name, name) for name in state if name not in shapes]
+    if unexpected:
+        shown = ", ".join(unexpected[:8]) + (" ..." if len(unexpected) > 8 else "")
+        raise CheckpointError(f"{folder}: {len(unexpected)} weights match nothing in the model: {shown}")
     return {name: state[name] for name in shapes}
 
 

@@ -31,6 +31,9 @@ INSTALLED_CHECKPOINTS = Path("share") / "llava-videollamb" / "checkpoints"
 # safetensors dtype names -> torch dtypes (floating point ones; others are never cast)
 SAFETENSORS_FLOATS = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
+# the segment position table (Embedding(1024, mm_hidden)) that only the Mem variant's checkpoints hold: its presence
+# is what tells a released Mem checkpoint from a default one (their config.json files have the same keys)
+RELEASED_MEM_POSITIONS = "model.mm_projector.abs_vid_pe"
 # released name prefix -> this project's prefix (first match wins)
 RELEASED_PREFIXES: list[tuple[str, str]] = [
     ("model.mm_projector.projector.read_memory_emb", "bridge.read_memory_emb"),
@@ -39,17 +42,20 @@ RELEASED_PREFIXES: list[tuple[str, str]] = [
     ("model.mm_projector.projector.layers.0.residual.", "bridge.layer.residual."),
     ("model.mm_projector.projector.proj.", "mm_projector."),
     ("model.mm_projector.retrieval.layers.0.crossattention.", "bridge.retriever.crossattention."),
+    (f"{RELEASED_MEM_POSITIONS}.", "bridge.segment_position_emb."),
     ("model.video_tower.video_tower.", "video_tower.vision_model."),
     ("model.image_tower.image_tower.", "image_tower.vision_model."),
     ("model.", "language_model.model."),
     ("lm_head.", "language_model.lm_head."),
 ]
 
-# parameters the released checkpoint holds but its forward never uses (reference section 7)
+# parameters the released checkpoint holds but its forward never uses (reference section 7), and the towers'
+# `embeddings.position_ids` (arange(num_positions), a buffer that older transformers saved with the weights)
 RELEASED_UNUSED = [
     re.compile(r"^model\.mm_projector\.projector\.memory_tokens$"),
     re.compile(r"^model\.mm_projector\.projector\.layers\.0\.crossattention\."),
     re.compile(r"^model\.mm_projector\.retrieval\.layers\.0\.(selfattention|mlp|residual)\."),
+    re.compile(r"(^|\.)embeddings\.position_ids$"),
 ]
 
 
@@ -168,9 +174,14 @@ def load_tower_weights(folder: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("vision_model.")}
 
 
+def is_released_unused(name: str) -> bool:
+    """Whether a weight of a released checkpoint (or of its LanguageBind folders) is one its model never uses."""
+    return any(p.search(name) for p in RELEASED_UNUSED)
+
+
 def map_released_name(name: str) -> str | None:
     """This project's name for a released parameter, or None when the released model never uses it."""
-    if any(p.search(name) for p in RELEASED_UNUSED):
+    if is_released_unused(name):
         return None
     for old, new in RELEASED_PREFIXES:
         if name.startswith(old):

@@ -4,6 +4,7 @@ A composition: the towers, the bridge, the projector and a transformers causal L
 `config.text_config`) are sub-modules. Media enter as lists of preprocessed pixel tensors, one per
 placeholder in reading order: `videos[i]` is (T_i, 3, H, W), `images[i]` is (3, H, W). The video steps are
 those of `llava.model.stream`: whole videos (`encode_videos`) and live streams (`open_stream`) share them.
+`trace_video` returns every intermediate of one video (the parity tests compare them with the original's).
 """
 
 from __future__ import annotations
@@ -20,11 +21,24 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from llava.constants import IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
 from llava.model.activations import Activation
-from llava.model.bridge import MemoryBridge
+from llava.model.bridge import BridgeStep, MemoryBridge
 from llava.model.config import VideoLLaMBConfig
 from llava.model.languagebind import LanguageBindTower, TowerEmbeddings, TowerEncoderLayer
 from llava.model.splice import placeholder_kinds, splice_visual_tokens
-from llava.model.stream import FrameTokens, StreamSettings, VideoStream, offline_segments, pool_frames
+from llava.model.stream import (
+    FrameTokens,
+    StreamSettings,
+    VideoStream,
+    offline_boundaries,
+    offline_segments,
+    pool_frames,
+    segment_tokens,
+)
+from llava.video.scenetilling import segments_from_boundaries, subsample_segment
+
+# The "mem" variant (the release's VideoLLaMB-Mem) reads a video of at most this many frames as separate images:
+# each frame one bridge pass from the initial memory, with no segment position (the release's `t <= 3` branch).
+MEM_IMAGE_BRANCH_MAX_FRAMES = 3
 
 
 @dataclass
@@ -34,6 +48,17 @@ class PromptPrefix:
 
     ids: Tensor  # (P,) token ids
     cache: DynamicCache
+
+
+@dataclass
+class VideoTrace:
+    """One whole video through the model, step by step (`VideoLLaMBForCausalLM.trace_video`)."""
+
+    tower_hidden: Tensor  # (T, 1+P, D): the video tower's hidden states at `select_layer`, CLS first
+    boundaries: list[int]  # SceneTilling's cuts: the last frame of each segment
+    segment_frames: list[list[int]]  # the frames each segment feeds the bridge (at most frames_per_segment)
+    steps: list[BridgeStep]  # each segment through the bridge (batch of one)
+    projected: list[Tensor]  # (N_s, h): the LLM's visual tokens after each segment; the last is what it reads
 
 
 class VideoLLaMBPreTrainedModel(PreTrainedModel):
@@ -111,6 +136,11 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         """What the bridge gives the LLM (N, d) -> the LLM's visual tokens (N, h)."""
         return self.mm_projector(readout)
 
+    def reads_as_images(self, num_frames: int) -> bool:
+        """Whether a video of `num_frames` frames is read frame by frame as images (the "mem" variant's short
+        videos, see MEM_IMAGE_BRANCH_MAX_FRAMES) rather than segmented."""
+        return self.config.bridge_config.variant == "mem" and num_frames <= MEM_IMAGE_BRANCH_MAX_FRAMES
+
     def encode_videos(self, videos: list[Tensor], every_segment: bool = False) -> list:
         """Whole videos -> the projected visual tokens the LLM reads, one (N_i, h) tensor per video.
 
@@ -118,11 +148,49 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         """
         if not videos:
             return []
-        segments = [self.split_segments(f) for f in self.encode_video_frames(videos)]
-        _, outputs = self.bridge.run_segments(segments, every_segment=every_segment)
+        frames = self.encode_video_frames(videos)
+        as_images = [self.reads_as_images(len(f.cls)) for f in frames]
+        segmented = [self.split_segments(f) for f, short in zip(frames, as_images, strict=True) if not short]
+        outputs = iter(self.bridge.run_segments(segmented, every_segment=every_segment)[1] if segmented else [])
+        readouts = []
+        for f, short in zip(frames, as_images, strict=True):
+            if short:
+                tokens = torch.cat(self.bridge_images(f.patches))  # (T * M, d)
+                readouts.append([tokens] if every_segment else tokens)
+            else:
+                readouts.append(next(outputs))
         if every_segment:
-            return [[self.project(o) for o in per_video] for per_video in outputs]
-        return [self.project(o) for o in outputs]
+            return [[self.project(o) for o in per_video] for per_video in readouts]
+        return [self.project(o) for o in readouts]
+
+    def bridge_images(self, patches: Tensor) -> list[Tensor]:
+        """The tokens of N images (N, tokens_per_frame, D) -> what the LLM reads of each, unprojected: one bridge
+        pass each from the initial memory, without a segment position."""
+        return self.bridge.run_segments([[p] for p in patches], segment_positions=False)[1]
+
+    @torch.no_grad()
+    def trace_video(self, video: Tensor) -> VideoTrace:
+        """One video (T, 3, H, W) through the same steps as `encode_videos`, keeping every intermediate."""
+        features = self.video_tower.encode_videos([video])[0]
+        if self.reads_as_images(len(features)):
+            raise ValueError(f"a {len(features)}-frame video is read as images, not segmented: nothing to trace")
+        frames = self.frame_tokens(features)
+        config = self.config.bridge_config
+        spans = segments_from_boundaries(offline_boundaries(frames, config))
+        state, steps, projected = self.bridge.init_state(1), [], []
+        for start, end in spans:
+            tokens = segment_tokens(frames.patches, start, end, config.frames_per_segment)
+            step = self.bridge.advance(state, tokens[None])
+            state = step.state
+            steps.append(step)
+            projected.append(self.project(self.bridge.readout(state, step.hidden, 0, tokens.shape[0])))
+        return VideoTrace(
+            tower_hidden=features,
+            boundaries=[end for _, end in spans],
+            segment_frames=[subsample_segment(start, end, config.frames_per_segment) for start, end in spans],
+            steps=steps,
+            projected=projected,
+        )
 
     def open_stream(self, settings: StreamSettings | None = None) -> VideoStream:
         """A live stream through this model; `settings` default to the config's `stream_*` fields."""
@@ -135,8 +203,7 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         pixels = torch.stack(images)
         tower = self.image_tower if self.image_tower is not None else self.video_tower
         patches = self.frame_tokens(tower.encode_images(pixels)).patches  # (N, tokens_per_frame, D)
-        _, outputs = self.bridge.run_segments([[p] for p in patches])
-        return [self.project(o) for o in outputs]
+        return [self.project(o) for o in self.bridge_images(patches)]
 
     def encode_media(self, input_ids: Tensor, attention_mask: Tensor | None, videos, images) -> list[Tensor]:
         """Encode the media and order them as their placeholders appear in `input_ids`."""

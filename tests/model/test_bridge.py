@@ -49,12 +49,13 @@ def direct_layer(layer, x):
     )
 
 
-def direct_video(bridge: MemoryBridge, segments: list[torch.Tensor]) -> torch.Tensor:
-    """The reference recurrence for one video; returns what the LLM reads."""
+def direct_video(bridge: MemoryBridge, segments: list[torch.Tensor], positions: bool = True) -> torch.Tensor:
+    """The reference recurrence for one video; returns what the LLM reads. `positions` False: no segment position
+    (the mem variant's images)."""
     mem_variant = bridge.config.variant == "mem"
     memory, cache, memories, hidden = bridge.read_memory_emb, [], [], None
     for s, x in enumerate(segments):
-        if mem_variant:
+        if mem_variant and positions:
             x = x + bridge.segment_position_emb.weight[s]
         y = direct_layer(bridge.layer, torch.cat([memory, x]))
         memory_tilde, hidden = y[:MEM], y[MEM:]
@@ -90,6 +91,33 @@ def test_batch_with_different_segment_counts_equals_one_by_one(variant):
         torch.testing.assert_close(out, direct_video(bridge, video), atol=1e-5, rtol=1e-5)
     if variant == "mem":
         assert [o.shape[0] for o in batched] == [MEM * 1, MEM * 4, MEM * 2]
+
+
+def test_mem_variant_without_segment_positions_matches_direct_equations():
+    bridge = make_bridge("mem")
+    videos = [random_video(n, seed=20 + n) for n in (1, 3)]
+    _, ours = bridge.run_segments(videos, segment_positions=False)
+    _, placed = bridge.run_segments(videos)
+    for video, out, with_positions in zip(videos, ours, placed, strict=True):
+        torch.testing.assert_close(out, direct_video(bridge, video, positions=False), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(out, with_positions, atol=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["default", "mem"])
+def test_advance_keeps_the_step_intermediates(variant):
+    """advance: the tokens the layer read (with the segment position), M~ before retrieval and H~."""
+    bridge = make_bridge(variant)
+    video = random_video(2, seed=8)
+    state = bridge.init_state(1)
+    for s, segment_tokens in enumerate(video):
+        taken = bridge.advance(state, segment_tokens[None])
+        expected_inputs = segment_tokens + (bridge.segment_position_emb.weight[s] if variant == "mem" else 0)
+        torch.testing.assert_close(taken.inputs[0], expected_inputs)
+        layer_out = direct_layer(bridge.layer, torch.cat([state.memory[0], expected_inputs]))
+        torch.testing.assert_close(taken.memory_tilde[0], layer_out[:MEM], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(taken.hidden[0], layer_out[MEM:], atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(taken.state.memory, taken.memory_tilde, atol=1e-3), "retrieval changes M~"
+        state = taken.state
 
 
 def test_memory_carries_the_past_and_the_ablation_removes_it():

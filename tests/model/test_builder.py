@@ -7,7 +7,8 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 from transformers import initialization as init
 
@@ -97,7 +98,7 @@ def test_released_layout_loads_with_no_unmatched_weights(tmp_path, tokenizer, to
     source = released_source_model(len(tokenizer))
     write_released(source, tokenizer, tmp_path / "released", towers_inside)
     model, report = load_model_weights(tmp_path / "released")
-    assert report.layout == "released" and report.unexpected == []
+    assert report.layout == "released"
     assert len(report.unused_released) == 3
     assert len(report.towers_from_folders) == (0 if towers_inside else 2)
     torch.testing.assert_close(logits(model.eval(), tokenizer), logits(source, tokenizer))
@@ -116,6 +117,34 @@ def test_own_format_round_trip_and_clear_errors(tmp_path, tiny_model, tokenizer)
     torch.testing.assert_close(logits(loaded, tokenizer), logits(tiny_model, tokenizer))
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_pretrained_model(tmp_path / "nowhere")
+
+
+def test_a_weight_that_matches_nothing_is_an_error_in_this_projects_format_too(tmp_path, tiny_model):
+    """A weight the model has no place for means the config describes another model (e.g. a Mem checkpoint's
+    segment positions under a default config): never dropped silently."""
+    tiny_model.save_pretrained(tmp_path / "m")
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    stray = {"bridge.segment_position_emb.weight": torch.zeros(4, 32)}
+    save_file(state | stray, str(tmp_path / "m" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"1 weights match nothing in the model: bridge\.segment_position_emb"):
+        load_model_weights(tmp_path / "m")
+
+
+def test_released_unused_tower_buffers_are_skipped_and_anything_else_unknown_named(tmp_path, tokenizer):
+    """A LanguageBind folder saved by older transformers holds `embeddings.position_ids` (a buffer): skipped; a
+    stray tensor in the released checkpoint is named as it is stored there."""
+    source = released_source_model(len(tokenizer))
+    write_released(source, tokenizer, tmp_path / "released", towers_inside=False)
+    tower_file = tmp_path / "released" / "LanguageBind_Video_merge" / "model.safetensors"
+    with safe_open(str(tower_file), "pt") as handle:
+        tower = {name: handle.get_tensor(name) for name in handle.keys()}
+    save_file(tower | {"vision_model.embeddings.position_ids": torch.arange(145)[None]}, str(tower_file))
+    _, report = load_model_weights(tmp_path / "released")
+    assert any(name.startswith("vision_model.embeddings.position_ids in ") for name in report.unused_released)
+    weights = load_file(tmp_path / "released" / "model.safetensors")
+    save_file(weights | {"model.stray.weight": torch.zeros(2)}, str(tmp_path / "released" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"1 weights match nothing in the model: model\.stray\.weight$"):
+        load_model_weights(tmp_path / "released")
 
 
 def test_missing_corrupted_and_mismatched_weights_are_named(tmp_path, tiny_model):

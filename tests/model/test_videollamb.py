@@ -231,3 +231,55 @@ def test_activations_come_from_the_config(tokenizer):
     config.projector_hidden_act = "swishy"
     with pytest.raises(ConfigError, match="unknown projector_hidden_act 'swishy'; valid: quick_gelu, gelu, relu"):
         VideoLLaMBForCausalLM(config)
+
+
+def mem_model(tokenizer) -> VideoLLaMBForCausalLM:
+    """A tiny "mem" variant with a non-zero segment position table (the released table is learned)."""
+    torch.manual_seed(0)
+    model = VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer), variant="mem")).eval()
+    with torch.no_grad():
+        model.bridge.segment_position_emb.weight.normal_()
+    return model
+
+
+def test_mem_variant_adds_the_segment_position_to_video_segments_only(tokenizer):
+    model = mem_model(tokenizer)
+    video, image = random_video(10, seed=1), torch.randn(3, 32, 32)
+    with torch.no_grad():
+        (video_tokens,), (image_tokens,) = model.encode_videos([video]), model.encode_images([image])
+        model.bridge.segment_position_emb.weight.zero_()
+        (video_unplaced,), (image_unplaced,) = model.encode_videos([video]), model.encode_images([image])
+    assert not torch.allclose(video_tokens, video_unplaced, atol=1e-3)
+    torch.testing.assert_close(image_tokens, image_unplaced, rtol=0, atol=0)
+    assert image_tokens.shape[0] == model.config.bridge_config.num_memory_tokens
+
+
+def test_mem_variant_reads_a_video_of_at_most_three_frames_as_images(tokenizer):
+    """The release's `t <= 3` branch: every frame one bridge pass from the initial memory, no segment position,
+    the LLM reads the retrieved memory of each (num_memory_tokens per frame)."""
+    model = mem_model(tokenizer)
+    memory = model.config.bridge_config.num_memory_tokens
+    short, longer = random_video(3, seed=2), random_video(4, seed=2)
+    with torch.no_grad():
+        (tokens,) = model.encode_videos([short])
+        frames = model.encode_video_frames([short])[0]
+        per_frame = [model.project(o) for o in model.bridge_images(frames.patches)]
+        segments = len(model.split_segments(model.encode_video_frames([longer])[0]))
+        (longer_tokens,) = model.encode_videos([longer])
+    assert model.reads_as_images(3) and not model.reads_as_images(4)
+    assert tokens.shape[0] == 3 * memory and longer_tokens.shape[0] == segments * memory
+    torch.testing.assert_close(tokens, torch.cat(per_frame), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="read as images"):
+        model.trace_video(short)
+    (every,) = model.encode_videos([short], every_segment=True)
+    assert len(every) == 1 and torch.equal(every[0], tokens)
+
+
+def test_trace_video_follows_the_path_encode_videos_takes(tiny_model):
+    video = random_video(10, seed=3)
+    trace = tiny_model.trace_video(video)
+    (tokens,) = tiny_model.encode_videos([video])
+    torch.testing.assert_close(trace.projected[-1], tokens)
+    assert trace.boundaries[-1] == 9 and len(trace.steps) == len(trace.projected) == len(trace.boundaries)
+    assert [frames[-1] for frames in trace.segment_frames] == trace.boundaries
+    assert trace.tower_hidden.shape[0] == 10
