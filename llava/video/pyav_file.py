@@ -27,6 +27,7 @@ from llava.video.reader import VideoReader
 CONTINUE_FRAMES = 8  # decode on through at most this many unwanted frames rather than seek
 CHECK_PACKETS = 32  # packets from the start of a file that must agree with the timeline read from its index
 INDEX_KEYFRAME, INDEX_DISCARD = 0x1, 0x2  # FFmpeg's AVINDEX_KEYFRAME and AVINDEX_DISCARD_FRAME flags
+FIELD_PROGRESSIVE = 1  # FFmpeg's AV_FIELD_PROGRESSIVE: a stream of whole frames, no fields
 
 
 class _Untrusted(Exception):
@@ -146,6 +147,22 @@ def indexed_samples(
     return IndexedSamples(dts, dts + tables.offsets, (flags & INDEX_KEYFRAME) > 0, (flags & INDEX_DISCARD) > 0)
 
 
+def _decoded(stream: av.video.stream.VideoStream, packet: av.Packet | None) -> list[av.VideoFrame]:
+    """The frames the decoder gives after `packet` (None: all it still holds); none where the data is corrupt,
+    as a player skips it."""
+    try:
+        return stream.decode(packet)
+    except av.InvalidDataError:
+        return []
+
+
+def skips_unreferenced(stream: av.video.stream.VideoStream) -> bool:
+    """Whether pictures no other picture refers to can be left undecoded on the way to a wanted one: H.264 of
+    whole frames (its nal_ref_idc marks them; FFmpeg's skip_frame=NONREF drops exactly those), where nothing else
+    decoded depends on them. Not HEVC, whose 'non-reference' pictures may still serve higher temporal layers."""
+    return stream.codec_context.name == "h264" and stream.codec_context.field_order == FIELD_PROGRESSIVE
+
+
 class PyAVFileReader(VideoReader):
     """Frames by index and presentation time from a local file or a seekable URL, exactly."""
 
@@ -154,6 +171,7 @@ class PyAVFileReader(VideoReader):
         self._container = open_container(source, timeout=timeout)
         try:
             self._stream = stream = video_stream(self._container, source)
+            self._skip_unreferenced = skips_unreferenced(stream)
             fps = nominal_fps(stream)
             self._time_base = stream.time_base
             timeline = self._indexed_timeline(source)
@@ -206,40 +224,55 @@ class PyAVFileReader(VideoReader):
         self._stream = video_stream(self._container, source)
         return self._stream
 
-    def _raw_frames(self, stream: av.video.stream.VideoStream, source: str) -> Iterator[av.VideoFrame]:
-        """Decode on from the container's position; corrupt packets are skipped like a player skips them."""
+    def _raw_frames(
+        self, stream: av.video.stream.VideoStream, source: str, wanted: frozenset[int] = frozenset()
+    ) -> Iterator[av.VideoFrame]:
+        """Decode on from the container's position; corrupt packets are skipped like a player skips them.
+
+        With `wanted` (presentation times), decoding stops at the packets of the last of them: the decoder is
+        drained of the frames it holds for reordering rather than fed more packets; and where the stream allows it
+        (`skips_unreferenced`), pictures that no other picture refers to are not decoded unless wanted."""
+        codec = stream.codec_context
+        codec.skip_frame = "DEFAULT"
+        pending = set(wanted)
+        skip = self._skip_unreferenced and bool(pending)
         try:
             for packet in self._container.demux(stream):
-                try:
-                    yield from stream.decode(packet)
-                except av.InvalidDataError:
-                    continue
+                if skip:
+                    codec.skip_frame = "DEFAULT" if packet.pts in pending else "NONREF"
+                yield from _decoded(stream, packet)
+                if pending:
+                    pending.discard(packet.pts)
+                    if not pending:
+                        yield from _decoded(stream, None)
+                        return
         except av.FFmpegError as err:
             raise VideoError(f"{source}: decoding failed ({err})") from err
 
-    def _frames_from(self, key: int, source: str) -> Iterator[av.VideoFrame]:
-        """Trusted frames from keyframe number `key` on (-1: from the start of the file).
+    def _frames_from(self, key: int, source: str, wanted: frozenset[int] = frozenset()) -> Iterator[av.VideoFrame]:
+        """Trusted frames from keyframe number `key` on (-1: from the start of the file), up to the last of
+        `wanted` (presentation times) if any are given (see `_raw_frames`).
 
         After a seek, output before the aimed keyframe is dropped and the keyframe itself must come first;
         a seek that lands after it is retried one keyframe earlier, down to a decode from the start."""
         if key < 0:
-            yield from self._raw_frames(self._restart(source), source)
+            yield from self._raw_frames(self._restart(source), source, wanted)
             return
         aim = int(self._timeline.key_pts[key])
         stream = self._stream
         try:
             self._container.seek(aim, stream=stream, backward=True)
         except av.FFmpegError:
-            yield from self._frames_from(-1, source)
+            yield from self._frames_from(-1, source, wanted)
             return
-        frames = self._raw_frames(stream, source)
+        frames = self._raw_frames(stream, source, wanted | {aim})
         for frame in frames:
             if frame.pts is None:
                 raise _Untrusted
             if frame.pts < aim:
                 continue  # before the aimed keyframe: an earlier landing, or leading pictures of an open GOP
             if frame.pts > aim:  # the seek landed after the keyframe
-                yield from self._frames_from(key - 1, source)
+                yield from self._frames_from(key - 1, source, wanted)
                 return
             yield frame
             break
@@ -255,27 +288,35 @@ class PyAVFileReader(VideoReader):
         except _Untrusted:
             yield from self._fall_back(targets[done:])
 
+    def _runs(self, targets: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """`targets` (sorted pts) cut into runs that one seek serves, each with the number of the keyframe it is
+        decoded from (-1: the start of the file): a run goes on to the next target unless that target's keyframe
+        lies more than CONTINUE_FRAMES frames past the run's last target."""
+        pts, key_pts = self._timeline.pts, self._timeline.key_pts
+        keys = np.searchsorted(key_pts, targets, side="right") - 1
+        start = np.concatenate(([0], np.searchsorted(pts, key_pts)))[keys + 1]  # display index of each one's keyframe
+        cuts = np.flatnonzero(start[1:] - np.searchsorted(pts, targets[:-1]) > CONTINUE_FRAMES) + 1
+        return [(int(keys[first]), run) for first, run in zip([0, *cuts], np.split(targets, cuts), strict=True)]
+
     def _seek_decode(self, targets: np.ndarray) -> Iterator[av.VideoFrame]:
         """The frames presented at `targets` (sorted pts), checked against the timeline as they come."""
         timeline, source = self._timeline, self.source
-        frames: Iterator[av.VideoFrame] | None = None
-        last = -1  # display index of the last frame decoded since the last seek; -1: none
-        for target in targets:
-            key = int(np.searchsorted(timeline.key_pts, target, side="right")) - 1
-            key_index = int(np.searchsorted(timeline.pts, timeline.key_pts[key])) if key >= 0 else 0
-            if frames is None or last < 0 or key_index - last > CONTINUE_FRAMES:
-                frames, last = self._frames_from(key, source), -1
-            for frame in frames:
-                if frame.pts is None or frame.pts > target:
-                    raise _Untrusted
-                last = int(np.searchsorted(timeline.pts, frame.pts))
-                if last >= len(timeline.pts) or timeline.pts[last] != frame.pts:
-                    raise _Untrusted  # a frame the packets did not announce
-                if frame.pts == target:
-                    yield frame
-                    break
-            else:
-                raise _Untrusted  # the file ended before the frame the packets announced
+        for key, run in self._runs(targets):
+            frames = self._frames_from(key, source, frozenset(run.tolist()))
+            for target in run:
+                for frame in frames:
+                    if frame.pts is None or frame.pts > target:
+                        raise _Untrusted
+                    if self._skip_unreferenced and frame.interlaced_frame:
+                        raise _Untrusted  # pictures were left undecoded where that is only known safe on whole frames
+                    shown = int(np.searchsorted(timeline.pts, frame.pts))
+                    if shown >= len(timeline.pts) or timeline.pts[shown] != frame.pts:
+                        raise _Untrusted  # a frame the packets did not announce
+                    if frame.pts == target:
+                        yield frame
+                        break
+                else:
+                    raise _Untrusted  # the file ended before the frame the packets announced
 
     # ------------------------------------------------------------------ the exact path
 
