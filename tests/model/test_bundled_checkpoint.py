@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from llava.model.checkpoint import DEMO_CHECKPOINT_NAME, INSTALLED_CHECKPOINTS, bundled_checkpoint, bundled_checkpoint_places
-from llava.serve import engine
+from llava.serve import chat_session
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_checkout_finds_its_own_demo_model():
     assert bundled_checkpoint() == REPO / "checkpoints" / DEMO_CHECKPOINT_NAME
-    assert engine.DEMO_CHECKPOINT == bundled_checkpoint()
-    assert (engine.DEMO_CHECKPOINT / "config.json").is_file()
+    assert chat_session.DEMO_CHECKPOINT == bundled_checkpoint()
+    assert (chat_session.DEMO_CHECKPOINT / "config.json").is_file()
 
 
 def test_installed_places_are_tried_after_the_checkout():
@@ -37,7 +37,7 @@ FIND_DEMO = """
 import json, sys
 import llava
 from llava.model.checkpoint import bundled_checkpoint
-from llava.serve.engine import DEMO_CHECKPOINT
+from llava.serve.chat_session import DEMO_CHECKPOINT
 print(json.dumps({"llava": llava.__file__, "found": str(bundled_checkpoint()), "engine": str(DEMO_CHECKPOINT)}))
 """
 
