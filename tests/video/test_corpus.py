@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from llava.video.decode import load_video, load_video_fps, open_video
+from llava.video.pyav_file import indexed_samples, scan_packets
 from tests.media_corpus import (
     CORPUS_NAMES,
     FOLDER_FPS,
@@ -183,6 +184,28 @@ def test_corpus_files_have_their_properties(corpus) -> None:
         with av.open(str(corpus[name].path)) as c:
             frame = next(c.decode(video=0))
         assert frame.rotation % 360 == rotation, f"{name}: the decoded frame says rotation {frame.rotation}"
+
+
+def test_mp4_and_mov_files_are_timed_from_their_index_as_their_packets_announce(corpus) -> None:
+    """Every MP4/MOV file of the corpus (B-frames, HEVC 10-bit, an edit list, timestamp gaps, open GOPs, audio
+    first, rotation, one frame) is timed from its container index, and that is the timeline its packets announce."""
+    checked = []
+    for name in CORPUS_NAMES:
+        entry = corpus[name]
+        if entry.kind != "video" or entry.path.suffix not in (".mp4", ".mov"):
+            continue
+        with av.open(str(entry.path)) as c:
+            stream = c.streams.best("video")
+            indexed = indexed_samples(c, stream, str(entry.path))
+            assert indexed is not None, f"{name}: not read from its container index"
+            timeline = indexed.checked_timeline(c, stream)
+        with av.open(str(entry.path)) as c:
+            scanned = scan_packets(c, c.streams.best("video"))
+        assert timeline is not None and scanned is not None, f"{name}: no timeline from the index or the packets"
+        assert np.array_equal(timeline.pts, scanned.pts), f"{name}: the index's presentation times differ"
+        assert np.array_equal(timeline.key_pts, scanned.key_pts), f"{name}: the index's keyframes differ"
+        checked.append(name)
+    assert len(checked) >= 10, f"only {checked} are MP4/MOV files"
 
 
 # ----------------------------------------------------------------------------------------------------------------
