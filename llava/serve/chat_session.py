@@ -27,6 +27,7 @@ from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.builder import load_pretrained_model
 from llava.model.checkpoint import bundled_checkpoint
+from llava.serve.evidence import DEFAULT_SCORER, Evidence, VideoSegments, answer_evidence, trace_segments
 from llava.video.decode import load_image
 from llava.video.sampling import FrameSampling, sample_video
 from llava.video.transforms import VisualProcessor
@@ -103,6 +104,7 @@ class Reply:
     prompt_tokens: int  # text tokens of the prompt plus the visual tokens spliced in for its placeholders
     completion_tokens: int
     finish_reason: str  # "stop" (end of sequence or stopped on request) or "length" (max_new_tokens reached)
+    evidence: list[dict] | None = None  # Evidence.to_dict() of each segment, best first, where a front end asked
 
 
 class TextPieces(BaseStreamer):
@@ -169,6 +171,7 @@ class ChatSession:
     sampling: FrameSampling = field(default_factory=FrameSampling)  # how a video's frames are chosen
     media: Tensor | None = None  # projected visual tokens (N, h) of the loaded video or image
     media_token: str = DEFAULT_VIDEO_TOKEN
+    segments: VideoSegments | None = None  # the loaded video's segments, when its frames' times are known (evidence)
     conversation: Conversation = field(init=False)
 
     def __post_init__(self) -> None:
@@ -218,22 +221,30 @@ class ChatSession:
     def _pixels(self, pixels: Tensor) -> Tensor:
         return pixels.to(device=self.device, dtype=next(self.model.parameters()).dtype)
 
-    def load_frames(self, frames: np.ndarray) -> None:
-        """Decoded frames (T, H, W, 3) uint8 -> visual tokens, encoded once; starts a new conversation."""
-        self.load_pixels(self.processor.video(frames))
+    def load_frames(self, frames: np.ndarray, times: np.ndarray | None = None) -> None:
+        """Decoded frames (T, H, W, 3) uint8 -> visual tokens, encoded once; starts a new conversation. With the
+        frames' presentation `times` (seconds), answers can carry evidence (`evidence`)."""
+        self.load_pixels(self.processor.video(frames), times)
 
     @torch.inference_mode()
-    def load_pixels(self, pixels: Tensor) -> None:
-        """Preprocessed frames (T, 3, S, S) -> visual tokens, encoded once; starts a new conversation."""
-        (self.media,) = self.model.encode_videos([self._pixels(pixels)])
+    def load_pixels(self, pixels: Tensor, times: np.ndarray | None = None) -> None:
+        """Preprocessed frames (T, 3, S, S) -> visual tokens, encoded once; starts a new conversation. With the
+        frames' presentation `times` (seconds) the video's segments are kept for `evidence` (one pass all the
+        same: the tokens are those after the last segment)."""
+        pixels = self._pixels(pixels)
+        self.segments = None
+        if times is not None and not self.model.reads_as_images(len(pixels)):
+            self.media, self.segments = trace_segments(self.model, pixels, times)
+        else:
+            (self.media,) = self.model.encode_videos([pixels])
         self.media_token = DEFAULT_VIDEO_TOKEN
         self.conversation = get_template(self.conv_mode)
 
     def load_video(self, source: str | Path | VideoReader) -> None:
         """Sample a video (a path, or a reader already open) as `sampling` says and encode it; frames are brought
         to model size while they are decoded, so a 4K file is never held at full size."""
-        pixels, _ = sample_video(source, self.sampling, transform=self.processor.video)
-        self.load_pixels(pixels)
+        pixels, times = sample_video(source, self.sampling, transform=self.processor.video)
+        self.load_pixels(pixels, times)
 
     @torch.inference_mode()
     def load_image(self, image: str | Path | np.ndarray) -> None:
@@ -241,11 +252,19 @@ class ChatSession:
         pixels = image if isinstance(image, np.ndarray) else load_image(image)
         (self.media,) = self.model.encode_images([self._pixels(self.processor.image(pixels))])
         self.media_token = DEFAULT_IMAGE_TOKEN
+        self.segments = None
         self.conversation = get_template(self.conv_mode)
 
     def reset(self) -> None:
         """Forget the turns, keep the encoded media."""
         self.conversation = get_template(self.conv_mode)
+
+    def evidence(self, question: str, answer: str, method: str = DEFAULT_SCORER) -> list[Evidence]:
+        """The time spans of the loaded video's segments that `answer` to `question` rests on, each with a score,
+        best first (see `llava.serve.evidence`); empty for an image or a video loaded without its frames' times."""
+        if self.segments is None:
+            return []
+        return answer_evidence(self, self.segments, question, answer, method)
 
     def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
         """One turn: the question (see `add_question`) and its answer join the history."""

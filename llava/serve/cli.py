@@ -2,12 +2,15 @@
 
     python -m llava.serve.cli --video-file playground/demo/shapes.mp4
     python -m llava.serve.cli --video-file clip.mp4 --query "What was in the first scene?"
+    python -m llava.serve.cli --video-file clip.mp4 --query "What was in the first scene?" --evidence
     python -m llava.serve.cli --model-path checkpoints/videollamb-llava-1.5-7b --video-file clip.mp4
 
 The model, frame sampling and generation options are those of every front end (see `llava.serve.options`).
 Without --model-path the bundled demo model (checkpoints/videollamb-tiny-shapes) answers; build it with
 `make demo-model`. Interactive by default: type a question after "USER: "; an empty line, "exit", EOF
 (Ctrl-D) or Ctrl-C ends the chat. With --query the answer alone is printed and the program exits.
+With --evidence each answer is followed by a line "evidence: " with the time spans (seconds) of the segments
+it rests on and their scores, best first (`llava.serve.evidence`).
 User errors end in one line `error: ...` on stderr and exit code 1. The video (or image) is opened before the
 model loads, so a missing, corrupt or video-less file is reported at once. FFmpeg's own log lines are silent
 unless --verbose.
@@ -22,6 +25,7 @@ import sys
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.chat_session import ChatSession, GenerationSettings
+from llava.serve.evidence import format_evidence
 from llava.serve.options import (
     EXIT_WORDS,
     add_inference_options,
@@ -42,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--query", default=None, help="ask this one question, print the answer and exit")
     add_inference_options(parser)
     parser.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
+    parser.add_argument(
+        "--evidence", action="store_true", help="after each answer, print the time spans it rests on, best first"
+    )
     return parser
 
 
@@ -71,7 +78,15 @@ def open_session(args: argparse.Namespace) -> ChatSession:
     return session
 
 
-def chat(session: ChatSession, settings: GenerationSettings) -> None:
+def answer(session: ChatSession, question: str, settings: GenerationSettings, evidence: bool) -> str:
+    """The answer to `question`, followed with --evidence by a line with its evidence."""
+    text = session.ask(question, settings)
+    if evidence:
+        text += "\n" + format_evidence(session.evidence(question, text))
+    return text
+
+
+def chat(session: ChatSession, settings: GenerationSettings, evidence: bool) -> None:
     """Multi-turn chat on stdin/stdout until an empty line, "exit", EOF or Ctrl-C."""
     user, assistant = session.conversation.roles
     while True:
@@ -82,7 +97,7 @@ def chat(session: ChatSession, settings: GenerationSettings) -> None:
             return
         if not question or question.lower() in EXIT_WORDS:
             return
-        print(f"{assistant}: {session.ask(question, settings)}", flush=True)
+        print(f"{assistant}: {answer(session, question, settings, evidence)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         session = open_session(args)
         if args.query is not None:
-            print(session.ask(args.query, settings), flush=True)
+            print(answer(session, args.query, settings, args.evidence), flush=True)
         else:
-            chat(session, settings)
+            chat(session, settings, args.evidence)
     except (LlavaError, OSError) as err:
         return report_error(err)
     except KeyboardInterrupt:

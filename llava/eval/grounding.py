@@ -1,0 +1,165 @@
+"""Temporal grounding of answers: does an answer's best evidence span overlap the scene the question is about?
+
+    python -m llava.eval.grounding --seed 2001 --num-videos 20
+    python -m llava.eval.grounding --seed 2001 --num-videos 20 --ablate-memory --methods without
+
+Freshly generated held-out synthetic videos (6 to 16 scenes by default) are asked questions about one scene each:
+the first scene, the last scene, scene n, and the caption of the whole video (its last scene). For every evidence
+method (`llava.serve.evidence.SCORERS`) and every question, the best evidence span of the model's own answer (and,
+as a diagnostic, of the true answer) is compared with the true scene's span in seconds: recall at IoU >= 0.5 and
+mean IoU, overall and per question kind ("segments"/"best_possible": the best any segment's span reaches, the
+ceiling SceneTilling's cuts and the sampled frames set), and the accuracy of the answers. With --ablate-memory
+the bridge memory is reset at every segment. --output writes the scores as JSON. On a shared CPU, one torch
+thread (OMP_NUM_THREADS=1) runs these small passes many times faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from llava.atomic import write_json_atomic
+from llava.data import shapes_dataset
+from llava.errors import LlavaError, report_error
+from llava.eval.shapes_scores import normalise
+from llava.serve.chat_session import ChatSession
+from llava.serve.evidence import SCORERS, answer_evidence
+from llava.serve.options import add_flag, add_sampling_options, check_sampling_options, frame_sampling
+
+KINDS = ("first_scene", "last_scene", "nth_scene", "caption")
+IOU_THRESHOLD = 0.5
+BEST_POSSIBLE = "best_possible"  # the segment whose span overlaps the true scene most: what any method could reach
+
+
+def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Intersection over union of two time spans (start, end); 0 when both are empty."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def scene_asked(kind: str, question: str, num_scenes: int) -> int:
+    """The index of the scene a question of `kind` is about (first, last, n-th scene; caption: the last)."""
+    if kind == "first_scene":
+        return 0
+    if kind in ("last_scene", "caption"):
+        return num_scenes - 1
+    if kind == "nth_scene":
+        for index in range(num_scenes):
+            template = shapes_dataset.TEMPLATES[kind]
+            if question == template.format(n=shapes_dataset.number_word(index + 1)):
+                return index
+    raise ValueError(f"not a question about one scene: {kind} {question!r}")
+
+
+def summarise(rows: Sequence[dict]) -> dict:
+    """Recall at IoU >= 0.5 and mean IoU of rows with an "iou"."""
+    ious = np.array([row["iou"] for row in rows], dtype=np.float64)
+    if not ious.size:
+        return {"questions": 0, "recall_at_0_5": None, "mean_iou": None}
+    return {
+        "questions": int(ious.size),
+        "recall_at_0_5": float(np.mean(ious >= IOU_THRESHOLD)),
+        "mean_iou": float(ious.mean()),
+    }
+
+
+def grounding_rows(session: ChatSession, folder: Path, methods: Sequence[str]) -> list[dict]:
+    """One row per (question, method, answer source): the best evidence span's IoU with the true scene."""
+    truth = {video["video"]: video for video in json.loads((folder / "truth.json").read_text())["videos"]}
+    questions = json.loads((folder / "train.json").read_text())
+    rows, loaded = [], None
+    for item in tqdm(questions, desc="questions"):
+        video = truth[item["video"]]
+        if loaded != item["video"]:
+            session.load_video(folder / item["video"])
+            loaded = item["video"]
+        question = item["conversations"][0]["value"].split("\n", 1)[1]
+        true_answer = item["conversations"][1]["value"]
+        scene = video["scenes"][scene_asked(item["kind"], question, len(video["scenes"]))]
+        session.reset()
+        answer = session.ask(question)
+        correct = normalise(answer) == normalise(true_answer)
+        truth_span = (scene["start"], scene["end"])
+        closest = max(iou(span, truth_span) for span in session.segments.spans)
+        rows.append(dict(kind=item["kind"], method=BEST_POSSIBLE, source="segments", iou=closest, correct=correct))
+        for source, text in (("model", answer), ("truth", true_answer)):
+            for method in methods:
+                best = answer_evidence(session, session.segments, question, text, method)[0]
+                overlap = iou((best.start, best.end), truth_span)
+                rows.append(dict(kind=item["kind"], method=method, source=source, iou=overlap, correct=correct))
+    return rows
+
+
+def scores_of(rows: Sequence[dict]) -> dict:
+    """Per answer source and method: overall and per kind; the best any segment's span could do; the accuracy of
+    the model's answers, overall and per kind."""
+    grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[row["source"], row["method"]].append(row)
+    scores: dict = {}
+    for (source, method), group in grouped.items():
+        per_kind = {kind: summarise([r for r in group if r["kind"] == kind]) for kind in KINDS}
+        scores.setdefault(source, {})[method] = summarise(group) | {"per_kind": per_kind}
+    questions = [r for r in rows if r["method"] == BEST_POSSIBLE]
+    scores["answer_accuracy"] = accuracy(questions) | {
+        "per_kind": {kind: accuracy([r for r in questions if r["kind"] == kind]) for kind in KINDS}
+    }
+    return scores
+
+
+def accuracy(rows: Sequence[dict]) -> dict:
+    return {"questions": len(rows), "accuracy": float(np.mean([r["correct"] for r in rows])) if rows else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-path", default=None, help="checkpoint folder (default: the bundled demo model)")
+    parser.add_argument("--seed", type=int, default=2001, help="seed of the held-out videos (training used 0-3)")
+    parser.add_argument("--num-videos", type=int, default=20)
+    parser.add_argument("--min-scenes", type=int, default=6)
+    parser.add_argument("--max-scenes", type=int, default=16)
+    parser.add_argument("--methods", default=",".join(SCORERS), help=f"comma list of: {', '.join(SCORERS)}")
+    parser.add_argument("--ablate-memory", action="store_true", help="reset the bridge memory at every segment")
+    add_sampling_options(parser)
+    add_flag(parser, "--output", type=Path, default=None, help="write the scores as JSON here")
+    args = parser.parse_args(argv)
+    check_sampling_options(parser, args)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in SCORERS]
+    if unknown or not methods:
+        parser.error(f"unknown evidence method(s) {', '.join(unknown) or '(none)'}; valid: {', '.join(SCORERS)}")
+    if args.num_videos < 1:
+        parser.error(f"--num-videos must be at least 1, got {args.num_videos}")
+    if not 1 <= args.min_scenes <= args.max_scenes:
+        parser.error(f"need 1 <= --min-scenes <= --max-scenes, got {args.min_scenes} and {args.max_scenes}")
+    try:
+        session = ChatSession.from_pretrained(args.model_path, device="cpu")
+        session.sampling = frame_sampling(args, session.sampling)
+        session.model.set_memory_ablation(args.ablate_memory)
+        with tempfile.TemporaryDirectory() as tmp:
+            shapes_dataset.main(
+                ["--out", tmp, "--num-videos", str(args.num_videos), "--seed", str(args.seed)]
+                + ["--min-scenes", str(args.min_scenes), "--max-scenes", str(args.max_scenes)]
+                + ["--kinds", ",".join(KINDS), "--quiet"]
+            )
+            scores = scores_of(grounding_rows(session, Path(tmp), methods))
+    except LlavaError as err:
+        return report_error(err)
+    scores |= {"seed": args.seed, "num_videos": args.num_videos, "ablate_memory": args.ablate_memory}
+    print(json.dumps(scores, indent=2))
+    if args.output:
+        write_json_atomic(scores, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Evidence: the time spans of the segments an answer rests on, each with a score, best first.
+
+    session.load_video("clip.mp4")
+    answer = session.ask("What was in the first scene?")
+    for item in session.evidence("What was in the first scene?", answer):
+        print(f"{item.start:.1f}-{item.end:.1f} s  {item.score:+.3f}")
+
+Nothing is trained for it: a loaded video keeps, beside what the LLM reads, its segments (SceneTilling's cuts,
+`VideoLLaMBForCausalLM.trace_video`), their time spans and each segment's tokens as the bridge read them. A
+segment's score ("without", the default) is how much less likely the model finds the answer (the rise of its mean
+token cross-entropy) when that segment is left out of the video and the others pass through the bridge as before:
+the segments the answer depends on. It costs one bridge pass and one LLM pass over the prompt per segment. Other
+methods (`SCORERS`): "gain" (the likelihood after each segment less that after the one before), "carried" (the
+likelihood after each segment), "alone" (given each segment alone, fresh memory) and "retrieval" (the last memory's
+retrieval attention over the segments' memory blocks, the same for every question). `llava.eval.grounding`
+measures them against the scenes of synthetic videos; "without" grounds best (the README's Evidence section).
+
+A segment's span, by presentation time: each sampled frame stands for the time halfway to its neighbours (the
+first from the video's start at 0 s at the earliest, the last half a frame step past its own time), so a segment
+runs from halfway between the previous segment's last frame and its first frame to halfway between its last frame
+and the next segment's first frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from llava.eval.likelihood import option_losses
+from llava.video.scenetilling import segments_from_boundaries
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One segment an answer rests on: its span in seconds (presentation time) and its score (higher = more)."""
+
+    start: float
+    end: float
+    score: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "score": round(self.score, 4)}
+
+
+@dataclass
+class VideoSegments:
+    """A loaded video's segments, for evidence."""
+
+    spans: list[tuple[float, float]]  # (start, end) seconds of each segment
+    readouts: list[Tensor]  # (N_s, h): the LLM's visual tokens after each segment, memory carried
+    inputs: list[Tensor]  # (1, n_s, d): each segment's tokens as the bridge read them
+    retrieval: list[float]  # the last segment's memory retrieval: its attention weight on each segment's block
+
+
+def frame_spans(times: Sequence[float]) -> list[tuple[float, float]]:
+    """Each sampled frame's span: halfway to its neighbours; the first from 0 s at the earliest, the last half a
+    step past its own time (a single frame: its time to its time)."""
+    t = np.asarray(times, dtype=np.float64)
+    if t.size == 0:
+        return []
+    middles = (t[1:] + t[:-1]) / 2
+    step = float(t[-1] - t[-2]) if t.size > 1 else 0.0
+    starts = np.concatenate([[max(0.0, t[0] - (float(t[1] - t[0]) / 2 if t.size > 1 else 0.0))], middles])
+    ends = np.concatenate([middles, [t[-1] + step / 2]])
+    return [(float(a), float(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def segment_spans(times: Sequence[float], frame_ranges: Sequence[tuple[int, int]]) -> list[tuple[float, float]]:
+    """Each segment's span in seconds: from its first frame's span start to its last frame's span end."""
+    per_frame = frame_spans(times)
+    return [(per_frame[first][0], per_frame[last][1]) for first, last in frame_ranges]
+
+
+def retrieval_weights(model, memory_tilde: Tensor, cache: Sequence[Tensor], segments: int) -> list[float]:
+    """How much the retriever's query (M~ of the last segment, (1, M, d)) attends to each cache block (one per
+    segment, (1, M, d) each), averaged over heads and memory tokens; segments whose block left the cache get 0."""
+    attention = model.bridge.retriever.crossattention
+    heads = attention.num_heads
+    kv = torch.cat(list(cache), dim=1)  # (1, K, d)
+    q = attention.q_proj(memory_tilde).unflatten(-1, (heads, -1)).transpose(1, 2)  # (1, h, M, d/h)
+    k = attention.k_proj(kv).unflatten(-1, (heads, -1)).transpose(1, 2)  # (1, h, K, d/h)
+    weights = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1).mean(dim=(0, 1, 2))  # (K,)
+    per_block = [float(w.sum()) for w in weights.split([c.shape[1] for c in cache])]
+    return [0.0] * (segments - len(per_block)) + per_block
+
+
+@torch.no_grad()
+def trace_segments(model, pixels: Tensor, times: Sequence[float]) -> tuple[Tensor, VideoSegments]:
+    """A preprocessed video (T, 3, H, W) sampled at `times` -> what the LLM reads (N, h) and its segments."""
+    trace = model.trace_video(pixels)
+    last = trace.steps[-1]
+    segments = VideoSegments(
+        spans=segment_spans(times, segments_from_boundaries(trace.boundaries)),
+        readouts=list(trace.projected),
+        inputs=[step.inputs for step in trace.steps],
+        retrieval=retrieval_weights(model, last.memory_tilde, last.state.cache, len(trace.steps)),
+    )
+    return trace.projected[-1], segments
+
+
+@torch.no_grad()
+def alone_readouts(model, segments: VideoSegments) -> list[Tensor]:
+    """What the LLM would read after each segment passed through the bridge alone, from the initial memory."""
+    readouts = []
+    for tokens in segments.inputs:
+        step = model.bridge.advance(model.bridge.init_state(1), tokens, segment_positions=False)
+        readouts.append(model.project(model.bridge.readout(step.state, step.hidden, 0, tokens.shape[1])))
+    return readouts
+
+
+@torch.no_grad()
+def readouts_without(model, segments: VideoSegments) -> list[Tensor]:
+    """For each segment, what the LLM would read after the whole video passed through the bridge without that
+    segment (no visual tokens at all for a one-segment video)."""
+    readouts = []
+    for skipped in range(len(segments.inputs)):
+        state, kept = model.bridge.init_state(1), [t for i, t in enumerate(segments.inputs) if i != skipped]
+        for tokens in kept:
+            step = model.bridge.advance(state, tokens, segment_positions=False)
+            state = step.state
+        if not kept:
+            readouts.append(segments.readouts[-1].new_zeros(0, segments.readouts[-1].shape[1]))
+            continue
+        readouts.append(model.project(model.bridge.readout(state, step.hidden, 0, kept[-1].shape[1])))
+    return readouts
+
+
+def answer_losses(session, readouts: Sequence[Tensor], question: str, answer: str) -> list[float]:
+    """The mean token cross-entropy of `answer` to `question` when the LLM reads each of `readouts`."""
+    return [option_losses(session.fork(media=readout), question, [answer])[0] for readout in readouts]
+
+
+def no_video(session) -> Tensor:
+    """No visual tokens at all: the question alone."""
+    return session.media.new_zeros(0, session.media.shape[1])
+
+
+def gain_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
+    """How much each segment raised the answer's likelihood (minus its mean token cross-entropy) over the video up
+    to the segment before (before the first: no video)."""
+    losses = answer_losses(session, [no_video(session), *segments.readouts], question, answer)
+    return [before - after for before, after in zip(losses[:-1], losses[1:], strict=True)]
+
+
+def carried_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
+    """The answer's likelihood (minus its mean token cross-entropy) after each segment, memory carried."""
+    return [-loss for loss in answer_losses(session, segments.readouts, question, answer)]
+
+
+def alone_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
+    """The answer's likelihood (minus its mean token cross-entropy) given each segment alone (fresh memory)."""
+    return [-loss for loss in answer_losses(session, alone_readouts(session.model, segments), question, answer)]
+
+
+def without_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
+    """How much the answer's likelihood falls (its mean token cross-entropy rises) when the segment is left out of
+    the video: the segments the answer depends on."""
+    (full,) = answer_losses(session, [segments.readouts[-1]], question, answer)
+    return [loss - full for loss in answer_losses(session, readouts_without(session.model, segments), question, answer)]
+
+
+def retrieval_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
+    """The last segment's memory retrieval over the segments (the same whatever the question)."""
+    return list(segments.retrieval)
+
+
+SCORERS: dict[str, Callable[..., list[float]]] = {
+    "without": without_scores,
+    "gain": gain_scores,
+    "carried": carried_scores,
+    "alone": alone_scores,
+    "retrieval": retrieval_scores,
+}
+DEFAULT_SCORER = "without"
+
+
+def rank_evidence(spans: Sequence[tuple[float, float]], scores: Sequence[float]) -> list[Evidence]:
+    """The segments as Evidence, best score first (earlier first among equal scores)."""
+    order = sorted(range(len(spans)), key=lambda i: (-scores[i], i))
+    return [Evidence(spans[i][0], spans[i][1], float(scores[i])) for i in order]
+
+
+def format_evidence(items: Sequence[Evidence]) -> str:
+    """One line: "evidence: 3.4-5.6 s (0.274), ..." best first; "evidence: none" for an image."""
+    if not items:
+        return "evidence: none (no video segments)"
+    return "evidence: " + ", ".join(f"{e.start:.1f}-{e.end:.1f} s ({e.score:.3f})" for e in items)
+
+
+def answer_evidence(
+    session, segments: VideoSegments, question: str, answer: str, method: str = DEFAULT_SCORER
+) -> list[Evidence]:
+    """The evidence of `answer` to `question` about the video whose `segments` these are, best first."""
+    if method not in SCORERS:
+        raise ValueError(f"unknown evidence method {method!r}; valid: {', '.join(SCORERS)}")
+    return rank_evidence(segments.spans, SCORERS[method](session, segments, question, answer))
