@@ -17,7 +17,11 @@ by the sha256 of their bytes, so follow-up questions on the same video skip the 
 --max-concurrency generations run at once, in worker threads (one with --static-cache); a request that cannot
 start within --queue-timeout seconds is answered 503. A conversation that does not fit the model's context (its text
 and visual tokens) is answered 400 (code context_length_exceeded), and an answer stops where the context ends
-(finish_reason "length"). Binds 127.0.0.1 unless told otherwise. A request without max_tokens, temperature or top_p
+(finish_reason "length"). A request with "evidence": true (openai's client: extra_body={"evidence": True}) gets
+the answer's evidence as a top-level "evidence" list of {"start", "end", "score"} (seconds by presentation time, best
+first; `llava.serve.evidence`; empty for an image or no media), in the response or, streamed, in the chunk with
+the finish_reason; other clients see no change.
+Binds 127.0.0.1 unless told otherwise. A request without max_tokens, temperature or top_p
 gets --max-new-tokens (256; --default-max-tokens is its older name), --temperature (0: greedy) and --top-p. The
 model, frame sampling and generation options are shared with every front end (see `llava.serve.options`). Without
 --model-path the bundled demo model answers. A bad model path ends in one `error:` line; FFmpeg's log lines are
@@ -38,7 +42,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -209,17 +213,18 @@ class ApiServer:
         session, hit = self.session.fork(media=None), False
         if media is not None:
             key = (media.sha256, self.settings.model_id, session.num_frames, media.kind)
-            tokens = self.cache.get(key)
-            hit = tokens is not None
+            cached = self.cache.get(key)
+            hit = cached is not None
             if hit:
-                session = session.fork(media=tokens, media_token=request.media_token)
+                tokens, segments = cached
+                session = session.fork(media=tokens, segments=segments, media_token=request.media_token)
             else:
                 try:
                     with media.local_path() as path:
                         session.load_video(path) if media.kind == "video" else session.load_image(path)
                 except LlavaError as err:
                     raise ApiError(400, f"cannot decode the {media.kind}: {err}", "invalid_media") from err
-                self.cache.put(key, session.media)
+                self.cache.put(key, (session.media, session.segments))
         request.replay(session.conversation)
         try:
             return session, session.prompt(), hit
@@ -239,6 +244,9 @@ class ApiServer:
                 reply = session.reply(
                     request.settings, on_text=on_text, should_stop=channel.cancelled.is_set, prompt=prompt
                 )
+                if request.evidence:
+                    evidence = session.evidence(request.turns[-1][1], reply.text)
+                    reply = replace(reply, evidence=[item.to_dict() for item in evidence])
                 channel.resolve(channel.done, reply)
             except BaseException as err:
                 channel.resolve(channel.done, error=err)
@@ -320,7 +328,7 @@ class ApiServer:
                 log.exception("generation failed")
                 yield f"data: {json.dumps({'error': {'message': str(err), 'type': 'server_error', 'code': None}})}\n\n"
             else:
-                yield event({}, reply.finish_reason)
+                yield event({}, reply.finish_reason, **evidence_field(reply))
                 if chat.include_usage:
                     yield event(None, usage=usage(reply))
                 self.counts["completed"] += 1
@@ -334,6 +342,11 @@ def usage(reply: Reply) -> dict:
     return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens, "total_tokens": total}
 
 
+def evidence_field(reply: Reply) -> dict:
+    """{"evidence": [...]} when the request asked for it, else nothing."""
+    return {} if reply.evidence is None else {"evidence": reply.evidence}
+
+
 def completion(chat: ChatRequest, reply: Reply) -> dict:
     message = {"role": "assistant", "content": reply.text}
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
@@ -344,6 +357,7 @@ def completion(chat: ChatRequest, reply: Reply) -> dict:
         "model": chat.model,
         "choices": [choice],
         "usage": usage(reply),
+        **evidence_field(reply),
     }
 
 

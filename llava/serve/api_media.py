@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlparse
 import httpx
 from torch import Tensor
 
+from llava.serve.evidence import VideoSegments
+
 SUFFIXES = {
     "video/mp4": ".mp4",
     "video/webm": ".webm",
@@ -165,15 +167,16 @@ async def from_http_url(ref: MediaRef, max_bytes: int, timeout: float) -> Media:
 
 
 class MediaCache:
-    """A small thread-safe LRU of projected visual tokens, keyed by (sha256, model id, num_frames, kind)."""
+    """A small thread-safe LRU of encoded media (projected visual tokens, and a video's segments for evidence),
+    keyed by (sha256, model id, num_frames, kind)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.entries: OrderedDict[tuple, Tensor] = OrderedDict()
+        self.entries: OrderedDict[tuple, tuple[Tensor, VideoSegments | None]] = OrderedDict()
         self.hits = self.misses = 0
         self.lock = threading.Lock()
 
-    def get(self, key: tuple) -> Tensor | None:
+    def get(self, key: tuple) -> tuple[Tensor, VideoSegments | None] | None:
         with self.lock:
             if key in self.entries:
                 self.entries.move_to_end(key)
@@ -182,7 +185,7 @@ class MediaCache:
             self.misses += 1
             return None
 
-    def put(self, key: tuple, tokens: Tensor) -> None:
+    def put(self, key: tuple, tokens: tuple[Tensor, VideoSegments | None]) -> None:
         with self.lock:
             if self.capacity <= 0:
                 return

@@ -33,6 +33,7 @@ class ChatRequest:
     media_turn: int | None = None  # index in `turns` of the first user turn holding the media
     stream: bool = False
     include_usage: bool = False
+    evidence: bool = False  # add the answer's evidence (time spans of the video it rests on) to the response
 
     @property
     def media_token(self) -> str:
@@ -146,6 +147,9 @@ def parse_chat_request(body: dict, model_id: str, defaults: GenerationSettings) 
     if not isinstance(stream, bool):
         raise _invalid("stream must be true or false", "invalid_parameter")
     options = body.get("stream_options") or {}
+    evidence = body.get("evidence", False)
+    if not isinstance(evidence, bool):
+        raise _invalid("evidence must be true or false", "invalid_parameter")
     return ChatRequest(
         model=model_id,
         turns=turns,
@@ -155,4 +159,5 @@ def parse_chat_request(body: dict, model_id: str, defaults: GenerationSettings) 
         media_turn=media_turn,
         stream=stream,
         include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+        evidence=evidence,
     )

@@ -347,3 +347,31 @@ def test_main_builds_the_served_app(tiny_checkpoint, media_dir, monkeypatch):
         assert client.models.list().data[0].id == tiny_checkpoint.name
         answer = ask(client, Q1, video_part((media_dir / "clip.mp4").as_uri()), model=tiny_checkpoint.name)
         assert answer.usage.completion_tokens >= 1
+
+
+def test_evidence_when_asked(client, session, media_dir):
+    """"evidence": true adds the answer's evidence, best first, as the session computes it; a cached video keeps
+    its segments; a client that does not ask sees no new field."""
+    part = video_part((media_dir / "clip.mp4").as_uri())
+    (expected,), fresh = reference(session, [Q1], video=media_dir / "clip.mp4")
+    wanted = [item.to_dict() for item in fresh.evidence(Q1, expected)]
+    assert len(wanted) == len(fresh.segments.spans) >= 1
+    for _ in range(2):  # the second request finds the video in the cache
+        response = ask(client, Q1, part, extra_body={"evidence": True})
+        assert response.choices[0].message.content == expected
+        assert response.model_extra["evidence"] == wanted
+    assert "evidence" not in ask(client, Q1, part).model_extra
+    chunks = list(ask(client, Q1, part, stream=True, extra_body={"evidence": True}))
+    assert [c.model_extra.get("evidence") for c in chunks if c.choices and c.choices[0].finish_reason] == [wanted]
+
+
+def test_evidence_of_an_image_or_text_is_empty(client, media_dir):
+    payload = base64.b64encode((media_dir / "square.png").read_bytes()).decode()
+    part = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{payload}"}}
+    assert ask(client, "Describe the image.", part, extra_body={"evidence": True}).model_extra["evidence"] == []
+    assert ask(client, "Hello?", extra_body={"evidence": True}).model_extra["evidence"] == []
+
+
+def test_evidence_must_be_a_boolean(base_url):
+    response = post_raw(base_url, user_body("hi", evidence="yes"))
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_parameter"
