@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from llava.errors import ConfigError
 
-LLAVA_SYSTEM = (
+VICUNA_SYSTEM = (  # llava_v1's (this project's default template)
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
-VICUNA_SYSTEM = (
+VICUNA_V1_SYSTEM = (  # vicuna_v1's, the original's v1 (the released checkpoints')
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
@@ -82,11 +82,11 @@ class Conversation:
         return self.render()[0]
 
 
-_VICUNA_V1 = Conversation(name="vicuna_v1", system=VICUNA_SYSTEM, roles=("USER", "ASSISTANT"))
+_VICUNA_V1 = Conversation(name="vicuna_v1", system=VICUNA_V1_SYSTEM, roles=("USER", "ASSISTANT"))
 TEMPLATES: dict[str, Conversation] = {
     "vicuna_v1": _VICUNA_V1,
     "v1": _VICUNA_V1,  # the original's name for the same template (its training flag --version v1)
-    "llava_v1": Conversation(name="llava_v1", system=LLAVA_SYSTEM, roles=("USER", "ASSISTANT")),
+    "llava_v1": Conversation(name="llava_v1", system=VICUNA_SYSTEM, roles=("USER", "ASSISTANT")),
     "plain": Conversation(name="plain", system="", roles=("USER", "ASSISTANT"), style="plain", sep="\n", sep2="\n"),
 }
 DEFAULT_TEMPLATE = "llava_v1"  # this project's checkpoints are trained with it (`VideoLLaMBConfig.conv_template`)
