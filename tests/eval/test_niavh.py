@@ -146,6 +146,30 @@ def test_summary_and_heatmaps(tmp_path):
         assert summary["heatmaps"][modality] == png.name
 
 
+def test_needle_localisation_and_its_heatmap(tmp_path):
+    """A cell is localised when the answer's best evidence span holds at least half the needle's time; the report
+    gives its mean and a second heatmap."""
+    settings = RunSettings(lengths=(4, 8), depths=(0, 100), size=32)
+    located = []
+
+    def locate(instruction, video, answer):
+        located.append((instruction, answer))
+        return (0.0, 1.4, 0.3)  # the first 1.4 seconds: holds a needle at depth 0, not one at the end
+
+    records = run_grid(lambda i, v: "a purple triangle", _needles(), SyntheticHaystack(0, OBJ), KeywordScorer(),
+                       settings, tmp_path, progress=False, locate=locate)
+    assert located == [(PROBE.question, "a purple triangle")] * 4
+    assert [(r["depth_percent"], r["needle_localised"]) for r in records] == [(0, 1.0), (100, 0.0)] * 2
+    assert records[0]["evidence"] == {"start": 0.0, "end": 1.4, "score": 0.3}
+    summary = write_report(records, tmp_path)
+    assert summary["localisation_mean"] == 0.5 and summary["modalities"]["image"]["localisation_mean"] == 0.5
+    png = tmp_path / summary["heatmaps"]["image_localisation"]
+    assert png.name == "heatmap_image_localisation.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plain = write_report(run_grid(lambda i, v: "no", _needles(), SyntheticHaystack(0, OBJ), KeywordScorer(),
+                                  settings, tmp_path / "plain", progress=False), tmp_path / "plain")
+    assert plain["localisation_mean"] is None and "image_localisation" not in plain["heatmaps"]
+
+
 @pytest.fixture()
 def fake_judge():
     seen = []
@@ -225,6 +249,10 @@ def test_cli_end_to_end(tiny_checkpoint, tmp_path, capsys):
     assert set(summary["per_length"]) == {"4", "8"} and set(summary["per_depth"]) == {"0", "100"}
     assert (out / "heatmap_image.png").stat().st_size > 0
     assert len(list((out / "cells").glob("*.json"))) == 4 and len(list((out / "videos").glob("*.mp4"))) == 4 + 2
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    assert all(c["needle_localised"] in (0.0, 1.0) and c["evidence"]["start"] < c["evidence"]["end"] for c in cells)
+    assert summary["localisation_mean"] == np.mean([c["needle_localised"] for c in cells])
+    assert (out / "heatmap_image_localisation.png").stat().st_size > 0
     assert "NIAVH" in capsys.readouterr().out
 
 
@@ -284,7 +312,7 @@ class CountingSession:
     """A ChatSession stand-in: counts encodings; answers which video's media it holds."""
 
     def __init__(self) -> None:
-        self.media, self.encoded = None, 0
+        self.media, self.segments, self.encoded = None, None, 0
 
     def load_video(self, path):
         self.encoded += 1

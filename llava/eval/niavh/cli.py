@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             args.output,
             args.cache_dir,
             progress=not args.quiet,
+            locate=generator.locate,
         )
         summary = write_report(records, args.output)
     except (LlavaError, OSError) as err:

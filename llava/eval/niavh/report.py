@@ -1,5 +1,7 @@
 """Aggregate the cell records: OUT/summary.json (means overall, per modality, per length, per depth) and one
-heatmap picture per modality (depth x length, as the original's), OUT/heatmap_{modality}.png.
+heatmap picture per modality (depth x length, as the original's), OUT/heatmap_{modality}.png; where the cells
+record whether the answer's best evidence span holds the needle (`needle_localised`), its mean
+(`localisation_mean`) and a second heatmap per modality, OUT/heatmap_{modality}_localisation.png.
 
     summary = write_report(records, "runs/niavh")
 """
@@ -28,6 +30,10 @@ def _grouped(records: Sequence[dict], key: str) -> dict[str, float | None]:
     return {f"{k:g}" if isinstance(k, (int, float)) else str(k): _mean(v) for k, v in sorted(groups.items())}
 
 
+def _localised(records: Sequence[dict]) -> list[float]:
+    return [r["needle_localised"] for r in records if r.get("needle_localised") is not None]
+
+
 def _block(records: Sequence[dict]) -> dict[str, Any]:
     """Means of a group of cells; control_mean and net_mean are None unless the run asked the controls."""
     nontrivial = [r["score"] for r in records if not r.get("trivial")]
@@ -36,6 +42,7 @@ def _block(records: Sequence[dict]) -> dict[str, Any]:
         "mean_excluding_trivial": _mean(nontrivial),
         "control_mean": _mean([r["control_score"] for r in records if "control_score" in r]),
         "net_mean": _mean([r["net_score"] for r in records if "net_score" in r]),
+        "localisation_mean": _mean(_localised(records)),
         "num_cells": len(records),
         "trivial_cells": len(records) - len(nontrivial),
     }
@@ -76,9 +83,14 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
 
 
 def write_heatmap(
-    records: Sequence[dict], path: str | Path, title: str, score_range: Sequence[float] = (0.0, 1.0)
+    records: Sequence[dict],
+    path: str | Path,
+    title: str,
+    score_range: Sequence[float] = (0.0, 1.0),
+    key: str = "score",
 ) -> Path:
-    """Depth (rows, 0% on top) x length (columns) of the scores; missing cells gray. Written atomically."""
+    """Depth (rows, 0% on top) x length (columns) of each cell's `key` (its score, or e.g. needle_localised);
+    missing cells gray. Written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LinearSegmentedColormap
     from matplotlib.figure import Figure
@@ -87,7 +99,8 @@ def write_heatmap(
     depths = sorted({r["depth_percent"] for r in records})
     grid = np.full((len(depths), len(lengths)), np.nan)
     for r in records:
-        grid[depths.index(r["depth_percent"]), lengths.index(r["context_length"])] = r["score"]
+        if r.get(key) is not None:
+            grid[depths.index(r["depth_percent"]), lengths.index(r["context_length"])] = r[key]
     cmap = LinearSegmentedColormap.from_list("niavh", ["#d7301f", "#fdd835", "#2e9e4f"]).with_extremes(bad="#cccccc")
     fig = Figure(figsize=(max(5.0, 0.32 * len(lengths) + 3.0), max(3.0, 0.35 * len(depths) + 1.8)))
     FigureCanvasAgg(fig)
@@ -109,7 +122,7 @@ def write_heatmap(
         for (i, j), value in np.ndenumerate(grid):
             if not np.isnan(value):
                 ax.text(j, i, f"{value:g}", ha="center", va="center", fontsize=8)
-    fig.colorbar(image, ax=ax, label="score")
+    fig.colorbar(image, ax=ax, label=key.replace("_", " "))
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -131,5 +144,14 @@ def write_report(records: Iterable[dict], output_dir: str | Path) -> dict[str, A
             title += f"; without the needle {block['control_mean']:g}, net {block['net_mean']:g}"
         path = write_heatmap(subset, output_dir / f"heatmap_{modality}.png", title, summary["score_range"])
         summary["heatmaps"][modality] = path.name
+        if block["localisation_mean"] is not None:
+            title = (
+                f"NIAVH {modality} needle, {summary['model']}: the answer's best evidence span holds the needle "
+                f"in {block['localisation_mean']:g} of the cells"
+            )
+            path = write_heatmap(
+                subset, output_dir / f"heatmap_{modality}_localisation.png", title, (0.0, 1.0), "needle_localised"
+            )
+            summary["heatmaps"][f"{modality}_localisation"] = path.name
     write_json_atomic(summary, output_dir / "summary.json")
     return summary

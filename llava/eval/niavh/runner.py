@@ -36,9 +36,11 @@ from llava.eval.niavh.grid import Placement, place
 from llava.eval.niavh.haystack import Haystack
 from llava.eval.niavh.needles import Needle, Probe, insert_needle
 from llava.eval.niavh.scoring import Scorer
+from llava.progress import progress_bar
 from llava.video.write import write_mp4
 
 Generate = Callable[[str, Path], str]
+Locate = Callable[[str, Path, str], tuple[float, float, float] | None]  # (instruction, video, answer) -> best evidence
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,21 @@ def control_fields(
     }
 
 
+def localisation_fields(locate: Locate, video: Path, asked: tuple[str, str], placement: Placement) -> dict[str, Any]:
+    """Where the answer (the first one the scorer asked for) rests, and whether that span holds the needle: the
+    best evidence span overlaps at least half the needle's time."""
+    best = locate(asked[0], video, asked[1])
+    if best is None:
+        return {"evidence": None, "needle_localised": None}
+    start, end, score = best
+    overlap = max(0.0, min(end, placement.end_seconds) - max(start, placement.start_seconds))
+    needle = placement.end_seconds - placement.start_seconds
+    return {
+        "evidence": {"start": round(start, 3), "end": round(end, 3), "score": round(score, 4)},
+        "needle_localised": float(overlap >= needle / 2),
+    }
+
+
 def run_cell(
     generate: Generate,
     video: Path,
@@ -147,11 +164,22 @@ def run_cell(
     settings: RunSettings,
     haystack: Haystack,
     control_video: Path | None = None,
+    locate: Locate | None = None,
 ) -> dict[str, Any]:
-    """Ask and score one cell; the record follows the original's fields, plus what makes it reproducible."""
+    """Ask and score one cell; the record follows the original's fields, plus what makes it reproducible; with
+    `locate`, where the answer's best evidence lies and whether it holds the needle (`localisation_fields`)."""
     probe = needle.probe()
     began = time.perf_counter()
-    scored = scorer.score(probe, lambda instruction: generate(instruction, video))
+    asked: list[tuple[str, str]] = []
+
+    def ask(instruction: str) -> str:
+        response = generate(instruction, video)
+        asked.append((instruction, response))
+        return response
+
+    scored = scorer.score(probe, ask)
+    if locate is not None and asked:
+        scored |= localisation_fields(locate, video, asked[0], placement)
     if control_video is not None:
         scored |= control_fields(generate, control_video, probe, scorer, scored)
     return {
@@ -189,8 +217,10 @@ def run_grid(
     output_dir: str | Path,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    locate: Locate | None = None,
 ) -> list[dict[str, Any]]:
-    """Every cell of needles x lengths x depths, in that order; finished cells are read back, not redone."""
+    """Every cell of needles x lengths x depths, in that order; finished cells are read back, not redone. With
+    `locate`, each new cell records its answer's evidence and whether it holds the needle (`run_cell`)."""
     output_dir = Path(output_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else output_dir / "videos"
     cells = [
@@ -200,7 +230,7 @@ def run_grid(
         for depth in settings.depths
     ]
     records, reused = [], 0
-    bar = tqdm(cells, desc="niavh", unit="cell", disable=not progress)
+    bar = progress_bar(cells, desc="niavh", unit="cell", quiet=not progress)
     for needle, placement in bar:
         bar.set_postfix_str(_cell_stem(needle.modality, placement), refresh=False)
         path = cell_path(output_dir, haystack, needle, placement, scorer, settings)
@@ -208,7 +238,7 @@ def run_grid(
         if record is None:
             video = build_test_video(cache_dir, haystack, needle, placement, settings.size, settings.needle_duration)
             control = build_control_video(cache_dir, haystack, placement, settings.size) if settings.control else None
-            record = run_cell(generate, video, needle, placement, scorer, settings, haystack, control)
+            record = run_cell(generate, video, needle, placement, scorer, settings, haystack, control, locate)
             write_json_atomic(record, path)
         else:
             reused += 1
@@ -230,17 +260,26 @@ class SessionGenerator:
 
         self.session = session
         self.settings = settings or GenerationSettings(max_new_tokens=SHORT_MAX_NEW_TOKENS)
-        self._encoded: OrderedDict[Path, Any] = OrderedDict()  # path -> the session's media, newest last
+        self._encoded: OrderedDict[Path, Any] = OrderedDict()  # path -> the session's (media, segments), newest last
 
-    def generate(self, instruction: str, video_path: str | Path) -> str:
-        path = Path(video_path)
+    def _load(self, path: Path) -> None:
         if path in self._encoded:
             self._encoded.move_to_end(path)
-            self.session.media = self._encoded[path]
+            self.session.media, self.session.segments = self._encoded[path]
         else:
             self.session.load_video(path)  # frames reach model size while they are decoded
-            self._encoded[path] = self.session.media
+            self._encoded[path] = (self.session.media, self.session.segments)
             if len(self._encoded) > self.KEEP_ENCODED:
                 self._encoded.popitem(last=False)
+
+    def generate(self, instruction: str, video_path: str | Path) -> str:
+        self._load(Path(video_path))
         self.session.reset()
         return self.session.ask(instruction, self.settings)
+
+    def locate(self, instruction: str, video_path: str | Path, answer: str) -> tuple[float, float, float] | None:
+        """The best evidence (start, end, score) of `answer` to `instruction` about the video (`ChatSession.evidence`),
+        None when the video has no segments."""
+        self._load(Path(video_path))
+        evidence = self.session.evidence(instruction, answer)
+        return (evidence[0].start, evidence[0].end, evidence[0].score) if evidence else None
