@@ -67,3 +67,16 @@ def test_a_released_config_prompts_with_v1_and_this_projects_with_llava_v1():
     for row in ROWS:
         config = released if row["template"] == "v1" else own
         assert render(config.conv_template, row["turns"]) == row["prompt"], row["case"]
+
+
+def test_the_extra_word_boundary_leaves_the_reply_labels_on_the_reply(tokenizers):
+    """A piece after a placeholder that starts with a space gets the original's extra boundary token; the training
+    labels (character spans) still fall on exactly the reply's tokens."""
+    prompt = "USER: <video> then answer ASSISTANT: two balls</s>"
+    start = prompt.index("two")
+    for tokenizer in tokenizers.values():
+        ids, labels = tokenize_prompt(prompt, tokenizer, [(start, len(prompt))])
+        after = ids.index(-201) + 1
+        assert ids[after] == tokenizer.convert_tokens_to_ids("▁")  # the boundary the original keeps
+        reply = tokenizer(prompt[start:], add_special_tokens=False)["input_ids"]
+        assert [label for label in labels if label != -100] == reply == ids[-len(reply) :]
