@@ -16,7 +16,9 @@ with the same captions as one frame at a time; URLs and /dev/video* devices are 
 frame at a time.
 
 Type a question (and Enter) while the video runs: it is answered from everything seen so far, after the next
-frame (or batch of frames), as a `User:` line and an `Assistant:` line. "exit" or "quit" stops the stream.
+frame (or batch of frames), as a `User:` line and an `Assistant:` line (with --evidence, then an `evidence:` line:
+the time spans of the latest segments the answer rests on, scored, best first; the history JSON always gives an
+answer's "evidence" as a list of {"start", "end", "score"}). "exit" or "quit" stops the stream.
 Ctrl-C stops it after the current frame or batch (a second Ctrl-C stops at once). When the stream ends, stops
 or fails, --output gets the whole history as JSON, with how the stream ended ("ended": "finished", "stopped",
 "interrupted" or "error", then with the "error" itself), and --save-state the stream's memory; --resume-state
@@ -50,6 +52,7 @@ from llava.atomic import write_json_atomic
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.chat_session import DEMO_VIDEO, SHORT_MAX_NEW_TOKENS
+from llava.serve.evidence import format_evidence
 from llava.serve.options import (
     EXIT_WORDS,
     add_flag,
@@ -94,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", type=float, default=None, help="stop (as Ctrl-C does) once the video clock passes this many seconds"
     )
     parser.add_argument("--output", type=Path, default=None, help="write the history (captions, questions) here")
+    parser.add_argument(
+        "--evidence", action="store_true", help="after each answer, print the time spans it rests on, best first"
+    )
     parser.add_argument("--save-state", type=Path, default=None, help="write the stream state here at the end")
     parser.add_argument("--resume-state", type=Path, default=None, help="continue the stream saved in this file")
     parser.add_argument(
@@ -204,10 +210,16 @@ class History:
     prompt: str
     fps: float
     entries: list[dict] = field(default_factory=list)
+    print_evidence: bool = False  # print an answer's evidence line after it (--evidence); the JSON always has it
 
     def say(self, event: StreamEvent) -> None:
         print(event, flush=True)
-        self.entries.append({"time": event.time, "role": event.role, "text": event.text})
+        entry = {"time": event.time, "role": event.role, "text": event.text}
+        if event.evidence is not None:
+            entry["evidence"] = [item.to_dict() for item in event.evidence]
+            if self.print_evidence:
+                print(format_evidence(event.evidence), flush=True)
+        self.entries.append(entry)
 
     def write(self, path: Path, ended: str, error: str | None = None) -> None:
         record = {"video": self.video, "prompt": self.prompt, "fps": self.fps, "history": self.entries, "ended": ended}
@@ -274,7 +286,7 @@ class Streamer:
                 self.stop.set()
                 return
             self.history.say(StreamEvent(t, "User", question))
-            self.history.say(StreamEvent(t, "Assistant", self.session.ask(question)))
+            self.history.say(StreamEvent(t, "Assistant", *self.session.ask_with_evidence(question)))
 
     def run(self, frames: Iterator[tuple[float, np.ndarray]], pacer: Pacer) -> None:
         t = self.session.state.last_time
@@ -360,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             reader = stack.enter_context(open_video(args.video_file))
             session, fps = open_session(args)
             stop = stack.enter_context(deferred_interrupt())
-            history = History(str(args.video_file), args.prompt, fps)
+            history = History(str(args.video_file), args.prompt, fps, print_evidence=args.evidence)
             paced = args.realtime or reader.num_frames is None  # pacing, or a live source: no frame may wait
             batch = 1 if paced else args.batch_frames
             return stream(args, Streamer(session, questions, history, stop, args.until, batch), reader)

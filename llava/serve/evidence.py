@@ -75,6 +75,15 @@ def segment_spans(times: Sequence[float], frame_ranges: Sequence[tuple[int, int]
     return [(per_frame[first][0], per_frame[last][1]) for first, last in frame_ranges]
 
 
+def joined_spans(shown: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Segments known by the times of their first and last frames (a stream's) -> spans that meet halfway between
+    one segment's last frame and the next one's first; the first starts at its first frame, the last ends at its
+    last frame."""
+    starts = [shown[0][0]] + [(a[1] + b[0]) / 2 for a, b in zip(shown[:-1], shown[1:], strict=True)] if shown else []
+    ends = starts[1:] + ([shown[-1][1]] if shown else [])
+    return list(zip(starts, ends, strict=True))
+
+
 def retrieval_weights(model, memory_tilde: Tensor, cache: Sequence[Tensor], segments: int) -> list[float]:
     """How much the retriever's query (M~ of the last segment, (1, M, d)) attends to each cache block (one per
     segment, (1, M, d) each), averaged over heads and memory tokens; segments whose block left the cache get 0."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,17 @@ from llava.model.videollamb import PromptPrefix
 from llava.serve.chat_session import (
     DEFAULT_DEVICE,
     SHORT_MAX_NEW_TOKENS,
+    ChatSession,
     GenerationSettings,
     checkpoint_or_demo,
     fit_to_context,
 )
+from llava.serve.evidence import Evidence, VideoSegments, answer_evidence, joined_spans
 from llava.video.transforms import VisualProcessor
 
 CAPTION_PROMPT = "Describe the video in one sentence."
+EVIDENCE_SEGMENTS = 64  # an answer's evidence covers at most this many of the latest segments (flat memory)
+STREAM_EVIDENCE = "gain"  # a stream keeps what the LLM read after each segment, not the segments' own tokens
 
 
 @dataclass
@@ -60,6 +65,7 @@ class StreamEvent:
     time: float
     role: str  # "User" or "Assistant"
     text: str
+    evidence: list[Evidence] | None = None  # an answer's evidence, best first (`StreamingSession.ask_with_evidence`)
 
     def __str__(self) -> str:
         return f"(Video Time = {self.time:g}s) {self.role}: {self.text}"
@@ -93,6 +99,7 @@ class StreamingSession:
         self.settings = settings or GenerationSettings(max_new_tokens=SHORT_MAX_NEW_TOKENS)
         self.stream = model.open_stream(stream_settings)
         self.captions = CaptionState()
+        self.recent: deque[tuple[tuple[float, float], Tensor]] = deque(maxlen=EVIDENCE_SEGMENTS)  # (times, readout)
         self._prefix: PromptPrefix | None = None  # the KV cache of the text before the video in every prompt
 
     @classmethod
@@ -114,6 +121,7 @@ class StreamingSession:
         """Start a new stream: fresh memory, segmenter, clock and history."""
         self.stream.reset()
         self.captions = CaptionState()
+        self.recent.clear()
 
     @property
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
@@ -141,6 +149,7 @@ class StreamingSession:
         with torch.inference_mode():
             pixels = self.processor.video(frames)  # (N, 3, H, W)
         closed = self.stream.push(pixels, times)
+        self._keep_recent(closed)
         events: list[list[StreamEvent]] = [[] for _ in times]
         for segment, event in zip(closed, self._captions([(c.time, c.readout) for c in closed]), strict=True):
             events[segment.index] += event
@@ -188,6 +197,7 @@ class StreamingSession:
         closed = self.stream.finish()
         if closed is None:
             return []
+        self._keep_recent([closed])
         (events,) = self._captions([(closed.time, closed.readout)])
         return events
 
@@ -200,6 +210,28 @@ class StreamingSession:
             raise LlavaError("no frames have been seen yet")
         (answer,) = self._answers(question, [readout])
         return answer
+
+    def _keep_recent(self, closed: Sequence) -> None:
+        """The first and last frame times of the segments just closed, and what the LLM read after each."""
+        shown = self.state.segments[len(self.state.segments) - len(closed) :]
+        self.recent.extend(zip(shown, (c.readout for c in closed), strict=True))
+
+    @torch.no_grad()
+    def ask_with_evidence(self, question: str) -> tuple[str, list[Evidence]]:
+        """The answer (`ask`) and its evidence, best first, over the latest EVIDENCE_SEGMENTS segments and the open
+        one: each segment scored by how much more likely the answer became after it ("gain" of
+        `llava.serve.evidence`; before the earliest, the question with no video). A stream keeps only what the LLM
+        read after each segment since this session started (not across a restored state)."""
+        answer = self.ask(question)
+        kept = list(self.recent)
+        if self.state.open_seen:
+            kept.append(((self.state.open_start, self.state.last_time), self.stream.current_readout()))
+        if not kept:
+            return answer, []
+        readouts = [self.stream.visual_tokens(readout) for _, readout in kept]
+        segments = VideoSegments(joined_spans([shown for shown, _ in kept]), readouts, inputs=[], retrieval=[])
+        chat = ChatSession(self.model, self.tokenizer, self.processor, conv_mode=self.conv_mode, media=readouts[-1])
+        return answer, answer_evidence(chat, segments, question, answer, STREAM_EVIDENCE)
 
     @torch.no_grad()
     def _answers(self, question: str, readouts: list[Tensor]) -> list[str]:
