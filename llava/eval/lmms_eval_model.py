@@ -24,7 +24,6 @@ import numpy as np
 from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 
-from llava.conversation import DEFAULT_TEMPLATE
 from llava.errors import ConfigError
 from llava.eval.likelihood import option_scores
 from llava.progress import progress_bar
@@ -41,7 +40,7 @@ class VideoLLaMB(lmms):
         model_base: str | None = None,
         device: str | None = None,
         dtype: str = "auto",
-        conv_mode: str = DEFAULT_TEMPLATE,
+        conv_mode: str | None = None,
         num_frames: int | None = None,
         video_fps: float | None = None,
         max_frames: int | None = None,

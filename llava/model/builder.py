@@ -335,7 +335,7 @@ def load_pretrained_model(
     if static_kv_cache:
         model.use_static_kv_cache()
     config = model.config
-    processor = VisualProcessor(size=config.vision_config.image_size, pad_images=config.image_aspect_ratio == "pad")
+    processor = config.visual_processor
     return tokenizer, model, processor, config.text_config.max_position_embeddings
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from llava.video.sampling import FrameSampling, sample_video
 from llava.video.transforms import VisualProcessor
 
 if TYPE_CHECKING:
+    from llava.model.videollamb import VideoLLaMBForCausalLM
     from llava.video.decode import VideoReader
 
 DEMO_CHECKPOINT = bundled_checkpoint()  # the checkout's checkpoints/ or, installed, the package's share/ folder
@@ -61,7 +62,7 @@ class GenerationSettings:
 
     def kwargs(self) -> dict:
         sample = self.temperature > 0
-        settings = dict(max_new_tokens=self.max_new_tokens, do_sample=sample)
+        settings: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, do_sample=sample)
         if sample:
             settings.update(temperature=self.temperature, top_p=self.top_p)
         return settings
@@ -164,8 +165,8 @@ class _StopWhen(StoppingCriteria):
 class ChatSession:
     """One video or image, many turns."""
 
-    model: torch.nn.Module
-    tokenizer: object
+    model: VideoLLaMBForCausalLM
+    tokenizer: Any  # a transformers tokenizer
     processor: VisualProcessor
     conv_mode: str = DEFAULT_TEMPLATE
     sampling: FrameSampling = field(default_factory=FrameSampling)  # how a video's frames are chosen
@@ -188,10 +189,11 @@ class ChatSession:
         load_4bit: bool = False,
         static_kv_cache: bool = False,
         device_map: str | dict | None = None,
+        conv_mode: str | None = None,
         **kwargs,
     ) -> ChatSession:
         """model_path None = the bundled demo model; other keyword arguments go to the session. The session samples
-        videos as the checkpoint's config says (`sampling`), unless told otherwise."""
+        videos and prompts as the checkpoint's config says (`sampling`, `conv_mode`), unless told otherwise."""
         tokenizer, model, processor, _ = load_pretrained_model(
             checkpoint_or_demo(model_path),
             model_base=model_base,
@@ -202,6 +204,7 @@ class ChatSession:
             static_kv_cache=static_kv_cache,
             device_map=device_map,
         )
+        kwargs["conv_mode"] = conv_mode or model.config.conv_template
         kwargs.setdefault("sampling", model.config.frame_sampling)
         return cls(model=model, tokenizer=tokenizer, processor=processor, **kwargs)
 
@@ -244,7 +247,7 @@ class ChatSession:
         """Sample a video (a path, or a reader already open) as `sampling` says and encode it; frames are brought
         to model size while they are decoded, so a 4K file is never held at full size."""
         pixels, times = sample_video(source, self.sampling, transform=self.processor.video)
-        self.load_pixels(pixels, times)
+        self.load_pixels(cast(Tensor, pixels), times)  # a transform given: a tensor
 
     @torch.inference_mode()
     def load_image(self, image: str | Path | np.ndarray) -> None:
@@ -291,9 +294,12 @@ class ChatSession:
             raise ValueError("the conversation has no pending assistant turn; append one with text None")
         input_ids = prompt_tensor(self.conversation.get_prompt(), self.tokenizer).to(self.device)  # (1, L)
         placeholders = int((input_ids < 0).sum())
-        if placeholders and self.media is None:
+        if not placeholders:
+            visual = 0
+        elif self.media is None:
             raise LlavaError("the prompt holds a <video> or <image> placeholder but no video or image is loaded")
-        visual = placeholders * int(self.media.shape[0]) if placeholders else 0
+        else:
+            visual = placeholders * int(self.media.shape[0])
         tokens = input_ids.shape[1] - placeholders + visual
         if tokens >= self.context_length:
             raise ContextTooLong(tokens, self.context_length)
@@ -323,7 +329,7 @@ class ChatSession:
             extra["stopping_criteria"] = StoppingCriteriaList([_StopWhen(should_stop)])
         output = self.model.generate(
             prompt.input_ids,
-            visual_features=[self.media] * prompt.placeholders,
+            visual_features=[self.media] * prompt.placeholders if self.media is not None else [],
             pad_token_id=self.tokenizer.pad_token_id,
             **settings.kwargs(),
             **extra,

@@ -101,9 +101,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         parser,
         "--conv-mode",
         aliases=("--conv_mode",),
-        default=DEFAULT_TEMPLATE,
+        default=None,
         choices=sorted(TEMPLATES),
-        help=f"prompt template (default {DEFAULT_TEMPLATE})",
+        help=f"prompt template (default: the checkpoint's; {DEFAULT_TEMPLATE} for this project's, vicuna_v1 for a "
+        "released one)",
     )
     add_flag(
         parser,

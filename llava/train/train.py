@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from typing import Any
 
 from transformers import HfArgumentParser, set_seed
 
@@ -27,7 +28,6 @@ from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.model_init import build_model, set_trainable
 from llava.train.trainer import RowIdCollator, VideoLLaMBTrainer
 from llava.video.sampling import FrameSampling
-from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
 LORA_TARGETS = r"language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -49,7 +49,7 @@ def apply_lora(model: VideoLLaMBForCausalLM, args: TrainingArguments):
 
 def make_dataset(data_args: DataArguments, model: VideoLLaMBForCausalLM, tokenizer, template: str, max_length: int):
     vision = model.config.vision_config
-    processor = VisualProcessor(size=vision.image_size, pad_images=data_args.image_aspect_ratio == "pad")
+    processor = model.config.visual_processor
     config = DataConfig(
         data_path=data_args.data_path,
         x_folder=data_args.x_folder,
@@ -79,6 +79,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
     set_seed(training_args.seed)
     model, tokenizer = build_model(model_args)
     model.config.image_aspect_ratio = data_args.image_aspect_ratio
+    model.config.conv_template = model_args.version  # served with the template it was trained with
     set_trainable(model, model_args)
     if training_args.gradient_checkpointing:
         model.language_model.config.use_cache = False
@@ -95,7 +96,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_state()  # trainer_state.json (log_history) in output_dir, also when save_strategy is "no"
     if training_args.lora_enable:
-        trainer.model = trainer.model.merge_and_unload()
+        lora: Any = trainer.model  # a peft model
+        trainer.model = lora.merge_and_unload()
     trainer.save_model(training_args.output_dir)
 
 
@@ -112,7 +114,7 @@ def error_line(error: LlavaError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))  # type: ignore[arg-type]
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     try:
         train(model_args, data_args, training_args)

@@ -1,6 +1,7 @@
 """The options the serving front ends share, turned into a session the way the API server and the gradio demo do."""
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,7 +65,7 @@ def _front_ends():
             "videoqa": (videoqa, REQUIRED["videoqa"][:-2] + ["--output", "out"]), "niavh": (niavh, [])}
 
 
-SHARED_DEFAULTS = {"model_path": None, "model_base": None, "device": "auto", "dtype": "auto", "conv_mode": "llava_v1",
+SHARED_DEFAULTS = {"model_path": None, "model_base": None, "device": "auto", "dtype": "auto", "conv_mode": None,
                    "static_cache": False, "verbose": False, "num_frames": None, "video_fps": None, "max_frames": None,
                    "temperature": 0.0, "top_p": 1.0, "device_map": None, "load_8bit": False, "load_4bit": False}
 ANSWER_LENGTH = {"cli": 256, "api": 256, "gradio_demo": 256, "cli_streaming": 32, "videoqa": 32, "niavh": 32}
@@ -142,3 +143,18 @@ def test_the_model_base_and_dtype_reach_the_loader(tiny_checkpoint, tmp_path):
                            "--dtype", "bfloat16"])
     session = chat_session_from_options(args)
     assert next(session.model.parameters()).dtype == torch.bfloat16
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "parity" / "golden"
+
+
+def test_a_released_checkpoint_is_served_with_the_releases_template_and_resize():
+    """The front ends' defaults come from the checkpoint: a released one gets vicuna_v1 and the resize without
+    antialias; --conv-mode still overrides the template."""
+    folder = GOLDEN / "model_default" / "videollamb-llava-tiny"
+    released = chat_session_from_options(api.parse_args(["--model-path", str(folder), "--device", "cpu"]))
+    assert released.conv_mode == "vicuna_v1" and released.processor.resize_antialias is False
+    flagged = chat_session_from_options(
+        api.parse_args(["--model-path", str(folder), "--device", "cpu", "--conv-mode", "llava_v1"])
+    )
+    assert flagged.conv_mode == "llava_v1"

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from llava.eval import videoqa
@@ -24,11 +25,12 @@ CAP = 20  # --num_frames with --video_fps: the most frames sampled at the rate (
 
 @pytest.fixture(scope="module")
 def at_one_fps(tmp_path_factory, train_args) -> tuple:
-    """A tiny model trained two steps at 1 fps (at most CAP frames), the uniform count it kept, and a video."""
+    """A tiny model trained two steps at 1 fps (at most CAP frames) with the vicuna_v1 template, the uniform count
+    it kept, and a video."""
     out = tmp_path_factory.mktemp("one-fps")
     base = train_args(out)
     config = json.loads(Path(base[base.index("--model_config") + 1]).read_text())
-    assert train(train_args(out, "--max_steps", "2", "--video_fps", "1", "--num_frames", str(CAP))) == 0
+    assert train(train_args(out, "--max_steps", "2", "--video_fps", "1", "--num_frames", str(CAP), "--version", "vicuna_v1")) == 0
     data_dir = base[base.index("--x_folder") + 1]
     truth = json.loads(Path(data_dir, "truth.json").read_text())["videos"]
     # a video whose count of frames at 1 fps differs from the model's uniform count
@@ -40,6 +42,7 @@ def test_training_records_the_rate_and_its_cap(at_one_fps):
     out, num_frames, _, _ = at_one_fps
     saved = json.loads((out / "config.json").read_text())
     assert (saved["video_fps"], saved["max_frames"], saved["num_frames"]) == (1.0, CAP, num_frames)
+    assert saved["conv_template"] == "vicuna_v1"
 
 
 def front_end_args(out, video) -> dict:
@@ -64,24 +67,24 @@ def test_every_front_end_serves_it_at_one_fps(at_one_fps):
             session.sampling = videoqa.benchmark_sampling(args, session.model.config.frame_sampling)
         assert session.sampling == trained, name
         assert session.sampling.stream_fps == 1.0, name
+        assert session.conv_mode == "vicuna_v1", name  # the template it was trained with
     _, stream_fps = cli_streaming.open_session(front_end_args(out, video)["cli_streaming"])
     assert stream_fps == 1.0
     _, record = niavh._generator(front_end_args(out, video)["niavh"])
     assert (record["video_fps"], record["max_frames"]) == (1.0, CAP) and "num_frames" not in record
 
 
-def test_the_chat_engine_encodes_one_frame_per_second(at_one_fps, monkeypatch):
+def test_the_chat_engine_encodes_one_frame_per_second(at_one_fps):
     out, _, video, duration = at_one_fps
     session = chat_session_from_options(cli.parse_args(["--model-path", str(out), "--device", "cpu",
                                                         "--video-file", video]))
-    encoded = []
-    encode = session.model.encode_videos
-    monkeypatch.setattr(session.model, "encode_videos", lambda videos: encoded.append(len(videos[0])) or
-                        encode(videos))
     session.load_video(video)
-    assert encoded == [math.ceil(duration - 1e-9)]  # one frame per second the video lasts (under the cap)
-    _, seconds = sample_video(video, session.sampling)
+    frames, seconds = sample_video(video, session.sampling)
+    assert len(frames) == math.ceil(duration - 1e-9)  # one frame per second the video lasts (under the cap)
     assert np.allclose(np.diff(seconds), 1.0, atol=0.3)
+    with torch.inference_mode():
+        (expected,) = session.model.encode_videos([session.processor.video(frames)])
+    assert torch.allclose(session.media, expected, atol=1e-5)  # the engine encoded exactly those frames
 
 
 def test_the_gradio_streaming_tab_reads_at_one_fps(at_one_fps, monkeypatch):

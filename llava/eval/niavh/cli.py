@@ -26,7 +26,6 @@ import os
 import sys
 from pathlib import Path
 
-from llava.conversation import DEFAULT_TEMPLATE
 from llava.errors import ConfigError, LlavaError, report_error
 from llava.eval.niavh.grid import ORIGINAL_DEPTHS, ORIGINAL_LENGTHS, parse_values, place
 from llava.eval.niavh.haystack import Haystack, SyntheticHaystack, VideoHaystack, files_digest
@@ -178,7 +177,7 @@ def weights_digest(folder: Path) -> str:
 def _changed_defaults(args: argparse.Namespace) -> dict:
     """Settings that change answers, recorded (in the cells' key) only where they differ from the defaults, so the
     cells of a run at the defaults keep their keys: a template other than the default, sampled decoding."""
-    changed = {} if args.conv_mode == DEFAULT_TEMPLATE else {"conv_mode": args.conv_mode}
+    changed = {} if args.conv_mode is None else {"conv_mode": args.conv_mode}
     if args.temperature > 0:
         changed |= {"temperature": args.temperature, "top_p": args.top_p}
     return changed
