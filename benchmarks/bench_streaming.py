@@ -214,10 +214,10 @@ def prompt_text_tokens(session) -> int:
 def worker(args: argparse.Namespace) -> dict:
     """One (mode, length): stream it, time each frame, report the segments and the peak memory."""
     import torch
-    from tqdm import tqdm
 
     from llava.model.builder import load_pretrained_model
     from llava.serve.chat_session import GenerationSettings
+    from llava.progress import progress_bar
     from llava.serve.streaming_session import StreamingPolicy, StreamingSession
 
     tokenizer, model, processor, _ = load_pretrained_model(args.model_path, device=args.device)
@@ -230,8 +230,8 @@ def worker(args: argparse.Namespace) -> dict:
     total = int(round(args.worker_minutes * 60 * args.fps))
     started = time.perf_counter()
     with torch.no_grad():
-        for t, frame in tqdm(stream, total=total, desc=f"{args.worker} {args.worker_minutes:g} min", leave=False,
-                             disable=None):
+        label = f"{args.worker} {args.worker_minutes:g} min"
+        for t, frame in progress_bar(stream, total=total, desc=label, leave=False):
             tick = time.perf_counter()
             closed = runner.push(frame, t)
             latency = time.perf_counter() - tick

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from llava.data.dataset import load_rows, media_path, row_label, row_modality, split_rows, training_sampling
 from llava.errors import ConfigError, DataError, VideoError, report_error
+from llava.progress import progress_bar
 from llava.video.decode import load_image
 from llava.video.sampling import FrameSampling, sample_video
 
@@ -76,15 +76,17 @@ def check_rows(
         report.rows[row_modality(rows[index])] += 1
     media = [i for i in kept if row_modality(rows[i]) != "text"]
     seen: dict[tuple[str, str], str | None] = {}  # a file shared by several rows is decoded once
-    for index in tqdm(media, desc="decoding media", unit="row", disable=not progress, file=sys.stderr):
+    for index in progress_bar(media, desc="decoding media", unit="row", quiet=not progress):
         row, modality = rows[index], row_modality(rows[index])
         path = media_path(row, x_folder)
+        assert path is not None  # a media row has a path
         key = (modality, path)
         if key not in seen:
             seen[key] = _media_problem(modality, path, sampling)
-        if seen[key] is not None:
+        problem = seen[key]
+        if problem is not None:
             report.unreadable[modality] += 1
-            report.problems.append((row_label(row, index), path, seen[key]))
+            report.problems.append((row_label(row, index), path, problem))
     return report
 
 

@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -245,6 +245,7 @@ def tokenize_row(row: dict, tokenizer, conv_template: str, max_length: int) -> t
         conversation.append_message(conversation.roles[ROLES.index(role)], text)
     prompt, spans = conversation.render()
     ids, labels = tokenize_prompt(prompt, tokenizer, spans)
+    assert labels is not None  # given spans, tokenize_prompt labels every token
     if len(ids) > max_length:
         placeholders = [i for i, token in enumerate(ids) if token < 0]
         if placeholders and placeholders[-1] >= max_length:
@@ -309,9 +310,10 @@ class SupervisedDataset(Dataset):
         if modality == "text":
             return sample
         path = media_path(row, self.config.x_folder)
+        assert path is not None  # not a text row
         try:
             if modality == "video":
-                sample["video"] = self._video_pixels(path)  # (T, 3, S, S)
+                sample["video"] = self._video_pixels(Path(path))  # (T, 3, S, S)
             else:
                 sample["image"] = self.processor.image(load_image(path))  # (3, S, S)
         except VideoError as error:
@@ -321,7 +323,7 @@ class SupervisedDataset(Dataset):
 
     def _video_pixels(self, path: Path) -> torch.Tensor:
         """The row's frames at model size, resized while they are decoded."""
-        return sample_video(path, self.config.sampling, transform=self.processor.video)[0]
+        return cast(torch.Tensor, sample_video(path, self.config.sampling, transform=self.processor.video)[0])
 
     def _record_bad(self, row_id: str, reason: str) -> None:
         """Log an unreadable row; raise `DataError` once more rows failed than the config allows."""
@@ -352,12 +354,12 @@ class DataCollator:
             raise ConfigError("the tokenizer has no pad token; set tokenizer.pad_token before collating")
 
     def __call__(self, samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
-        samples = [s for s in samples if s is not None]
-        length = max((len(s["input_ids"]) for s in samples), default=0)
-        input_ids = torch.full((len(samples), length), self.tokenizer.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-        for b, sample in enumerate(samples):
+        kept = [s for s in samples if s is not None]
+        length = max((len(s["input_ids"]) for s in kept), default=0)
+        input_ids = torch.full((len(kept), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(kept), length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(kept), length), dtype=torch.long)
+        for b, sample in enumerate(kept):
             n = len(sample["input_ids"])
             input_ids[b, :n] = sample["input_ids"]
             labels[b, :n] = sample["labels"]
@@ -366,6 +368,6 @@ class DataCollator:
             "input_ids": input_ids,
             "labels": labels,
             "attention_mask": attention_mask,
-            "videos": [s["video"] for s in samples if s["video"] is not None],
-            "images": [s["image"] for s in samples if s["image"] is not None],
+            "videos": [s["video"] for s in kept if s["video"] is not None],
+            "images": [s["image"] for s in kept if s["image"] is not None],
         }

@@ -220,12 +220,11 @@ def generate(
 ) -> dict[str, Path]:
     """Write OUT/videos/*.mp4, OUT/truth.json and either OUT/train.json (fmt "train") or OUT/test_q.json and
     OUT/test_a.json (fmt "mc", every question multiple choice). Returns the JSON files written by name."""
-    from tqdm import tqdm
-
+    from llava.progress import progress_bar
     from llava.video.write import write_mp4
 
     out = Path(out)
-    settings = dict(
+    settings: dict[str, Any] = dict(
         min_scenes=min_scenes,
         max_scenes=max_scenes,
         fps=float(fps),
@@ -235,7 +234,7 @@ def generate(
         distractors=distractors,
     )
     truth_videos, items = [], []
-    for index in tqdm(range(num_videos), desc="synthetic videos", unit="video", disable=not progress):
+    for index in progress_bar(range(num_videos), desc="synthetic videos", unit="video", quiet=not progress):
         spec = sample_video_spec(video_rng(seed, index), video_name(index), **settings)
         if "brief_object" in kinds:  # its own stream: the scenes are those of a run without it
             spec = add_flash(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 2))), spec)

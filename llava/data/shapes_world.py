@@ -274,7 +274,7 @@ def render_frames(spec: VideoSpec) -> Iterator[np.ndarray]:
         for t_index in range(scene.num_frames):
             frame = render_scene_frame(scene, t_index, spec.size)
             index = scene.start_frame + t_index
-            if flash and flash.start_frame <= index <= flash.end_frame:
+            if flash and sprite is not None and flash.start_frame <= index <= flash.end_frame:
                 paint_sprite(frame, sprite, index - flash.start_frame)
             yield frame
 

@@ -89,11 +89,13 @@ def grounding_rows(session: ChatSession, folder: Path, methods: Sequence[str]) -
         answer = session.ask(question)
         correct = normalise(answer) == normalise(true_answer)
         truth_span = (scene["start"], scene["end"])
-        closest = max(iou(span, truth_span) for span in session.segments.spans)
+        segments = session.segments
+        assert segments is not None  # loaded with the frames' times
+        closest = max(iou(span, truth_span) for span in segments.spans)
         rows.append(dict(kind=item["kind"], method=BEST_POSSIBLE, source="segments", iou=closest, correct=correct))
         for source, text in (("model", answer), ("truth", true_answer)):
             for method in methods:
-                best = answer_evidence(session, session.segments, question, text, method)[0]
+                best = answer_evidence(session, segments, question, text, method)[0]
                 overlap = iou((best.start, best.end), truth_span)
                 rows.append(dict(kind=item["kind"], method=method, source=source, iou=overlap, correct=correct))
     return rows

@@ -106,10 +106,14 @@ def collect(out: Path, num_chunks: int, question_ids: Iterable) -> tuple[list[di
     for index in range(num_chunks):
         for row in read_rows(chunk_path(out, index, num_chunks)):
             found.setdefault(str(row["question_id"]), row)
-    rows, missing = [], []
+    rows: list[dict] = []
+    missing: list = []
     for qid in question_ids:
-        row = found.get(str(qid))
-        (rows if row is not None else missing).append(row if row is not None else qid)
+        hit = found.get(str(qid))
+        if hit is None:
+            missing.append(qid)
+        else:
+            rows.append(hit)
     return rows, missing
 
 

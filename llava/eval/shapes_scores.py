@@ -22,13 +22,14 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
-from tqdm import tqdm
 
 from llava.atomic import write_json_atomic
 from llava.data import shapes_dataset
 from llava.errors import LlavaError, report_error
+from llava.progress import progress_bar
 from llava.serve.chat_session import ChatSession
 from llava.serve.options import add_flag, add_sampling_options, check_sampling_options, frame_sampling
 from llava.serve.streaming_session import StreamingSession
@@ -45,8 +46,9 @@ def normalise(text: str) -> str:
 def score_video(session: ChatSession, folder: Path, video: dict) -> tuple[list[bool], bool | None]:
     """(caption correct per scene, first-scene answer correct or None when the video has < 6 scenes)."""
     with open_video(folder / video["video"]) as reader:
-        frames = reader.get_frames(np.arange(reader.num_frames))
-        times, rate = reader.times, reader.fps
+        count, times, rate = reader.num_frames, reader.times, reader.fps
+        assert count is not None and times is not None  # a file's frames are counted when it is opened
+        frames = cast(np.ndarray, reader.get_frames(np.arange(count)))  # no transform: (T, H, W, 3) uint8
     scenes = video["scenes"]
     captions = []
     for scene in scenes:
@@ -79,7 +81,7 @@ def evaluate(session: ChatSession, folder: Path, stream_fps: float) -> dict:
     truth = json.loads((folder / "truth.json").read_text())
     stream = StreamingSession(session.model, session.tokenizer, session.processor)
     captions, firsts, streamed = [], [], []
-    for video in tqdm(truth["videos"], desc="videos"):
+    for video in progress_bar(truth["videos"], desc="videos", unit="video"):
         per_scene, first = score_video(session, folder, video)
         captions += per_scene
         if first is not None:

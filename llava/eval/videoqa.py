@@ -27,8 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import Any
 
 from llava.errors import LlavaError, VideoError, report_error
 from llava.eval import results
@@ -36,6 +35,7 @@ from llava.eval.answers import LETTERS, extract_choice, format_table, letter_pro
 from llava.eval.likelihood import option_losses
 from llava.eval.question_files import BENCHMARKS, Question, find_video, get_benchmark, load_questions
 from llava.logs import set_media_logging
+from llava.progress import progress_bar
 from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS
 from llava.serve.options import (
     add_flag,
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-idx", type=int, default=0)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="letter")
     parser.add_argument("--merge-only", action="store_true", help="only merge the chunk files and score")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (drawn only on a terminal)")
     add_inference_options(parser, max_new_tokens=SHORT_MAX_NEW_TOKENS)
     return parser
 
@@ -137,7 +137,7 @@ class Answerer:
         self.session.reset()
 
     def __call__(self, question: Question) -> dict:
-        row = {
+        row: dict[str, Any] = {
             "question_id": question.question_id,
             "video_name": question.video_name,
             "type": question.type,
@@ -149,8 +149,9 @@ class Answerer:
             return row | {"pred": None, "output": None, "correct": False, "error": str(err)}
         if self.args.protocol == "likelihood":
             losses = option_losses(self.session, question.question, question.options)
-            pred = min(range(len(losses)), key=losses.__getitem__)
-            row |= {"output": LETTERS[pred], "losses": [round(loss, 6) for loss in losses]}
+            lowest = min(range(len(losses)), key=losses.__getitem__)
+            row |= {"output": LETTERS[lowest], "losses": [round(loss, 6) for loss in losses]}
+            pred: int | None = lowest
         else:
             output = self.session.ask(letter_prompt(question.question, question.options), self.settings)
             pred = extract_choice(output, question.options)
@@ -172,12 +173,12 @@ def run_chunk(args: argparse.Namespace, questions: list[Question], record: dict)
     results.save_run(args.output, record)
     with (
         open(path, "a", encoding="utf-8") as handle,
-        tqdm(
+        progress_bar(
             total=len(chunk),
             initial=len(chunk) - len(todo),
             desc=f"{args.benchmark} chunk {args.chunk_idx}",
             unit="q",
-            disable=args.quiet,
+            quiet=args.quiet,
         ) as progress,
     ):
         for question in todo:

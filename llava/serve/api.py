@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -215,7 +216,7 @@ class ApiServer:
             key = (media.sha256, self.settings.model_id, session.num_frames, media.kind)
             cached = self.cache.get(key)
             hit = cached is not None
-            if hit:
+            if cached is not None:
                 tokens, segments = cached
                 session = session.fork(media=tokens, segments=segments, media_token=request.media_token)
             else:
@@ -224,6 +225,7 @@ class ApiServer:
                         session.load_video(path) if media.kind == "video" else session.load_image(path)
                 except LlavaError as err:
                     raise ApiError(400, f"cannot decode the {media.kind}: {err}", "invalid_media") from err
+                assert session.media is not None  # just loaded
                 self.cache.put(key, (session.media, session.segments))
         request.replay(session.conversation)
         try:
@@ -402,7 +404,8 @@ def create_app(session: ChatSession, settings: ApiSettings | None = None) -> Sta
         Route("/v1/stats", _guard(server.stats), methods=["GET"]),
         Route("/health", _guard(server.health), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=lifespan)
+    handlers: dict[Any, Any] = {HTTPException: _http_error}  # starlette's hint takes handlers of any Exception
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.server = server
     return app
 

@@ -120,7 +120,9 @@ def parse_chat_request(body: dict, model_id: str, defaults: GenerationSettings) 
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages must be a non-empty list", "missing_messages")
-    system, turns, media, media_turn = [], [], None, None
+    system: list = []
+    turns: list = []
+    media, media_turn = None, None
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None

@@ -22,6 +22,8 @@ import argparse
 import contextlib
 import sys
 
+import numpy as np
+
 from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.chat_session import ChatSession, GenerationSettings
@@ -33,7 +35,7 @@ from llava.serve.options import (
     check_inference_options,
     generation_settings,
 )
-from llava.video.decode import load_image, open_video
+from llava.video.decode import VideoReader, load_image, open_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,16 +67,17 @@ def open_session(args: argparse.Namespace) -> ChatSession:
     """Open the video (or read the image) first, so that a bad file fails before the model loads; then load the
     model and encode the video or image once (the video through the reader already open)."""
     with contextlib.ExitStack() as stack:
+        media: VideoReader | np.ndarray
         if args.video_file is not None:
             media = stack.enter_context(open_video(args.video_file))
         else:
             media = load_image(args.image_file)
         session = chat_session_from_options(args)
         session.model.set_memory_ablation(args.ablate_memory)
-        if args.video_file is not None:
-            session.load_video(media)
-        else:
+        if isinstance(media, np.ndarray):
             session.load_image(media)
+        else:
+            session.load_video(media)
     return session
 
 

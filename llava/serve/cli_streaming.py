@@ -253,7 +253,8 @@ class Pacer:
     """Sleeps until the wall clock has run as long as the video clock since the first frame."""
 
     def __init__(self, enabled: bool, stop: threading.Event) -> None:
-        self.enabled, self.stop, self.origin = enabled, stop, None
+        self.enabled, self.stop = enabled, stop
+        self.origin: tuple[float, float] | None = None
 
     def wait(self, t: float) -> None:
         if not self.enabled:

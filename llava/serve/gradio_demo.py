@@ -22,6 +22,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -193,11 +194,15 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
             media_out = [user, chatbot, status, video, image]
             video.change(chat.load_video, [video, user], media_out, api_name="load_video", concurrency_id=group)
             image.change(chat.load_image, [image, user], media_out, api_name="load_image", concurrency_id=group)
-            ask = dict(fn=chat.send, inputs=[question, user], outputs=[chatbot, question, user], concurrency_id=group)
+            ask: dict[str, Any] = dict(
+                fn=chat.send, inputs=[question, user], outputs=[chatbot, question, user], concurrency_id=group
+            )
             send.click(**ask, api_name="send")
             question.submit(**ask, api_visibility="private")
             regenerate.click(chat.regenerate, [user], [chatbot, user], api_name="regenerate", concurrency_id=group)
-            clearing = dict(fn=chat.clear, inputs=[user], outputs=[user, chatbot, question, video, image, status])
+            clearing: dict[str, Any] = dict(
+                fn=chat.clear, inputs=[user], outputs=[user, chatbot, question, video, image, status]
+            )
             clear.click(**clearing, api_name="clear")
             chatbot.clear(**clearing, api_visibility="private")  # the chatbot's own trash icon does the same
         with gr.Tab("Streaming"):

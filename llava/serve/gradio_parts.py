@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.errors import LlavaError
@@ -82,7 +83,8 @@ def stream_reply(session: ChatSession, settings: GenerationSettings) -> Iterator
     went away or pressed stop) stops generation after the current token.
     """
     pieces: queue.Queue = queue.Queue()
-    done, stop, outcome = object(), threading.Event(), {}
+    done, stop = object(), threading.Event()
+    outcome: dict[str, Any] = {}
 
     def work() -> None:
         try:

@@ -160,8 +160,8 @@ class StreamingSession:
         its scene had ended (when a viewer learns of it), rather than the scene's last frame. Frames may change
         size midway (a stream that changes resolution): each run of one size is pushed together."""
         stamped = []
-        for _, run in itertools.groupby(frames, key=lambda item: item[1].shape):
-            run = list(run)
+        for _, group in itertools.groupby(frames, key=lambda item: item[1].shape):
+            run = list(group)
             times = [time for time, _ in run]
             per_frame = self.push_frames(np.stack([frame for _, frame in run]), times)
             stamped += [
@@ -188,7 +188,7 @@ class StreamingSession:
             )
             if said:
                 s.last_caption, s.last_caption_time = text, time
-            events.append([StreamEvent(time, "Assistant", text)] if said else [])
+            events.append([StreamEvent(time, "Assistant", text)] if said and text is not None else [])
         return events
 
     @torch.no_grad()

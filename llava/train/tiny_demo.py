@@ -159,7 +159,7 @@ def pretrain_tower(model: VideoLLaMBForCausalLM, folders: list[Path], steps: int
         frames = model.encode_video_frames([c[0] for c in chosen])
         cls = torch.cat([f.cls for f in frames])  # (N, d)
         tokens = torch.cat([f.patches for f in frames])  # (N, tokens per frame, d)
-        loss, correct, total = 0.0, 0, 0
+        loss, correct, total = torch.zeros(()), 0, 0
         for k in ATTRIBUTES:
             target = torch.cat([c[1][k] for c in chosen])
             loss = loss + nn.functional.cross_entropy(heads[f"cls_{k}"](cls), target)

@@ -17,6 +17,7 @@ from transformers import Trainer
 
 from llava.data.dataset import DataCollator
 from llava.data.sampler import ModalityGroupedSampler
+from llava.train.args import TrainingArguments
 
 ROW_IDS_KEY = "row_ids"  # batch key of the ids; removed before the model's forward
 
@@ -32,8 +33,10 @@ class RowIdCollator(DataCollator):
 
 
 class VideoLLaMBTrainer(Trainer):
+    args: TrainingArguments  # this project's, with group_by_modality_length, loss_per_iteration, log_row_ids
+
     def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
         if not self.args.group_by_modality_length:
             return super()._get_train_sampler(train_dataset)
         return ModalityGroupedSampler(
@@ -58,7 +61,7 @@ class VideoLLaMBTrainer(Trainer):
         # the batch before the copies) would inflate the loss by the number of segments: let the model average
         # over its copies, and divide for gradient accumulation here, which training_step skips when handed a count.
         inputs = {**inputs, "loss_every_segment": True}
-        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch=None)
+        result: Any = super().compute_loss(model, inputs, return_outputs, num_items_in_batch=None)
         handed_count = self.model_accepts_loss_kwargs and num_items_in_batch is not None
         scaled = self.loss_is_scaled_for_ga
         trainer_divides = scaled is False or (scaled is None and not handed_count)
@@ -70,7 +73,7 @@ class VideoLLaMBTrainer(Trainer):
     def _log_row_ids(self, ids: list[Any]) -> None:
         rank = self.args.process_index
         line = {"rank": rank, "step": self.state.global_step + 1, "ids": list(ids)}
-        folder = Path(self.args.output_dir)
+        folder = Path(str(self.args.output_dir))
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / f"row_ids.rank{rank}.jsonl", "a", encoding="utf-8") as file:
             file.write(json.dumps(line) + "\n")

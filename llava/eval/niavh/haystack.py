@@ -32,7 +32,7 @@ def fit_square(frame: np.ndarray, size: int) -> np.ndarray:
         return frame
     scale = size / min(h, w)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    resized = np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.Resampling.BILINEAR))
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return np.ascontiguousarray(resized[top : top + size, left : left + size])
 

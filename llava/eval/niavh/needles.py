@@ -19,6 +19,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -172,7 +173,7 @@ def _fit(picture: np.ndarray, frame_shape: tuple[int, ...], scale: float) -> np.
     """Resize (h, w, C) so its longer side is `scale` times the frame's shorter side."""
     target = scale * min(frame_shape[:2]) / max(picture.shape[:2])
     w, h = max(1, round(picture.shape[1] * target)), max(1, round(picture.shape[0] * target))
-    return np.asarray(Image.fromarray(picture).resize((w, h), Image.BILINEAR))
+    return np.asarray(Image.fromarray(picture).resize((w, h), Image.Resampling.BILINEAR))
 
 
 def _paste_centre(frame: np.ndarray, picture: np.ndarray) -> None:
@@ -237,7 +238,7 @@ class ClipNeedle(Needle):
         frames, self.stamps = load_video_fps(path, fps=30.0, max_frames=CLIP_MAX_FRAMES)
         if max(frames.shape[1:3]) > CLIP_MAX_SIDE:
             frames = np.stack([_fit(f, (CLIP_MAX_SIDE, CLIP_MAX_SIDE), 1.0) for f in frames])
-        self.clip = frames
+        self.clip = cast(np.ndarray, frames)  # decoded without a transform: (T, H, W, 3) uint8
         self.identity = f"video:file:{path.name}:{_file_digest(path)}:scale={scale:g}"
         self.answer, self.distractors, self.question, self.scale = description, tuple(distractors), question, scale
         self._sized: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
@@ -289,9 +290,10 @@ def build_needles(modalities: list[str], options: NeedleOptions, need_distractor
         q = {"question": options.question} if options.question else {}
         if modality == "text":
             needles[modality] = TextNeedle(options.text or caption_of(colour, shape), fallback, **q)
-        elif user[modality] is None:
+        elif (source := user[modality]) is None:
             needles[modality] = ObjectNeedle(colour, shape, moving=modality == "video", distractors=fallback, **q)
         else:
             kind = PictureNeedle if modality == "image" else ClipNeedle
-            needles[modality] = kind(user[modality], options.description, fallback, scale=options.scale, **q)
+            description = str(options.description)  # checked above: given with the user's own needle
+            needles[modality] = kind(source, description, fallback, scale=options.scale, **q)
     return needles
