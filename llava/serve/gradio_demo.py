@@ -5,7 +5,9 @@
 
 A thin front end over `ChatSession` and `StreamingSession`. The "Chat" tab: upload a video or an image (it is
 encoded once per upload), then ask as many questions as you like; Regenerate asks the last question again,
-Clear drops the turns and the media. Each browser tab has its own conversation; all share one model (with
+Clear drops the turns and the media. Under the video, a timeline shows the last answer's evidence (the time spans
+of the segments it rests on, best first, `llava.serve.evidence`): a click on one seeks the player there. Each
+browser tab has its own conversation; all share one model (with
 --static-cache it runs one request at a time: an upload, a question or a stream; the others wait). The
 "Streaming" tab: upload a video and press Start: the video is read at --video-fps frames per second (default: the
 checkpoint's rate, or 1 for a model that samples uniformly; --stream-fps is an older name) and a caption is
@@ -30,10 +32,14 @@ from llava.errors import LlavaError, report_error
 from llava.logs import set_media_logging
 from llava.serve.chat_session import DEMO_VIDEO, ChatSession
 from llava.serve.gradio_parts import (
+    TIMELINE_CSS,
+    TIMELINE_JS,
     DemoSettings,
     UserChat,
     caption_log,
     chat_messages,
+    evidence_timeline,
+    last_turn,
     one_line,
     stream_reply,
     streaming_session,
@@ -124,6 +130,12 @@ class ChatHandlers:
         messages[-1][1] = None
         yield from self._answer(user)
 
+    def timeline(self, user: UserChat | None) -> str:
+        """The last answer's evidence about the loaded video as the timeline's HTML (empty before an answer, or for
+        an image or text alone)."""
+        turn = None if user is None or user.kind != "video" else last_turn(user.session)
+        return "" if turn is None else evidence_timeline(user.session.evidence(*turn))
+
     def clear(self, user: UserChat | None):
         """Drop the turns and the media: (user state, chatbot, question, video, image, status)."""
         user = self._user(user)
@@ -173,6 +185,9 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
                 with gr.Column(scale=2):
                     status = gr.Markdown(NO_MEDIA, elem_id="media-status")
                     video = gr.Video(label="Video", sources=["upload"], height=320, elem_id="chat-video")
+                    timeline = gr.HTML(
+                        "", elem_id="evidence-timeline", js_on_load=TIMELINE_JS, css_template=TIMELINE_CSS
+                    )
                     with gr.Accordion("Image (instead of a video)", open=False):
                         image = gr.Image(
                             label="Image", type="filepath", sources=["upload"], height=240, elem_id="chat-image"
@@ -197,14 +212,20 @@ def build_demo(session_factory: Callable[[], ChatSession], settings: DemoSetting
             ask: dict[str, Any] = dict(
                 fn=chat.send, inputs=[question, user], outputs=[chatbot, question, user], concurrency_id=group
             )
-            send.click(**ask, api_name="send")
-            question.submit(**ask, api_visibility="private")
-            regenerate.click(chat.regenerate, [user], [chatbot, user], api_name="regenerate", concurrency_id=group)
+            answered = [
+                send.click(**ask, api_name="send"),
+                question.submit(**ask, api_visibility="private"),
+                regenerate.click(chat.regenerate, [user], [chatbot, user], api_name="regenerate", concurrency_id=group),
+            ]
+            for event in answered:  # the answer's evidence on the timeline, once it is complete
+                event.then(chat.timeline, [user], [timeline], api_visibility="private", concurrency_id=group)
             clearing: dict[str, Any] = dict(
                 fn=chat.clear, inputs=[user], outputs=[user, chatbot, question, video, image, status]
             )
             clear.click(**clearing, api_name="clear")
             chatbot.clear(**clearing, api_visibility="private")  # the chatbot's own trash icon does the same
+            for emptied in (video.change, image.change, clear.click, chatbot.clear):
+                emptied(lambda: "", None, [timeline], api_visibility="private")
         with gr.Tab("Streaming"):
             gr.Markdown(
                 f"Captions are written while the video is read ({settings.stream_fps:g} frame(s) per "

@@ -1,12 +1,12 @@
 """Helpers of the gradio demo (`llava.serve.gradio_demo`) that need no gradio: the per-user chat state, the
-chatbot's view of a conversation, the upload size check, and the two generators the UI streams from (a
-growing answer, a growing caption log)."""
+chatbot's view of a conversation, the upload size check, the two generators the UI streams from (a
+growing answer, a growing caption log), and the evidence timeline's HTML."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.errors import LlavaError
 from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS, ChatSession, GenerationSettings
+from llava.serve.evidence import Evidence
 from llava.serve.stream_source import FILE_BATCH_FRAMES, in_batches, timed_frames
 from llava.serve.streaming_session import StreamEvent, StreamingPolicy, StreamingSession
 from llava.video.decode import open_video
@@ -138,3 +139,57 @@ def caption_log(make_session: Callable[[], StreamingSession], path: str, fps: fl
     if not stream.frames_seen:
         raise LlavaError(f"{Path(path).name}: no frames could be read")
     yield "\n".join(lines), t
+
+
+# The timeline under the Chat tab's video: a click on a span seeks the player there (the component's js_on_load).
+TIMELINE_JS = """
+element.addEventListener('click', (event) => {
+  const span = event.target.closest('[data-start]');
+  const player = document.querySelector('#chat-video video');
+  if (span && player) { player.currentTime = parseFloat(span.dataset.start); }
+});
+"""
+TIMELINE_CSS = """
+.evidence-track { position: relative; height: 30px; border-radius: 4px; background: #e5e7eb; margin: 4px 0; }
+.evidence-span { position: absolute; top: 0; height: 100%; border: 0; border-radius: 4px; cursor: pointer;
+  background: #2e9e4f; color: white; font-size: 12px; overflow: hidden; padding: 0; }
+.evidence-list button { margin: 2px 4px 2px 0; cursor: pointer; }
+"""
+
+
+def evidence_timeline(evidence: Sequence[Evidence]) -> str:
+    """The answer's evidence as HTML: a track over the video's length with a button per segment (the best the
+    most opaque, numbered by rank) and, below it, the spans best first as buttons; each carries its start second
+    in data-start (a click seeks the video there). Empty without evidence."""
+    if not evidence:
+        return ""
+    length = max(item.end for item in evidence) or 1.0
+    track, listed = [], []
+    for rank, item in enumerate(evidence, start=1):
+        left, width = 100 * item.start / length, 100 * (item.end - item.start) / length
+        opacity = 1.0 - 0.65 * (rank - 1) / max(len(evidence) - 1, 1)
+        label = f"{item.start:.1f}-{item.end:.1f} s"
+        title = f"{label}, score {item.score:.3f}"
+        track.append(
+            f'<button class="evidence-span" data-start="{item.start:.3f}" title="{title}" '
+            f'style="left:{left:.2f}%;width:{width:.2f}%;opacity:{opacity:.2f}">{rank}</button>'
+        )
+        listed.append(f'<button data-start="{item.start:.3f}" title="{title}">{rank}. {label}</button>')
+    return (
+        '<div class="evidence-timeline"><div class="evidence-track">'
+        + "".join(track)
+        + '</div><div class="evidence-list">Evidence, best first (click to seek): '
+        + "".join(listed)
+        + "</div></div>"
+    )
+
+
+def last_turn(session: ChatSession) -> tuple[str, str] | None:
+    """The last question (without its media tag) and its answer, or None before a finished answer."""
+    messages = session.conversation.messages
+    if len(messages) < 2 or not messages[-1][1]:
+        return None
+    question = messages[-2][1]
+    for tag in _MEDIA_TAGS:
+        question = question.removeprefix(tag)
+    return question, messages[-1][1]

@@ -4,6 +4,7 @@ Chromium over the Chrome DevTools Protocol (upload, type, click Send, read the a
 
 import base64
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,8 @@ from gradio_client import Client, handle_file
 from llava.serve import gradio_demo
 from llava.serve.chat_session import ChatSession, GenerationSettings
 from llava.serve.gradio_demo import NO_MEDIA, ChatHandlers, build_demo, serve
-from llava.serve.gradio_parts import DemoSettings
+from llava.serve.evidence import Evidence
+from llava.serve.gradio_parts import DemoSettings, evidence_timeline
 
 GREEDY = GenerationSettings(max_new_tokens=8, temperature=0.0)
 Q1, Q2 = "What was in the first scene?", "How many scenes are there?"
@@ -69,8 +71,8 @@ def url(base):
 
 def test_chat_over_the_api_matches_the_engine(base, url, tiny_video, monkeypatch):
     encodes = []
-    encode = base.model.encode_videos
-    monkeypatch.setattr(base.model, "encode_videos", lambda *a, **k: encodes.append(1) or encode(*a, **k))
+    encode = base.model.video_tower.encode_videos
+    monkeypatch.setattr(base.model.video_tower, "encode_videos", lambda *a, **k: encodes.append(1) or encode(*a, **k))
     client = Client(url, verbose=False)
     chat, status, _, _ = client.predict(video=handle_file(tiny_video), api_name="/load_video")
     assert chat == [] and "Loaded video" in status and len(encodes) == 1
@@ -136,8 +138,32 @@ def test_with_static_cache_every_event_that_runs_the_model_waits_for_the_others(
     demo = build_demo(lambda: None, DemoSettings(one_model_request=one_model_request))
     grouped = {fn.api_name for fn in demo.fns.values() if fn.concurrency_id == gradio_demo.MODEL}
     model_events = {"load_video", "load_image", "send", "send_1", "regenerate", "stream"}
+    model_events |= {"timeline", "timeline_1", "timeline_2"}  # each answer's evidence, after it
     assert grouped == (model_events if one_model_request else set())
     assert demo._queue.default_concurrency_limit == 1
+
+
+def test_evidence_timeline_html():
+    assert evidence_timeline([]) == ""
+    html = evidence_timeline([Evidence(2.0, 4.0, 0.9), Evidence(0.0, 2.0, 0.1), Evidence(4.0, 8.0, -0.2)])
+    assert re.findall(r'class="evidence-span" data-start="([0-9.]+)"', html) == ["2.000", "0.000", "4.000"]
+    assert re.findall(r"left:([0-9.]+)%;width:([0-9.]+)%", html) == [("25.00", "25.00"), ("0.00", "25.00"),
+                                                                    ("50.00", "50.00")]
+    assert ">1. 2.0-4.0 s</button>" in html and ">3. 4.0-8.0 s</button>" in html  # listed best first
+
+
+def test_the_timeline_shows_the_last_answers_evidence(base, tiny_video, tiny_image):
+    chat = ChatHandlers(base.fork, DemoSettings(generation=GREEDY))
+    user, *_ = chat.load_video(str(tiny_video), None)
+    assert chat.timeline(user) == ""  # no answer yet
+    for _ in chat.send(Q1, user):
+        pass
+    answer = user.session.conversation.messages[-1][1]
+    assert chat.timeline(user) == evidence_timeline(user.session.evidence(Q1, answer)) != ""
+    user, *_ = chat.load_image(str(tiny_image), user)
+    for _ in chat.send(Q1, user):
+        pass
+    assert chat.timeline(user) == ""
 
 
 class DevTools:
@@ -211,6 +237,15 @@ def test_real_browser_upload_ask_and_screenshot(base, url, tmp_path):
             time.sleep(0.2)
             answer = browser.js(LAST_ANSWER)
         assert answer and answer == expected
+        spans = browser.wait_for("[...document.querySelectorAll('#evidence-timeline .evidence-list [data-start]')]"
+                                 ".map(b => parseFloat(b.dataset.start))")
+        assert len(spans) >= 2  # the demo video's scenes, best first
+        browser.wait_for("document.querySelector('#chat-video video').readyState >= 1")
+        target = max(spans)
+        browser.js(f"document.querySelector('#evidence-timeline .evidence-list [data-start=\"{target:.3f}\"]').click()")
+        seeked = browser.wait_for(f"Math.abs(document.querySelector('#chat-video video').currentTime - {target}) < 0.05"
+                                  " && document.querySelector('#chat-video video').currentTime")
+        assert seeked == pytest.approx(target, abs=0.05)
         shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
     finally:
         browser.close()
