@@ -65,7 +65,13 @@ NOT_QUANTIZED = ["video_tower", "image_tower", "bridge", "mm_projector", "lm_hea
 QUANTIZE_PACKAGES = ("bitsandbytes", "accelerate")
 # BridgeConfig fields of a released Mem checkpoint (MM-NIAVH's projector hard-codes them; none is in its config):
 # threshold SceneTilling with at most 7 cuts, 14x14 pooling, the LLM reads the memories of every segment
-RELEASED_MEM_SETTINGS = {"variant": "mem", "scenetilling_k": None, "scenetilling_max_cuts": 7, "pool_size": 14}
+RELEASED_MEM_SETTINGS = {
+    "variant": "mem",
+    "scenetilling_k": None,
+    "scenetilling_max_cuts": 7,
+    "pool_size": 14,
+    "image_branch_max_frames": 3,
+}
 # VideoLLaMBConfig.rate_sampling of a released Mem checkpoint: how its benchmark code samples frames
 RELEASED_MEM_SAMPLING = "release_mem"
 

@@ -89,6 +89,9 @@ class BridgeConfig(PreTrainedConfig):
     llm_input: str | None = None  # what the LLM reads; None = the variant's own (see `readout_mode`)
     memory_init_std: float = 0.0  # 0 = the original's zero-initialised memory (its tokens start identical)
     max_segment_positions: int = 1024
+    # a video of at most this many frames is read frame by frame as images, each from the initial memory with no
+    # segment position (the release Mem code's `t <= 3` branch: 3 for a released Mem checkpoint); 0: never
+    image_branch_max_frames: int = 0
     max_cache_segments: int | None = None  # whole videos: the bridge cache keeps at most this many blocks (None: all)
     # streams (llava.model.stream): online SceneTilling decides each cut from the frames seen so far
     stream_scenetilling_alpha: float = 0.5  # a cut's depth is this many standard deviations above the running mean

@@ -36,10 +36,6 @@ from llava.model.stream import (
 )
 from llava.video.scenetilling import segments_from_boundaries, subsample_segment
 
-# The "mem" variant (the release's VideoLLaMB-Mem) reads a video of at most this many frames as separate images:
-# each frame one bridge pass from the initial memory, with no segment position (the release's `t <= 3` branch).
-MEM_IMAGE_BRANCH_MAX_FRAMES = 3
-
 
 @dataclass
 class PromptPrefix:
@@ -137,9 +133,9 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         return self.mm_projector(readout)
 
     def reads_as_images(self, num_frames: int) -> bool:
-        """Whether a video of `num_frames` frames is read frame by frame as images (the "mem" variant's short
-        videos, see MEM_IMAGE_BRANCH_MAX_FRAMES) rather than segmented."""
-        return self.config.bridge_config.variant == "mem" and num_frames <= MEM_IMAGE_BRANCH_MAX_FRAMES
+        """Whether a video of `num_frames` frames is read frame by frame as images (`image_branch_max_frames`: a
+        released Mem checkpoint's short videos) rather than segmented."""
+        return num_frames <= self.config.bridge_config.image_branch_max_frames
 
     def encode_videos(self, videos: list[Tensor], every_segment: bool = False) -> list:
         """Whole videos -> the projected visual tokens the LLM reads, one (N_i, h) tensor per video.

@@ -234,9 +234,11 @@ def test_activations_come_from_the_config(tokenizer):
 
 
 def mem_model(tokenizer) -> VideoLLaMBForCausalLM:
-    """A tiny "mem" variant with a non-zero segment position table (the released table is learned)."""
+    """A tiny "mem" variant as released (short videos read as images) with a non-zero segment position table (the
+    released table is learned)."""
     torch.manual_seed(0)
-    model = VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer), variant="mem")).eval()
+    config = tiny_config(vocab_size=len(tokenizer), variant="mem", image_branch_max_frames=3)
+    model = VideoLLaMBForCausalLM(config).eval()
     with torch.no_grad():
         model.bridge.segment_position_emb.weight.normal_()
     return model
@@ -273,6 +275,7 @@ def test_mem_variant_reads_a_video_of_at_most_three_frames_as_images(tokenizer):
         model.trace_video(short)
     (every,) = model.encode_videos([short], every_segment=True)
     assert len(every) == 1 and torch.equal(every[0], tokens)
+    assert not VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer), variant="mem")).reads_as_images(1)
 
 
 def test_trace_video_follows_the_path_encode_videos_takes(tiny_model):
