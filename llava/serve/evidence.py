@@ -56,7 +56,7 @@ class VideoSegments:
     retrieval: list[float]  # the last segment's memory retrieval: its attention weight on each segment's block
 
 
-def frame_spans(times: Sequence[float]) -> list[tuple[float, float]]:
+def frame_spans(times: Sequence[float] | np.ndarray) -> list[tuple[float, float]]:
     """Each sampled frame's span: halfway to its neighbours; the first from 0 s at the earliest, the last half a
     step past its own time (a single frame: its time to its time)."""
     t = np.asarray(times, dtype=np.float64)
@@ -69,7 +69,9 @@ def frame_spans(times: Sequence[float]) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a, b in zip(starts, ends, strict=True)]
 
 
-def segment_spans(times: Sequence[float], frame_ranges: Sequence[tuple[int, int]]) -> list[tuple[float, float]]:
+def segment_spans(
+    times: Sequence[float] | np.ndarray, frame_ranges: Sequence[tuple[int, int]]
+) -> list[tuple[float, float]]:
     """Each segment's span in seconds: from its first frame's span start to its last frame's span end."""
     per_frame = frame_spans(times)
     return [(per_frame[first][0], per_frame[last][1]) for first, last in frame_ranges]
@@ -98,7 +100,7 @@ def retrieval_weights(model, memory_tilde: Tensor, cache: Sequence[Tensor], segm
 
 
 @torch.no_grad()
-def trace_segments(model, pixels: Tensor, times: Sequence[float]) -> tuple[Tensor, VideoSegments]:
+def trace_segments(model, pixels: Tensor, times: Sequence[float] | np.ndarray) -> tuple[Tensor, VideoSegments]:
     """A preprocessed video (T, 3, H, W) sampled at `times` -> what the LLM reads (N, h) and its segments."""
     trace = model.trace_video(pixels)
     last = trace.steps[-1]

@@ -133,7 +133,9 @@ class ChatHandlers:
     def timeline(self, user: UserChat | None) -> str:
         """The last answer's evidence about the loaded video as the timeline's HTML (empty before an answer, or for
         an image or text alone)."""
-        turn = None if user is None or user.kind != "video" else last_turn(user.session)
+        if user is None or user.kind != "video":
+            return ""
+        turn = last_turn(user.session)
         return "" if turn is None else evidence_timeline(user.session.evidence(*turn))
 
     def clear(self, user: UserChat | None):
