@@ -16,7 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 from llava.conversation import DEFAULT_TEMPLATE, RELEASE_TEMPLATE, TEMPLATES
 from llava.errors import ConfigError
 from llava.video.sampling import RATE_RULES, FrameSampling
-from llava.video.scenetilling import SCENETILLING_PRECISIONS
+from llava.video.scenetilling import ONLINE_ALPHA, ONLINE_MIN_DEPTH, SCENETILLING_PRECISIONS
 from llava.video.transforms import VisualProcessor
 
 BRIDGE_VARIANTS = ("default", "mem")
@@ -94,8 +94,10 @@ class BridgeConfig(PreTrainedConfig):
     image_branch_max_frames: int = 0
     max_cache_segments: int | None = None  # whole videos: the bridge cache keeps at most this many blocks (None: all)
     # streams (llava.model.stream): online SceneTilling decides each cut from the frames seen so far
-    stream_scenetilling_alpha: float = 0.5  # a cut's depth is this many standard deviations above the running mean
-    stream_scenetilling_min_depth: float = 0.1  # and at least this deep (cosine units): still scenes never cut
+    # a cut's depth is this many standard deviations above the running mean, and at least min_depth (cosine units:
+    # still scenes never cut)
+    stream_scenetilling_alpha: float = ONLINE_ALPHA
+    stream_scenetilling_min_depth: float = ONLINE_MIN_DEPTH
     stream_scenetilling_min_length: int = 1  # frames of a segment before it may end
     stream_scenetilling_max_length: int | None = None  # a segment ends after this many frames (a long still scene)
     stream_max_cache_segments: int | None = 64  # a stream's bridge cache (and memories) keep this many: flat memory

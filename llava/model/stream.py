@@ -188,7 +188,7 @@ class VideoStream:
         self._keep_window(pixels)
         tokens = pool_frames(features, self.model.config.bridge_config)
         cls = tokens.cls.float().cpu().numpy()
-        tiller = OnlineSceneTiller()
+        tiller = self.settings.tiller()
         tiller.load_state_dict(self.state.tiller)
         closed = []
         for index, time in enumerate(times):

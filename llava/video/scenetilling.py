@@ -273,6 +273,10 @@ def subsample_segment(start: int, end: int, max_frames: int) -> list[int]:
     return [int(i) for i in np.linspace(start, end, n).astype(int)]
 
 
+ONLINE_ALPHA = 0.5  # online SceneTilling's defaults (`BridgeConfig.stream_scenetilling_*` starts from them)
+ONLINE_MIN_DEPTH = 0.1
+
+
 class OnlineSceneTiller:
     """Streaming SceneTilling: decides each cut from the frames seen so far, O(1) per frame.
 
@@ -300,8 +304,8 @@ class OnlineSceneTiller:
 
     def __init__(
         self,
-        alpha: float = 0.5,
-        min_depth: float = 0.1,
+        alpha: float = ONLINE_ALPHA,
+        min_depth: float = ONLINE_MIN_DEPTH,
         min_length: int = 1,
         max_length: int | None = None,
     ) -> None:
