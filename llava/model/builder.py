@@ -72,6 +72,7 @@ RELEASED_MEM_SETTINGS = {
     "pool_size": 14,
     "image_branch_max_frames": 3,
 }
+DEFAULT_DEVICE = "auto"  # a GPU when there is one (`resolve_device`)
 # VideoLLaMBConfig.rate_sampling of a released Mem checkpoint: how its benchmark code samples frames
 RELEASED_MEM_SAMPLING = "release_mem"
 
@@ -91,7 +92,7 @@ class LoadReport:
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
+    if device == DEFAULT_DEVICE:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
@@ -301,7 +302,7 @@ def load_pretrained_model(
     model_path: str | Path,
     model_base: str | Path | None = None,
     model_name: str | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     dtype: torch.dtype | None = None,
     load_8bit: bool = False,
     load_4bit: bool = False,

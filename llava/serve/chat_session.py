@@ -25,7 +25,7 @@ from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
 from llava.conversation import DEFAULT_TEMPLATE, Conversation, get_template
 from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
-from llava.model.builder import load_pretrained_model
+from llava.model.builder import DEFAULT_DEVICE, load_pretrained_model
 from llava.model.checkpoint import bundled_checkpoint
 from llava.serve.evidence import DEFAULT_SCORER, Evidence, VideoSegments, answer_evidence, trace_segments
 from llava.video.decode import load_image
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 DEMO_CHECKPOINT = bundled_checkpoint()  # the checkout's checkpoints/ or, installed, the package's share/ folder
 DEMO_VIDEO = Path(__file__).resolve().parents[2] / "playground" / "demo" / "shapes.mp4"
-DEFAULT_DEVICE = "auto"  # a GPU when there is one (see llava.model.builder.resolve_device)
 SHORT_MAX_NEW_TOKENS = 32  # the default of a caption (streaming) and of a benchmark's answer (a letter, a name)
 
 
