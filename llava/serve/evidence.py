@@ -51,8 +51,8 @@ class VideoSegments:
     """A loaded video's segments, for evidence."""
 
     spans: list[tuple[float, float]]  # (start, end) seconds of each segment
-    readouts: list[Tensor]  # (N_s, h): the LLM's visual tokens after each segment, memory carried
-    inputs: list[Tensor]  # (1, n_s, d): each segment's tokens as the bridge read them
+    readouts: list[Tensor] | None  # (N_s, h) after each segment, memory carried: a stream's (None: from `inputs`)
+    inputs: list[Tensor]  # (1, n_s, d): each segment's tokens as the bridge read them (a whole video's)
     retrieval: list[float]  # the last segment's memory retrieval: its attention weight on each segment's block
 
 
@@ -106,7 +106,7 @@ def trace_segments(model, pixels: Tensor, times: Sequence[float] | np.ndarray) -
     last = trace.steps[-1]
     segments = VideoSegments(
         spans=segment_spans(times, segments_from_boundaries(trace.boundaries)),
-        readouts=list(trace.projected),
+        readouts=None,  # recomputed from the inputs by the methods that need them: less to keep per video
         inputs=[step.inputs for step in trace.steps],
         retrieval=retrieval_weights(model, last.memory_tilde, last.state.cache, len(trace.steps)),
     )
@@ -114,30 +114,33 @@ def trace_segments(model, pixels: Tensor, times: Sequence[float] | np.ndarray) -
 
 
 @torch.no_grad()
-def alone_readouts(model, segments: VideoSegments) -> list[Tensor]:
-    """What the LLM would read after each segment passed through the bridge alone, from the initial memory."""
-    readouts = []
-    for tokens in segments.inputs:
-        step = model.bridge.advance(model.bridge.init_state(1), tokens, segment_positions=False)
-        readouts.append(model.project(model.bridge.readout(step.state, step.hidden, 0, tokens.shape[1])))
-    return readouts
+def through_bridge(model, inputs: Sequence[Tensor], carry: bool = True, every: bool = True) -> list[Tensor]:
+    """Segments' tokens (each (1, n, d), as the bridge read them) through the bridge again, the memory carried from
+    one to the next (or each from the initial memory) -> the LLM's visual tokens after each, or after the last."""
+    state, out = model.bridge.init_state(1), []
+    for index, tokens in enumerate(inputs):
+        step = model.bridge.advance(state if carry else model.bridge.init_state(1), tokens, segment_positions=False)
+        state = step.state
+        if every or index == len(inputs) - 1:
+            out.append(model.project(model.bridge.readout(state, step.hidden, 0, tokens.shape[1])))
+    return out
 
 
-@torch.no_grad()
-def readouts_without(model, segments: VideoSegments) -> list[Tensor]:
+def carried_readouts(model, segments: VideoSegments) -> list[Tensor]:
+    """What the LLM would read after each segment (kept by a stream; recomputed for a whole video)."""
+    return segments.readouts if segments.readouts is not None else through_bridge(model, segments.inputs)
+
+
+def readouts_without(session, segments: VideoSegments) -> list[Tensor]:
     """For each segment, what the LLM would read after the whole video passed through the bridge without that
     segment (no visual tokens at all for a one-segment video)."""
-    readouts = []
-    for skipped in range(len(segments.inputs)):
-        state, kept = model.bridge.init_state(1), [t for i, t in enumerate(segments.inputs) if i != skipped]
-        for tokens in kept:
-            step = model.bridge.advance(state, tokens, segment_positions=False)
-            state = step.state
-        if not kept:
-            readouts.append(segments.readouts[-1].new_zeros(0, segments.readouts[-1].shape[1]))
-            continue
-        readouts.append(model.project(model.bridge.readout(state, step.hidden, 0, kept[-1].shape[1])))
-    return readouts
+    inputs = segments.inputs
+    return [
+        through_bridge(session.model, [*inputs[:skipped], *inputs[skipped + 1 :]], every=False)[-1]
+        if len(inputs) > 1
+        else no_video(session)
+        for skipped in range(len(inputs))
+    ]
 
 
 def answer_losses(session, readouts: Sequence[Tensor], question: str, answer: str) -> list[float]:
@@ -153,25 +156,26 @@ def no_video(session) -> Tensor:
 def gain_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
     """How much each segment raised the answer's likelihood (minus its mean token cross-entropy) over the video up
     to the segment before (before the first: no video)."""
-    losses = answer_losses(session, [no_video(session), *segments.readouts], question, answer)
+    losses = answer_losses(session, [no_video(session), *carried_readouts(session.model, segments)], question, answer)
     return [before - after for before, after in zip(losses[:-1], losses[1:], strict=True)]
 
 
 def carried_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
     """The answer's likelihood (minus its mean token cross-entropy) after each segment, memory carried."""
-    return [-loss for loss in answer_losses(session, segments.readouts, question, answer)]
+    return [-loss for loss in answer_losses(session, carried_readouts(session.model, segments), question, answer)]
 
 
 def alone_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
     """The answer's likelihood (minus its mean token cross-entropy) given each segment alone (fresh memory)."""
-    return [-loss for loss in answer_losses(session, alone_readouts(session.model, segments), question, answer)]
+    alone = through_bridge(session.model, segments.inputs, carry=False)
+    return [-loss for loss in answer_losses(session, alone, question, answer)]
 
 
 def without_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:
     """How much the answer's likelihood falls (its mean token cross-entropy rises) when the segment is left out of
     the video: the segments the answer depends on."""
-    (full,) = answer_losses(session, [segments.readouts[-1]], question, answer)
-    return [loss - full for loss in answer_losses(session, readouts_without(session.model, segments), question, answer)]
+    (full,) = answer_losses(session, [session.media], question, answer)
+    return [loss - full for loss in answer_losses(session, readouts_without(session, segments), question, answer)]
 
 
 def retrieval_scores(session, segments: VideoSegments, question: str, answer: str) -> list[float]:

@@ -7,7 +7,7 @@ import torch
 
 from llava.serve import cli
 from llava.serve.chat_session import DEMO_VIDEO, ChatSession
-from llava.serve.evidence import SCORERS, Evidence, frame_spans, rank_evidence, segment_spans
+from llava.serve.evidence import SCORERS, Evidence, frame_spans, rank_evidence, segment_spans, through_bridge
 from llava.video.sampling import sample_video
 from llava.video.scenetilling import segments_from_boundaries
 
@@ -71,8 +71,11 @@ def test_session_tokens_are_those_of_encode_videos(tiny_checkpoint, tiny_video):
     pixels, times = sample_video(tiny_video, session.sampling, transform=session.processor.video)
     (expected,) = session.model.encode_videos([pixels])
     assert torch.equal(session.media, expected)
-    boundaries = session.model.trace_video(pixels).boundaries
-    assert session.segments.spans == segment_spans(times, segments_from_boundaries(boundaries))
+    trace = session.model.trace_video(pixels)
+    assert session.segments.spans == segment_spans(times, segments_from_boundaries(trace.boundaries))
+    again = through_bridge(session.model, session.segments.inputs)  # the kept tokens give the trace's readouts
+    assert len(again) == len(trace.projected)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(again, trace.projected, strict=True))
     for method in SCORERS:
         evidence = session.evidence("Describe it.", "a red circle", method)
         assert len(evidence) == len(session.segments.spans)
