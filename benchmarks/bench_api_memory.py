@@ -29,6 +29,8 @@ import httpx
 _ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_ROOT))
 
+from llava.progress import progress_bar  # noqa: E402
+
 QUESTION = "Describe the video in one sentence."
 
 
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> dict:
     rounds = [{"round": 0, "requests": 0, "ok": 0, "seconds": 0.0, **proc_memory_mb(server.pid), "cache_entries": 0}]
     try:
         with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-            for r in range(1, args.rounds + 1):
+            for r in progress_bar(range(1, args.rounds + 1), desc="rounds", unit="round"):
                 urls = round_videos(Path(tmp), r, args.clients)
                 started = time.perf_counter()
                 codes = list(pool.map(lambda u: post(base_url, model, u, args.max_tokens), urls))

@@ -26,6 +26,7 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from llava.model.config import VisionTowerConfig
+from llava.progress import progress_bar
 from llava.model.languagebind import LanguageBindTower
 
 
@@ -80,7 +81,7 @@ def measure(runs: dict[str, Callable[[], torch.Tensor]], repeats: int, device: t
     times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.inference_mode():
         outputs = {name: timed(fn, device)[1] for name, fn in runs.items()}
-        for _ in range(repeats):
+        for _ in progress_bar(range(repeats), desc="rounds", unit="round"):
             for name, fn in runs.items():
                 times[name].append(timed(fn, device)[0])
     return times, outputs

@@ -70,6 +70,7 @@ from llava.data.shapes_world import render_frames, sample_video_spec, video_rng
 from llava.model.config import VideoLLaMBConfig, VisionTowerConfig
 from llava.model.presets import tiny_config, videollamb_7b_config
 from llava.model.videollamb import FrameTokens, VideoLLaMBForCausalLM
+from llava.progress import progress_bar
 from llava.video.transforms import CLIP_MEAN, CLIP_STD
 
 PUBLISHED_LATENCY_S = {30: 1.9, 300: 4.21, 3000: 31.5}  # reference section 8, A100/A800, end to end per video
@@ -655,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   encode)
     warm_up(ctx)
     oom_lengths: list[float] = []
-    for index, seconds in enumerate(args.lengths):
+    for index, seconds in enumerate(progress_bar(args.lengths, desc="video lengths", unit="length")):
         if ctx.elapsed() > args.budget_s:
             frames = max(1, round(seconds * args.fps))
             for method, mode in (("videollamb", "topk"), ("baseline", "all frames")):

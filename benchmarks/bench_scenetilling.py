@@ -34,6 +34,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from naive_scenetilling import naive_segment  # noqa: E402
 
+from llava.progress import progress_bar  # noqa: E402
 from llava.video.scenetilling import segment  # noqa: E402
 
 SIZES = (256, 512, 1024, 2048, 4096, 8192)
@@ -70,18 +71,19 @@ def _time(fn: Callable[[], list[int]], repeats: int) -> tuple[float, list[int]]:
 def run(sizes: tuple[int, ...] = SIZES) -> list[dict]:
     """Benchmark rows: input, T, naive seconds, ours seconds, ratio, boundaries equal."""
     rows = []
-    for name, make in (("drift", drift_features), ("scenes", scene_features)):
-        for num_frames in sizes:
-            feats = make(num_frames)
-            naive_s, naive_out = _time(lambda: naive_segment(feats), repeats=3)
-            ours_s, ours_out = _time(lambda: segment(feats), repeats=7)
-            if naive_out != ours_out:
-                raise AssertionError(f"{name} T={num_frames}: boundaries differ")
-            rows.append(
-                dict(input=name, T=num_frames, naive_s=naive_s, ours_s=ours_s,
-                     speedup=naive_s / ours_s, same_boundaries=True, num_boundaries=len(ours_out))
-            )
-            print(f"{name:7s} {num_frames:6d} {naive_s:10.4f} {ours_s:10.5f} {naive_s / ours_s:10.0f}x", flush=True)
+    inputs = (("drift", drift_features), ("scenes", scene_features))
+    cases = [(name, make, num_frames) for name, make in inputs for num_frames in sizes]
+    for name, make, num_frames in progress_bar(cases, desc="inputs", unit="input"):
+        feats = make(num_frames)
+        naive_s, naive_out = _time(lambda: naive_segment(feats), repeats=3)
+        ours_s, ours_out = _time(lambda: segment(feats), repeats=7)
+        if naive_out != ours_out:
+            raise AssertionError(f"{name} T={num_frames}: boundaries differ")
+        rows.append(
+            dict(input=name, T=num_frames, naive_s=naive_s, ours_s=ours_s,
+                 speedup=naive_s / ours_s, same_boundaries=True, num_boundaries=len(ours_out))
+        )
+        print(f"{name:7s} {num_frames:6d} {naive_s:10.4f} {ours_s:10.5f} {naive_s / ours_s:10.0f}x", flush=True)
     return rows
 
 

@@ -24,12 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from llava.atomic import write_json_atomic
 from llava.data import shapes_dataset
 from llava.errors import LlavaError, report_error
 from llava.eval.shapes_scores import normalise
+from llava.progress import progress_bar
 from llava.serve.chat_session import ChatSession
 from llava.serve.evidence import SCORERS, answer_evidence
 from llava.serve.options import add_flag, add_sampling_options, check_sampling_options, frame_sampling
@@ -77,7 +77,7 @@ def grounding_rows(session: ChatSession, folder: Path, methods: Sequence[str]) -
     truth = {video["video"]: video for video in json.loads((folder / "truth.json").read_text())["videos"]}
     questions = json.loads((folder / "train.json").read_text())
     rows, loaded = [], None
-    for item in tqdm(questions, desc="questions"):
+    for item in progress_bar(questions, desc="questions", unit="question"):
         video = truth[item["video"]]
         if loaded != item["video"]:
             session.load_video(folder / item["video"])
