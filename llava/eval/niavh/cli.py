@@ -32,7 +32,7 @@ from llava.eval.niavh.haystack import Haystack, SyntheticHaystack, VideoHaystack
 from llava.eval.niavh.needles import MODALITIES, NeedleOptions, build_needles, parse_object
 from llava.eval.niavh.report import write_report
 from llava.eval.niavh.runner import RunSettings, SessionGenerator, run_grid
-from llava.eval.niavh.scoring import SCORINGS, make_scorer
+from llava.eval.niavh.scoring import SCORINGS, Scorer, make_scorer
 from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS
 from llava.serve.options import (
     add_flag,
@@ -131,7 +131,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise ConfigError(message)
 
 
-def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, object, RunSettings]:
+def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, Scorer, RunSettings]:
     """Everything but the model, checked before it loads: needles, haystack, scorer, grid."""
     _check_numbers(args)
     lengths = parse_values(args.lengths, "--lengths", 0) if args.lengths else list(ORIGINAL_LENGTHS)
