@@ -95,7 +95,7 @@ def benchmark_sampling(args: argparse.Namespace, model_sampling: FrameSampling) 
     flags."""
     count = get_benchmark(args.benchmark).num_frames
     if count is not None and model_sampling.uniform:
-        model_sampling = FrameSampling(count, None, model_sampling.max_frames)
+        model_sampling = model_sampling.override(num_frames=count)  # keeps the model's rate rule and cap
     return frame_sampling(args, model_sampling)
 
 

@@ -234,3 +234,16 @@ def test_ffmpeg_lines_about_a_broken_video_only_with_verbose(bench, tiny_checkpo
     for out in ("quiet", "verbose"):
         rows = [json.loads(line) for line in (tmp_path / out / "merge.jsonl").read_text().splitlines()]
         assert sum(bool(row.get("error")) for row in rows) == 3
+
+
+def test_benchmark_frame_counts_keep_a_released_checkpoints_rate_rule():
+    """A released checkpoint samples uniformly at the benchmark's count; asked for a rate it still counts frames
+    by the release's rule (its config's rate_sampling), not this project's."""
+    from llava.video.sampling import FrameSampling
+
+    released = FrameSampling(num_frames=16, rate_rule="release_videollamb")
+    bench = ["--benchmark", "egoschema", "--question-file", "q.json", "--answer-file", "a.json", "--output", "o"]
+    uniform = videoqa.benchmark_sampling(videoqa.parse_args(bench), released)
+    assert (uniform.num_frames, uniform.fps, uniform.rate_rule) == (16, None, "release_videollamb")
+    at_rate = videoqa.benchmark_sampling(videoqa.parse_args([*bench, "--video-fps", "1"]), released)
+    assert (at_rate.fps, at_rate.rate_rule) == (1.0, "release_videollamb")
