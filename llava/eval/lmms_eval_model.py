@@ -10,7 +10,7 @@ max_frames (change the checkpoint's frame sampling, as the shared flags do), max
 
 Requests are answered one at a time by a `ChatSession`, each video encoded once however many requests in a row ask
 about it. generate_until: the context is the user's question after the video and the answer is cut at the task's
-stop strings. loglikelihood: the continuation is scored as the assistant's reply (`llava.eval.likelihood`); as
+stop strings. loglikelihood: the continuation is scored as the assistant's reply (`llava.serve.reply_likelihood`); as
 lmms-eval's LLaVA models do, the value returned is the continuation's mean token cross-entropy (lower = likelier),
 which lmms-eval's multiple_choice scoring ranks by its lowest: the choice of `llava.eval.videoqa --protocol
 likelihood`. A document's visual is one video path, one image, or none.
@@ -25,10 +25,10 @@ from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 
 from llava.errors import ConfigError
-from llava.eval.likelihood import option_scores
 from llava.progress import progress_bar
 from llava.serve.chat_session import DEFAULT_DEVICE, SHORT_MAX_NEW_TOKENS, ChatSession, GenerationSettings
 from llava.serve.options import DTYPES
+from llava.serve.reply_likelihood import option_scores
 
 
 class VideoLLaMB(lmms):

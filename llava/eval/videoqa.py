@@ -32,7 +32,6 @@ from typing import Any
 from llava.errors import LlavaError, VideoError, report_error
 from llava.eval import results
 from llava.eval.answers import LETTERS, extract_choice, format_table, letter_prompt, score_rows
-from llava.eval.likelihood import option_losses
 from llava.eval.question_files import BENCHMARKS, Question, find_video, get_benchmark, load_questions
 from llava.logs import set_media_logging
 from llava.progress import progress_bar
@@ -45,6 +44,7 @@ from llava.serve.options import (
     frame_sampling,
     generation_settings,
 )
+from llava.serve.reply_likelihood import option_losses
 from llava.video.sampling import FrameSampling
 
 PROTOCOLS = ("letter", "likelihood")

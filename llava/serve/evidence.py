@@ -14,8 +14,8 @@ methods (`SCORERS`): "gain" (the likelihood after each segment less that after t
 likelihood after each segment), "alone" (given each segment alone, fresh memory) and "retrieval" (the last memory's
 retrieval attention over the segments' memory blocks, the same for every question). `llava.eval.grounding`
 measures them against the scenes of synthetic videos; "without" grounds best (the README's Evidence section).
-The answer is scored as the reply to its question alone (a first turn, as `llava.eval.likelihood` scores options),
-whatever turns came before. Segments passed through the bridge again keep the segment positions they first had
+The answer is scored as the reply to its question alone (a first turn, as `llava.serve.reply_likelihood` scores
+options), whatever turns came before. Segments passed through the bridge again keep the segment positions they first had
 (the "mem" variant's), so leaving one out does not renumber the others.
 
 A segment's span, by presentation time: each sampled frame stands for the time halfway to its neighbours (the
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from llava.eval.likelihood import option_losses
+from llava.serve.reply_likelihood import option_losses
 from llava.video.scenetilling import segments_from_boundaries
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from llava.data.shapes_dataset import main as synthesize
 from llava.eval import lmms_eval_task, videoqa
-from llava.eval.likelihood import option_scores
+from llava.serve.reply_likelihood import option_scores
 from llava.eval.lmms_eval_model import cut_at_stops
 from llava.serve.chat_session import DEMO_CHECKPOINT, ChatSession
 

@@ -1,4 +1,5 @@
-"""EgoPlan's official protocol: rank the options by how likely the model finds each one as its reply."""
+"""How likely the model finds each candidate reply to a question about the loaded media (EgoPlan's official
+protocol ranks the options so; answer evidence compares a reply's likelihood with and without each segment)."""
 
 from __future__ import annotations
 
