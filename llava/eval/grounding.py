@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llava.atomic import write_json_atomic
 from llava.data import shapes_dataset
 from llava.errors import LlavaError, report_error
+from llava.eval.results import report_scores
 from llava.eval.shapes_scores import normalise
 from llava.progress import progress_bar
 from llava.serve.chat_session import ChatSession
@@ -157,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     except LlavaError as err:
         return report_error(err)
     scores |= {"seed": args.seed, "num_videos": args.num_videos, "ablate_memory": args.ablate_memory}
-    print(json.dumps(scores, indent=2))
-    if args.output:
-        write_json_atomic(scores, args.output)
+    report_scores(scores, args.output)
     return 0
 
 

@@ -4,6 +4,8 @@ OUT/chunk_{i}_of_{K}.jsonl   one row per question, appended and flushed as each 
 OUT/run.json                 what produced the rows (benchmark, model, frames, protocol): a rerun into the
                              same folder with other settings is refused instead of mixing results
 OUT/merge.jsonl, scores.json written at the end, each to a temp file renamed into place
+
+`report_scores`: the scores of a run on generated videos (shapes_scores, grounding), printed and saved.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
-from llava.atomic import write_text_atomic
+from llava.atomic import write_json_atomic, write_text_atomic
 from llava.errors import DataError
 
 RUN_FILE = "run.json"
@@ -120,3 +122,10 @@ def collect(out: Path, num_chunks: int, question_ids: Iterable) -> tuple[list[di
 def write_merge(out: Path, rows: list[dict], scores: dict) -> None:
     write_text_atomic(out / "merge.jsonl", "".join(dumps(row) + "\n" for row in rows))
     write_text_atomic(out / "scores.json", json.dumps(scores, indent=1) + "\n")
+
+
+def report_scores(scores: dict, output: Path | None) -> None:
+    """Print `scores` as JSON and, given an `output` file, write them there too (atomically)."""
+    print(json.dumps(scores, indent=2))
+    if output:
+        write_json_atomic(scores, output)

@@ -26,9 +26,9 @@ from typing import cast
 
 import numpy as np
 
-from llava.atomic import write_json_atomic
 from llava.data import shapes_dataset
 from llava.errors import LlavaError, report_error
+from llava.eval.results import report_scores
 from llava.progress import progress_bar
 from llava.serve.chat_session import ChatSession
 from llava.serve.options import add_flag, add_sampling_options, check_sampling_options, frame_sampling
@@ -135,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     except LlavaError as err:
         return report_error(err)
     scores |= {"seed": args.seed, "num_videos": args.num_videos, "ablate_memory": args.ablate_memory}
-    print(json.dumps(scores, indent=2))
-    if args.output:
-        write_json_atomic(scores, args.output)
+    report_scores(scores, args.output)
     return 0
 
 
