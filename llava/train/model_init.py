@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from llava.errors import CheckpointError, ConfigError
 from llava.model.builder import load_model_weights, load_tokenizer, tower_fields
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 VIDEOLLAMB_TYPES = (VideoLLaMBConfig.model_type, "llava_llama")
 
 
-def build_model(args: ModelArguments) -> tuple[VideoLLaMBForCausalLM, object]:
+def build_model(args: ModelArguments) -> tuple[VideoLLaMBForCausalLM, PreTrainedTokenizerBase]:
     """(model, tokenizer) from --model_config (fresh), a VideoLLaMB checkpoint, or an LM plus towers."""
     if args.mm_projector_type != "rmt_r_transformer1x":
         raise ConfigError(f"unknown mm_projector_type {args.mm_projector_type!r}; valid: rmt_r_transformer1x")
