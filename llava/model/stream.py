@@ -151,6 +151,7 @@ class ClosedSegment:
     index: int  # the frame of the push that showed the segment had ended (the next segment's first)
     time: float  # the time of the segment's last frame
     readout: Tensor  # (N, d): what the LLM reads after it, unprojected (`VideoStream.visual_tokens` projects it)
+    inputs: Tensor  # (1, n, d): its tokens as the bridge read them (answer evidence passes them through again)
 
 
 class StreamMismatch(ValueError):
@@ -193,7 +194,7 @@ class VideoStream:
         closed = []
         for index, time in enumerate(times):
             if tiller.push(cls[index]) and self.state.open_seen:
-                closed.append(ClosedSegment(index, self.state.last_time, self._close_segment()))
+                closed.append(self._close_segment(index))
             self._keep_frame(tokens.patches[index], time)
             self.state.last_time = time
         self.state.tiller = tiller.state_dict()
@@ -204,7 +205,7 @@ class VideoStream:
         """End of stream: close the open segment (None when it is empty)."""
         if not self.state.open_seen:
             return None
-        return ClosedSegment(0, self.state.last_time, self._close_segment())
+        return self._close_segment(0)
 
     @torch.inference_mode()
     def current_readout(self) -> Tensor | None:
@@ -213,6 +214,15 @@ class VideoStream:
         if self.state.open_seen:
             return self._step(self.state.bridge)[1]
         return self.state.readout
+
+    @torch.inference_mode()
+    def open_segment(self) -> ClosedSegment | None:
+        """The open segment as if it closed now, passed through the bridge tentatively (the state is unchanged);
+        None when no frame is open."""
+        if not self.state.open_seen:
+            return None
+        _, readout, inputs = self._step(self.state.bridge)
+        return ClosedSegment(0, self.state.last_time, readout, inputs)
 
     @torch.no_grad()
     def visual_tokens(self, readout: Tensor) -> Tensor:
@@ -257,20 +267,22 @@ class VideoStream:
         cap = self.settings.max_cache_segments
         return self.model.config.bridge_config.max_cache_segments if cap is None else cap
 
-    def _step(self, state: BridgeState) -> tuple[BridgeState, Tensor]:
-        """The open segment through the bridge from `state` -> the new state and the LLM's (unprojected) readout."""
+    def _step(self, state: BridgeState) -> tuple[BridgeState, Tensor, Tensor]:
+        """The open segment through the bridge from `state` -> the new state, the LLM's (unprojected) readout and
+        the segment's tokens as the bridge read them."""
         kept = self.state.open_tokens
         tokens = segment_tokens(kept, 0, len(kept) - 1, self.model.config.bridge_config.frames_per_segment)[None]
         cap = self._cache_cap
-        new_state, hidden = self.model.bridge.step(state, tokens, cache_cap=cap)  # tokens (1, n * tokens_per_frame, D)
+        taken = self.model.bridge.advance(state, tokens, cache_cap=cap)  # tokens (1, n * tokens_per_frame, D)
+        new_state = taken.state
         if new_state.memories and cap is not None:  # the mem variant keeps every memory for the LLM: cap them too
             new_state.memories, new_state.memory_masks = new_state.memories[-cap:], new_state.memory_masks[-cap:]
-        return new_state, self.model.bridge.readout(new_state, hidden, 0, tokens.shape[1])
+        return new_state, self.model.bridge.readout(new_state, taken.hidden, 0, tokens.shape[1]), taken.inputs
 
-    def _close_segment(self) -> Tensor:
-        """The open segment through the bridge; returns the readout after it."""
+    def _close_segment(self, index: int) -> ClosedSegment:
+        """The open segment through the bridge, closed by the frame `index` of the push (0 at the end)."""
         s = self.state
-        s.bridge, s.readout = self._step(s.bridge)
+        s.bridge, s.readout, inputs = self._step(s.bridge)
         s.segments.append((s.open_start, s.last_time))
         s.open_tokens, s.open_stride, s.open_seen = [], 1, 0
-        return s.readout
+        return ClosedSegment(index, s.last_time, s.readout, inputs)

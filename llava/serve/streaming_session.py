@@ -47,7 +47,6 @@ from llava.video.transforms import VisualProcessor
 
 CAPTION_PROMPT = "Describe the video in one sentence."
 EVIDENCE_SEGMENTS = 64  # an answer's evidence covers at most this many of the latest segments (flat memory)
-STREAM_EVIDENCE = "gain"  # a stream keeps what the LLM read after each segment, not the segments' own tokens
 
 
 @dataclass
@@ -99,7 +98,8 @@ class StreamingSession:
         self.settings = settings or GenerationSettings(max_new_tokens=SHORT_MAX_NEW_TOKENS)
         self.stream = model.open_stream(stream_settings)
         self.captions = CaptionState()
-        self.recent: deque[tuple[tuple[float, float], Tensor]] = deque(maxlen=EVIDENCE_SEGMENTS)  # (times, readout)
+        # (first and last frame time, its tokens as the bridge read them) of the latest segments, for evidence
+        self.recent: deque[tuple[tuple[float, float], Tensor]] = deque(maxlen=EVIDENCE_SEGMENTS)
         self._prefix: PromptPrefix | None = None  # the KV cache of the text before the video in every prompt
 
     @classmethod
@@ -212,26 +212,27 @@ class StreamingSession:
         return answer
 
     def _keep_recent(self, closed: Sequence) -> None:
-        """The first and last frame times of the segments just closed, and what the LLM read after each."""
+        """The first and last frame times of the segments just closed, and their tokens as the bridge read them."""
         shown = self.state.segments[len(self.state.segments) - len(closed) :]
-        self.recent.extend(zip(shown, (c.readout for c in closed), strict=True))
+        self.recent.extend(zip(shown, (c.inputs for c in closed), strict=True))
 
     @torch.no_grad()
     def ask_with_evidence(self, question: str) -> tuple[str, list[Evidence]]:
         """The answer (`ask`) and its evidence, best first, over the latest EVIDENCE_SEGMENTS segments and the open
-        one: each segment scored by how much more likely the answer became after it ("gain" of
-        `llava.serve.evidence`; before the earliest, the question with no video). A stream keeps only what the LLM
-        read after each segment since this session started (not across a restored state)."""
+        one: each segment scored by how much less likely the answer becomes when that segment is left out and the
+        others pass through the bridge again from a fresh memory ("without" of `llava.serve.evidence`, as for a
+        whole video). A stream keeps the segments' tokens since this session started (not across a restored state)."""
         answer = self.ask(question)
         kept = list(self.recent)
-        if self.state.open_seen:
-            kept.append(((self.state.open_start, self.state.last_time), self.stream.current_readout()))
+        open_segment = self.stream.open_segment()
+        if open_segment is not None:
+            kept.append(((self.state.open_start, self.state.last_time), open_segment.inputs))
         if not kept:
             return answer, []
-        readouts = [self.stream.visual_tokens(readout) for _, readout in kept]
-        segments = VideoSegments(joined_spans([shown for shown, _ in kept]), readouts, inputs=[], retrieval=[])
-        chat = ChatSession(self.model, self.tokenizer, self.processor, conv_mode=self.conv_mode, media=readouts[-1])
-        return answer, answer_evidence(chat, segments, question, answer, STREAM_EVIDENCE)
+        segments = VideoSegments(joined_spans([shown for shown, _ in kept]), None, [i for _, i in kept], [])
+        media = self.stream.visual_tokens(self.stream.current_readout())
+        chat = ChatSession(self.model, self.tokenizer, self.processor, conv_mode=self.conv_mode, media=media)
+        return answer, answer_evidence(chat, segments, question, answer)
 
     @torch.no_grad()
     def _answers(self, question: str, readouts: list[Tensor]) -> list[str]:

@@ -72,3 +72,24 @@ def test_cli_answers_carry_evidence_in_the_history_and_print_it(tiny_checkpoint,
         f"{e['start']:.1f}-{e['end']:.1f} s ({e['score']:.3f})" for e in answers[0]["evidence"]
     )
     assert [(t, role) for t, role, _ in said("\n".join(out))] == [(e["time"], e["role"]) for e in history]
+
+
+def test_a_streamed_demo_videos_first_scene_question_rests_on_its_first_scene():
+    """The bundled model streaming the demo video at 1 fps: the answer to the first-scene question rests most on
+    the segment that holds the first scene (its span overlaps the true first scene more than any other's does)."""
+    from llava.serve.chat_session import DEMO_VIDEO
+    from llava.video.decode import open_video
+
+    session = StreamingSession.from_pretrained(device="cpu")
+    with open_video(DEMO_VIDEO) as reader:
+        for time, frame in reader.iter_frames(fps=1.0):
+            session.push(frame, time)
+    session.finish()
+    answer, evidence = session.ask_with_evidence(QUESTION)
+    truth = json.loads(DEMO_VIDEO.with_name("shapes_truth.json").read_text())["video"]["scenes"][0]
+
+    def overlap(item):
+        return max(0.0, min(item.end, truth["end"]) - max(item.start, truth["start"]))
+
+    assert len(evidence) >= 2
+    assert overlap(evidence[0]) == max(overlap(item) for item in evidence) > 0

@@ -52,18 +52,18 @@ def stream_frames(video, fps=4.0):
 
 def test_each_frame_encoded_once_and_each_segment_bridged_once(session, tiny_video, monkeypatch):
     calls = {"frames": 0, "steps": 0}
-    encode, step = session.model.video_tower.encode_stream_frames, session.model.bridge.step
+    encode, advance = session.model.video_tower.encode_stream_frames, session.model.bridge.advance
 
     def counting_encode(pixels, *args, **kwargs):
         calls["frames"] += pixels.shape[0]
         return encode(pixels, *args, **kwargs)
 
-    def counting_step(*args, **kwargs):
+    def counting_advance(*args, **kwargs):
         calls["steps"] += 1
-        return step(*args, **kwargs)
+        return advance(*args, **kwargs)
 
     monkeypatch.setattr(session.model.video_tower, "encode_stream_frames", counting_encode)
-    monkeypatch.setattr(session.model.bridge, "step", counting_step)
+    monkeypatch.setattr(session.model.bridge, "advance", counting_advance)
     frames = flat_scenes(4) + stream_frames(tiny_video)
     for t, frame in frames:
         session.push(frame, t)
