@@ -4,10 +4,11 @@ Opening learns the presentation time of every frame and where the keyframes are:
 the container's own index and sample tables, checked against the packets at the start and in the last GOP
 (`IndexedSamples`), otherwise by reading every packet's header once (no decoding). A frame is then served by
 seeking to the keyframe at or before it and decoding on until the frame with exactly its presentation time comes
-out; frames close together share one decode. Nothing is trusted that was not checked: after a seek, frames count
-only from the keyframe aimed at, and if the decoder shows a frame the timeline does not hold (or never shows one
-it does), the reader falls back to a full sequential decode, which is the definition of the right frames. See
-DESIGN.md, "Real video".
+out; frames close together share one decode, which stops at the last wanted packet (the decoder is drained, not
+fed on) and on progressive H.264 leaves pictures no other picture refers to undecoded. Nothing is trusted that was
+not checked: after a seek, frames count only from the keyframe aimed at, and if the decoder shows a frame the
+timeline does not hold (or never shows one it does), the reader falls back to a full sequential decode, which is
+the definition of the right frames. See DESIGN.md, "Real video".
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Timeline:
 
     pts: np.ndarray  # (N,) int64, strictly increasing
     key_pts: np.ndarray  # (K,) int64, strictly increasing; frames before key_pts[0] need a decode from the start
-    exact: bool  # True: built from packets and to be checked while decoding; False: built by decoding
+    exact: bool  # True: announced by the packets or the index, checked while decoding; False: built by decoding
 
 
 def scan_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Timeline | None:
