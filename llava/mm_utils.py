@@ -54,7 +54,9 @@ def _boundary_absorbs_space(tokenizer) -> bool:
 
 
 def _overlaps(start: int, end: int, spans: list[tuple[int, int]] | None) -> bool:
-    return bool(spans) and any(start < span_end and end > span_start for span_start, span_end in spans)
+    if not spans:
+        return False
+    return any(start < span_end and end > span_start for span_start, span_end in spans)
 
 
 def prompt_tensor(prompt: str, tokenizer) -> Tensor:

@@ -103,9 +103,9 @@ class BridgeState:
     """
 
     memory: Tensor
+    num_segments: Tensor
     cache: list[Tensor] = field(default_factory=list)
     cache_masks: list[Tensor] = field(default_factory=list)
-    num_segments: Tensor | None = None
     memories: list[Tensor] = field(default_factory=list)
     memory_masks: list[Tensor] = field(default_factory=list)
 

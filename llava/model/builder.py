@@ -338,7 +338,7 @@ def load_pretrained_model(
     model, report = load_model_weights(folder, dtype, device_map, bits, max_memory)
     report.log()
     if device_map is None and target.type != "cpu":
-        model = model.to(target)
+        model = model.to(target)  # type: ignore[arg-type]  # transformers' @wraps(Module.to) misleads mypy
     if static_kv_cache:
         model.use_static_kv_cache()
     config = model.config

@@ -8,7 +8,7 @@ this project's checkpoints record their own (the field defaults, for configs sav
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, LlamaConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -146,9 +146,14 @@ class VideoLLaMBConfig(PreTrainedConfig):
         "bridge_config": SubConfigSpec(config_class=BridgeConfig),
     }
 
-    text_config: dict | PreTrainedConfig | None = None
-    vision_config: dict | PreTrainedConfig | None = None
-    bridge_config: dict | PreTrainedConfig | None = None
+    if TYPE_CHECKING:  # built sub-configs, whatever was given (SubConfigSpec turns a dict or None into one)
+        text_config: LlamaConfig | Any = None
+        vision_config: VisionTowerConfig | Any = None
+        bridge_config: BridgeConfig | Any = None
+    else:
+        text_config: dict | PreTrainedConfig | None = None
+        vision_config: dict | PreTrainedConfig | None = None
+        bridge_config: dict | PreTrainedConfig | None = None
     # Frame sampling (see `frame_sampling`): uniformly num_frames, or video_fps frames per second up to max_frames.
     # Independent of bridge_config.frames_per_segment, the most frames one segment keeps (a cap, not a count).
     num_frames: int = FrameSampling.num_frames

@@ -20,6 +20,7 @@ layernorms.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -268,9 +269,13 @@ class LanguageBindTower(nn.Module):
         if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (c, size, size):
             raise ValueError(f"{what} must have shape (N, {c}, {size}, {size}), got {tuple(pixel_values.shape)}")
 
+    def _layers_run(self) -> list[TowerEncoderLayer]:
+        """The encoder layers up to `select_layer` (the ones whose output is used)."""
+        return cast(list[TowerEncoderLayer], list(self.vision_model.encoder.layers[: self.num_layers_run]))
+
     def _run_layers(self, x: Tensor, plan: WindowPlan | None) -> Tensor:
         """x: (F, S, D) hidden state 0 -> (F, S, D) hidden state `select_layer`."""
-        for layer in self.vision_model.encoder.layers[: self.num_layers_run]:
+        for layer in self._layers_run():
             if plan is not None:
                 x = layer.temporal_block(x, plan)
             x = layer.spatial_block(x)
@@ -346,7 +351,7 @@ class LanguageBindTower(nn.Module):
         count, seq, dim = x.shape[0] // windows, x.shape[1], x.shape[2]
         position = cache.position
         past: list[tuple[Tensor, Tensor]] = []
-        for index, layer in enumerate(self.vision_model.encoder.layers[: self.num_layers_run]):
+        for index, layer in enumerate(self._layers_run()):
             if self.temporal:
                 x = x.view(windows, count, seq, dim) + layer.temporal_embedding[0, position : position + count, None]
                 normed = layer.temporal_layer_norm1(x).transpose(1, 2).reshape(windows * seq, count, dim)

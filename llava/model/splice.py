@@ -80,7 +80,9 @@ def _splice_row(embed_tokens, ids: Tensor, labels: Tensor | None, queue) -> tupl
     return torch.cat(pieces, dim=0), (torch.cat(label_pieces) if labels is not None else None)
 
 
-def _pad_rows(embeds: list[Tensor], labels: list[Tensor] | None, side: str, keep_front: int = 0) -> SplicedInputs:
+def _pad_rows(
+    embeds: list[Tensor], labels: list[Tensor | None] | None, side: str, keep_front: int = 0
+) -> SplicedInputs:
     width = max(e.shape[0] for e in embeds)
     b, h = len(embeds), embeds[0].shape[-1]
     out = embeds[0].new_zeros(b, width, h)
@@ -95,6 +97,7 @@ def _pad_rows(embeds: list[Tensor], labels: list[Tensor] | None, side: str, keep
         out[i, span] = e
         mask[i, span] = 1
         positions[i, span] = torch.arange(n, device=out.device)
-        if out_labels is not None:
-            out_labels[i, span] = labels[i]
+        row_labels = None if labels is None else labels[i]
+        if out_labels is not None and row_labels is not None:
+            out_labels[i, span] = row_labels
     return SplicedInputs(out, mask, out_labels, positions)

@@ -10,7 +10,9 @@ those of `llava.model.stream`: whole videos (`encode_videos`) and live streams (
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +63,7 @@ class VideoLLaMBPreTrainedModel(PreTrainedModel):
     config_class = VideoLLaMBConfig
     config: VideoLLaMBConfig
     base_model_prefix = ""
-    input_modalities = ("image", "video", "text")
+    input_modalities = ["image", "video", "text"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["LlamaDecoderLayer"]
@@ -147,8 +149,10 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         frames = self.encode_video_frames(videos)
         as_images = [self.reads_as_images(len(f.cls)) for f in frames]
         segmented = [self.split_segments(f) for f, short in zip(frames, as_images, strict=True) if not short]
-        outputs = iter(self.bridge.run_segments(segmented, every_segment=every_segment)[1] if segmented else [])
-        readouts = []
+        outputs: Iterator[Any] = iter(
+            self.bridge.run_segments(segmented, every_segment=every_segment)[1] if segmented else []
+        )
+        readouts: list[Any] = []  # per video: its readout, or with `every_segment` the list of them
         for f, short in zip(frames, as_images, strict=True):
             if short:
                 tokens = torch.cat(self.bridge_images(f.patches))  # (T * M, d)
@@ -162,7 +166,7 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
     def bridge_images(self, patches: Tensor) -> list[Tensor]:
         """The tokens of N images (N, tokens_per_frame, D) -> what the LLM reads of each, unprojected: one bridge
         pass each from the initial memory, without a segment position."""
-        return self.bridge.run_segments([[p] for p in patches], segment_positions=False)[1]
+        return cast(list[Tensor], self.bridge.run_segments([[p] for p in patches], segment_positions=False)[1])
 
     @torch.no_grad()
     def trace_video(self, video: Tensor) -> VideoTrace:
@@ -245,6 +249,8 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Training / scoring forward. `visual_features` (already projected) skips the encoders."""
+        if input_ids is None:
+            raise ValueError("VideoLLaMBForCausalLM.forward needs input_ids (the placeholders say where media go)")
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         if loss_every_segment and labels is not None and visual_features is None:
             input_ids, attention_mask, labels, visual_features = self.every_segment_copies(
@@ -264,7 +270,7 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         )
 
     @torch.no_grad()
-    def generate(
+    def generate(  # type: ignore[override]  # takes the media beside the ids, returns the ids only
         self,
         input_ids: Tensor,
         attention_mask: Tensor | None = None,

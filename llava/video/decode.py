@@ -121,9 +121,9 @@ def load_video(
     presentation times in seconds (T,) float64.
     """
     with _opened(source) as video:
-        if video.num_frames is None:
+        if video.times is None:
             raise VideoError(f"{video.source}: cannot sample uniformly from a live stream; use iter_frames()")
-        idx = uniform_indices(video.num_frames, num_frames)
+        idx = uniform_indices(len(video.times), num_frames)
         frames = video.get_frames(idx, transform)
         return frames, video.times[idx]
 
@@ -145,16 +145,16 @@ def load_video_fps(
     if max_frames <= 0 or (multiple_of is not None and multiple_of <= 0):
         raise ValueError(f"max_frames and multiple_of must be positive (got {max_frames}, {multiple_of})")
     with _opened(source) as video:
-        if video.num_frames is None:
+        if video.times is None:
             frames, stamps = _collect_live(video, fps, max_frames, multiple_of)
             return (frames if transform is None else transform(frames)), stamps
         idx = video.rate_indices(fps)
         if len(idx) > max_frames:
-            idx = uniform_indices(video.num_frames, max_frames)
+            idx = uniform_indices(len(video.times), max_frames)
         if multiple_of is not None:
             count = frame_count(len(idx), max_frames, multiple_of)
             if count > len(idx):
-                idx = uniform_indices(video.num_frames, count)
+                idx = uniform_indices(len(video.times), count)
             elif count < len(idx):
                 idx = idx[uniform_indices(len(idx), count)]
         return video.get_frames(idx, transform), video.times[idx]

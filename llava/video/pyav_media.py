@@ -27,7 +27,8 @@ def video_stream(container: av.container.InputContainer, source: str) -> av.vide
     """The stream a player shows (FFmpeg's best video stream: not cover art, the main one of several)."""
     if not container.streams.video:
         raise VideoError(f"{source}: holds no video stream")
-    stream = container.streams.best("video") or container.streams.video[0]
+    best = container.streams.best("video")
+    stream = best if isinstance(best, av.video.stream.VideoStream) else container.streams.video[0]
     if stream.codec_context is None:  # a codec FFmpeg does not know, or a corrupt sample description
         raise VideoError(f"{source}: cannot decode its video stream (unknown codec or corrupt header)")
     stream.thread_type = "AUTO"

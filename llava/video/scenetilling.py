@@ -66,14 +66,14 @@ def similarities(features: ArrayLike) -> ArrayLike:
         ``cos(a, b) = <a, b> / max(|a| |b|, 1e-8)``.
     """
     if isinstance(features, torch.Tensor):
-        f = features
-        if f.dim() != 2:
-            raise ValueError(f"features must be (T, D), got shape {tuple(f.shape)}")
-        if not f.is_floating_point() or f.dtype in (torch.float16, torch.bfloat16):
-            f = f.float()
-        dots = (f[:-1] * f[1:]).sum(dim=1)
-        norms = f.pow(2).sum(dim=1).sqrt()
-        return dots / (norms[:-1] * norms[1:]).clamp_min(_EPS)
+        t = features
+        if t.dim() != 2:
+            raise ValueError(f"features must be (T, D), got shape {tuple(t.shape)}")
+        if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()
+        dots_t = (t[:-1] * t[1:]).sum(dim=1)
+        norms_t = t.pow(2).sum(dim=1).sqrt()
+        return dots_t / (norms_t[:-1] * norms_t[1:]).clamp_min(_EPS)
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 2:
         raise ValueError(f"features must be (T, D), got shape {f.shape}")
@@ -133,14 +133,16 @@ def depth_scores(similarities: ArrayLike) -> ArrayLike:
     Raises:
         ValueError: if the input is not 1-D or holds non-finite values.
     """
-    is_torch = isinstance(similarities, torch.Tensor)
-    s = similarities.detach().double().cpu().numpy() if is_torch else np.asarray(similarities, np.float64)
+    if isinstance(similarities, torch.Tensor):
+        s = similarities.detach().double().cpu().numpy()
+    else:
+        s = np.asarray(similarities, np.float64)
     if s.ndim != 1:
         raise ValueError(f"similarities must be 1-D, got shape {s.shape}")
     if not np.all(np.isfinite(s)):
         raise ValueError("similarities contain non-finite values")
     d = _depth_numpy(s)
-    if is_torch:
+    if isinstance(similarities, torch.Tensor):
         return torch.from_numpy(d).to(device=similarities.device, dtype=similarities.dtype)
     return d
 
@@ -227,7 +229,7 @@ def segment(
         sims = similarities(features)
         if isinstance(sims, torch.Tensor):
             sims = sims.detach().double().cpu().numpy()
-        depth = depth_scores(sims)
+        depth = np.asarray(depth_scores(sims))  # numpy in, numpy out
     n = depth.shape[0]
     if k is not None:
         ranked, limit = _rank(depth, np.arange(n)), k

@@ -125,7 +125,7 @@ def preprocess_image(
     else:
         pil = Image.fromarray(_to_rgb_uint8(np.asarray(image)))
     if pad_to_square:
-        pil = expand_to_square(pil, tuple(int(m * 255) for m in mean))
+        pil = expand_to_square(pil, (int(mean[0] * 255), int(mean[1] * 255), int(mean[2] * 255)))
     new_h, new_w = short_side_size(pil.height, pil.width, size)
     if (new_h, new_w) != (pil.height, pil.width):
         pil = pil.resize((new_w, new_h), resample=Image.Resampling.BICUBIC)
