@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -174,7 +175,8 @@ class PyAVFileReader(VideoReader):
             self._stream = stream = video_stream(self._container, source)
             self._skip_unreferenced = skips_unreferenced(stream)
             fps = nominal_fps(stream)
-            self._time_base = stream.time_base
+            # seconds per pts unit (a stream without one is timed by frame number at the nominal rate)
+            self._time_base: Fraction = stream.time_base or 1 / Fraction(fps)
             timeline = self._indexed_timeline(source)
             if timeline is None:
                 timeline = scan_packets(self._container, self._stream)
@@ -328,7 +330,7 @@ class PyAVFileReader(VideoReader):
             raise VideoError(f"{source}: no decodable video frames")
         if any(p is None for p in pts) or np.any(np.diff(np.asarray(pts, dtype=np.float64)) <= 0):
             pts = list(range(len(pts)))  # no usable timestamps: frames in decode order at the nominal rate
-            self._time_base = 1 / nominal_fps(video_stream(self._container, source))
+            self._time_base = 1 / Fraction(nominal_fps(video_stream(self._container, source)))
         return Timeline(np.asarray(pts, dtype=np.int64), np.zeros(0, dtype=np.int64), exact=False)
 
     def _fall_back(self, targets: np.ndarray) -> Iterator[np.ndarray]:
