@@ -26,7 +26,8 @@ WIDTH, HEIGHT, FPS, FRAMES = 160, 96, 10, 72
 
 def encode(path: Path, options: dict[str, str] | None = None, container_options: dict[str, str] | None = None) -> Path:
     """FRAMES frames of marked, moving content in H.264 with B-frames (3, pyramid) and 12-frame GOPs."""
-    codec = {"bf": "3", "b-pyramid": "normal", "g": "12", "keyint_min": "12", "sc_threshold": "0", **(options or {})}
+    codec = {"bf": "3", "b-pyramid": "normal", "g": "12", "keyint_min": "12", "sc_threshold": "0", "threads": "1"}
+    codec |= options or {}  # one thread: the same bitstream on every machine, whatever its load
     with av.open(str(path), "w", options=container_options or {}) as container:
         stream = container.add_stream("libx264", rate=FPS, options=codec)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -183,6 +184,9 @@ def test_fragmented_and_truncated_files_are_read_from_their_packets(tmp_path: Pa
     times, frames = sequential(truncated)
     with open_video(truncated) as video:  # the packets that remain are announced; those that decode are served
         assert len(frames) <= video.num_frames < FRAMES
-        np.testing.assert_allclose(video.times[: len(times)], times, atol=1e-9)
-        for i in range(len(frames)):
-            assert np.array_equal(video.get_frames([i])[0], frames[i]), f"truncated.mp4: frame {i}"
+        # a damaged tail may lose frames before the last one that decodes: match the frames by presentation time
+        where = np.searchsorted(video.times, times)
+        assert (where < len(video.times)).all()
+        np.testing.assert_allclose(video.times[where], times, atol=1e-9)
+        for i, frame in zip(where, frames, strict=True):
+            assert np.array_equal(video.get_frames([i])[0], frame), f"truncated.mp4: frame {i}"
