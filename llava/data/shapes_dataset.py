@@ -3,7 +3,13 @@
 Videos are written as h264 mp4 files together with instruction JSON in the original LLaVA conversation format
 (or the original multiple-choice evaluation format) and a truth.json holding every scene's frames, seconds and
 content. Question kinds: a caption, the first / last / n-th scene, the scene count, which of two came first, and
-(on request) the object flashed for a moment at the centre, like the needles of `llava.eval.niavh`.
+on request: the object flashed for a moment at the centre, like the needles of `llava.eval.niavh`
+(brief_object); when an object shown in exactly one scene was shown (when), answered with the time placeholder
+`llava.constants.TIME_PLACEHOLDER` that the serving session fills with the answer's best evidence span in
+seconds (the LLM never sees clock times; the truth is that scene's span in truth.json); and the same question about
+an object the video never shows (when_absent), answered "It was not shown.", so that writing the placeholder
+depends on the video. The two `when` kinds are never multiple choice (their options would be times): --format mc
+refuses them and --mc-ratio leaves them open.
 
 Run (writes data/shapes/videos/*.mp4, train.json and truth.json):
     python -m llava.data.shapes_dataset --out data/shapes --num-videos 200 --seed 0
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from llava.atomic import write_json_atomic
+from llava.constants import TIME_PLACEHOLDER
 from llava.data.shapes_world import (
     ALL_CAPTIONS,
     BACKGROUNDS,
@@ -44,9 +51,16 @@ TEMPLATES: dict[str, str] = {
     "count": "How many scenes are there?",
     "order": "Which came first, {a} or {b}?",
     "brief_object": "What object appeared briefly in the video?",
+    "when": "When was {caption} shown?",
+    "when_absent": "When was {caption} shown?",
 }
-KINDS: tuple[str, ...] = tuple(k for k in TEMPLATES if k != "brief_object")  # the default kinds
-ALL_KINDS: tuple[str, ...] = tuple(TEMPLATES)  # brief_object on request: it adds a flashed object to every video
+OPEN_ONLY: tuple[str, ...] = ("when", "when_absent")  # never multiple choice
+WHEN_ANSWER = f"It was shown {TIME_PLACEHOLDER}."
+NOT_SHOWN_ANSWER = "It was not shown."
+# On request only, so that a data set generated with the defaults stays what it was: brief_object adds a flashed
+# object to every video, and the `when` kinds need the serving session to fill their placeholder.
+KINDS: tuple[str, ...] = tuple(k for k in TEMPLATES if k not in ("brief_object", *OPEN_ONLY))  # the default kinds
+ALL_KINDS: tuple[str, ...] = tuple(TEMPLATES)
 VIDEO_TOKEN = "<video>"
 LETTERS = "ABCD"
 MC_PROMPT = (
@@ -117,7 +131,24 @@ def make_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Quest
         answer = spec.flash.caption
         scenes = tuple(dict.fromkeys(s.caption for s in spec.scenes))
         return Question(kind, TEMPLATES[kind], answer, scenes, tuple(c for c in ALL_CAPTIONS if c != answer))
+    if kind in OPEN_ONLY:
+        return _when_question(spec, kind, rng)
     raise ValueError(f"unknown question kind {kind!r}; valid kinds: {', '.join(ALL_KINDS)}")
+
+
+def _when_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Question | None:
+    """When an object shown in exactly one scene was shown ("when"), or one the video never shows, not even as its
+    flash ("when_absent"); None where there is none."""
+    captions = [scene.caption for scene in spec.scenes]
+    if kind == "when":
+        candidates, answer = [c for c in dict.fromkeys(captions) if captions.count(c) == 1], WHEN_ANSWER
+    else:
+        shown = {*captions, *([spec.flash.caption] if spec.flash else [])}
+        candidates, answer = [c for c in ALL_CAPTIONS if c not in shown], NOT_SHOWN_ANSWER
+    if not candidates:
+        return None
+    caption = candidates[int(rng.integers(len(candidates)))]
+    return Question(kind, TEMPLATES[kind].format(caption=caption), answer)
 
 
 def to_multiple_choice(question: Question, rng: np.random.Generator, num_options: int = 4) -> tuple[list[str], int]:
@@ -179,11 +210,12 @@ class QAItem:
 
 def video_items(spec: VideoSpec, seed: int, video_index: int, kinds: Sequence[str], mc_ratio: float) -> list[QAItem]:
     """The questions about one video: one per kind, each kind drawn from its own seeded stream so that a
-    question does not change with the other kinds chosen or with mc_ratio."""
+    question does not change with the other kinds chosen or with mc_ratio (OPEN_ONLY kinds are never multiple
+    choice)."""
     items = []
     for kind in kinds:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(video_index, 1, ALL_KINDS.index(kind))))
-        as_mc = rng.random() < mc_ratio
+        as_mc = rng.random() < mc_ratio and kind not in OPEN_ONLY
         question = make_question(spec, kind, rng)
         if question is None:
             continue
@@ -219,7 +251,10 @@ def generate(
     progress: bool = True,
 ) -> dict[str, Path]:
     """Write OUT/videos/*.mp4, OUT/truth.json and either OUT/train.json (fmt "train") or OUT/test_q.json and
-    OUT/test_a.json (fmt "mc", every question multiple choice). Returns the JSON files written by name."""
+    OUT/test_a.json (fmt "mc", every question multiple choice: no OPEN_ONLY kind). Returns the JSON files written
+    by name."""
+    if fmt == "mc" and set(kinds) & set(OPEN_ONLY):
+        raise ValueError(f"{', '.join(OPEN_ONLY)} questions are never multiple choice: leave them out of format mc")
     from llava.progress import progress_bar
     from llava.video.write import write_mp4
 
@@ -281,8 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kinds",
         default=",".join(KINDS),
-        help=f"comma list of: {', '.join(ALL_KINDS)} (default: all but brief_object, which shows an "
-        "object of no scene at the centre of every video for 1-1.5 s, like a NIAVH needle)",
+        help=f"comma list of: {', '.join(ALL_KINDS)} (default: {', '.join(KINDS)}; brief_object shows an "
+        "object of no scene at the centre of every video for 1-1.5 s, like a NIAVH needle; when asks when an "
+        f"object of one scene was shown, answered {WHEN_ANSWER!r} (the serving session fills in the time), and "
+        f"when_absent asks it of an object not shown, answered {NOT_SHOWN_ANSWER!r}; the when kinds are never "
+        "multiple choice, not with --format mc nor in the --mc-ratio share)",
     )
     parser.add_argument("--format", dest="fmt", choices=("train", "mc"), default="train")
     parser.add_argument(
@@ -317,6 +355,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         (not kinds, "--kinds is empty"),
         (bool(unknown), f"unknown kind(s) {', '.join(unknown)}; valid kinds: {', '.join(ALL_KINDS)}"),
         (not 0.0 <= args.mc_ratio <= 1.0, f"--mc-ratio must be in [0, 1], got {args.mc_ratio}"),
+        (
+            args.fmt == "mc" and bool(set(kinds) & set(OPEN_ONLY)),
+            f"{', '.join(OPEN_ONLY)} questions are never multiple choice: leave them out of --format mc",
+        ),
     ]
     for failed, message in checks:
         if failed:

@@ -1,7 +1,8 @@
 """Train a small sentencepiece tokenizer and load it as a transformers Llama tokenizer.
 
 The bundled demo model and the tests use this: a real sentencepiece model (byte fallback, so any text
-tokenises), saved as `tokenizer.model` and loaded with `LlamaTokenizer.from_pretrained(folder)`.
+tokenises), saved as `tokenizer.model` and loaded with `LlamaTokenizer.from_pretrained(folder)`. The time
+placeholder (`llava.constants.TIME_PLACEHOLDER`) is always one piece, so a model writes it in one decision.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import sentencepiece as spm
 from transformers import LlamaTokenizer
+
+from llava.constants import TIME_PLACEHOLDER
 
 BYTE_PIECES = 256
 
@@ -36,6 +39,7 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
             character_coverage=1.0,
             hard_vocab_limit=False,
             minloglevel=2,
+            user_defined_symbols=[TIME_PLACEHOLDER],
         )
     (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
     tokenizer = LlamaTokenizer.from_pretrained(str(out_dir))
