@@ -7,8 +7,9 @@ Equations (reference section 2), per segment s with tokens X_s:
     [M~_s ; H~_s] = BridgeLayer([M_{s-1} ; X_s])
     C_s           = concat(M~_1 .. M~_s)        (variant "default")   or concat(H~_1 .. H~_s)   (variant "mem")
     M_s           = LN(M~_s + Dense(CrossAttn(q=M~_s, kv=C_s)))
-In the "mem" variant a learned segment position (`segment_position_emb`, the release's `abs_vid_pe`) is added to
-the tokens of video segment s; an image (and the variant's short video, see `VideoLLaMBForCausalLM`) gets none.
+In the "mem" variant (or any with `segment_position_embeddings`) a learned segment position (`segment_position_emb`,
+the release's `abs_vid_pe`) is added to the tokens of video segment s; an image (and the variant's short video, see
+`VideoLLaMBForCausalLM`) gets none.
 Batches are right-aligned: a video with fewer segments starts later, so every video's last segment is the
 last step, and inactive steps leave its state untouched. Module names mirror the released checkpoint
 (`selfattention`, `crossattention`, `residual.dense`, `mlp.0`) so that loading is a prefix mapping.
@@ -148,7 +149,7 @@ class MemoryBridge(nn.Module):
         self.layer = BridgeLayer(config)
         self.retriever = Retriever(config)
         self.segment_position_emb = None
-        if config.variant == "mem":
+        if config.has_segment_positions:
             self.segment_position_emb = nn.Embedding(config.max_segment_positions, config.hidden_size)
             nn.init.zeros_(self.segment_position_emb.weight)
 

@@ -89,6 +89,9 @@ class BridgeConfig(PreTrainedConfig):
     llm_input: str | None = None  # what the LLM reads; None = the variant's own (see `readout_mode`)
     memory_init_std: float = 0.0  # 0 = the original's zero-initialised memory (its tokens start identical)
     max_segment_positions: int = 1024
+    # a learned position added to the tokens of video segment s (`segment_position_emb`); None: the variant's own
+    # (the "mem" variant has them, as the release's `abs_vid_pe`; the default variant has none)
+    segment_position_embeddings: bool | None = None
     # a video of at most this many frames is read frame by frame as images, each from the initial memory with no
     # segment position (the release Mem code's `t <= 3` branch: 3 for a released Mem checkpoint); 0: never
     image_branch_max_frames: int = 0
@@ -130,6 +133,13 @@ class BridgeConfig(PreTrainedConfig):
         if self.llm_input is not None:
             return self.llm_input
         return "memories" if self.variant == "mem" else "last_segment"
+
+    @property
+    def has_segment_positions(self) -> bool:
+        """Whether video segments get a learned segment position (see `segment_position_embeddings`)."""
+        if self.segment_position_embeddings is not None:
+            return self.segment_position_embeddings
+        return self.variant == "mem"
 
     @property
     def tokens_per_frame(self) -> int:

@@ -55,7 +55,7 @@ def direct_video(bridge: MemoryBridge, segments: list[torch.Tensor], positions: 
     mem_variant = bridge.config.variant == "mem"
     memory, cache, memories, hidden = bridge.read_memory_emb, [], [], None
     for s, x in enumerate(segments):
-        if mem_variant and positions:
+        if bridge.config.has_segment_positions and positions:
             x = x + bridge.segment_position_emb.weight[s]
         y = direct_layer(bridge.layer, torch.cat([memory, x]))
         memory_tilde, hidden = y[:MEM], y[MEM:]
@@ -80,6 +80,21 @@ def test_single_video_matches_direct_equations(variant):
     expected = direct_video(bridge, video)
     assert ours.shape == expected.shape
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_default_variant_with_segment_positions_adds_them_and_keeps_its_memory_cache():
+    bridge = make_bridge("default", segment_position_embeddings=True, llm_input="memory_and_last_segment")
+    assert bridge.segment_position_emb is not None and make_bridge("default").segment_position_emb is None
+    video = random_video(4, seed=3)
+    _, (ours,) = bridge.run_segments([video])
+    torch.testing.assert_close(ours, direct_video(bridge, video), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        bridge.segment_position_emb.weight.zero_()  # the start of training: no position, the default variant's output
+    _, (unpositioned,) = bridge.run_segments([video])
+    assert not torch.allclose(ours, unpositioned, atol=1e-3)
+    plain = make_bridge("default", llm_input="memory_and_last_segment")
+    plain.load_state_dict({k: v for k, v in bridge.state_dict().items() if not k.startswith("segment_position_emb")})
+    torch.testing.assert_close(unpositioned, plain.run_segments([video])[1][0])
 
 
 @pytest.mark.parametrize("variant", ["default", "mem"])
