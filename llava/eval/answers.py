@@ -40,6 +40,12 @@ def _letter(match: re.Match | None, num_options: int) -> int | None:
     return index if 0 <= index < num_options else None
 
 
+def letter_alone(text: str, num_options: int) -> int | None:
+    """The option index of an answer that is a letter and nothing else ("B", "(B)", "B."), else None: what
+    the original prompt asks for, stricter than `extract_choice`, which also reads an option's own words."""
+    return _letter(_ALONE.match(text.strip()), num_options)
+
+
 def extract_choice(text: str, options: Sequence[str]) -> int | None:
     """The option index a free-text answer names, or None when it cannot be read.
 

@@ -7,6 +7,10 @@
   samples a video: its config's frame sampling, or --num-frames / --video-fps / --max-frames) is asked
   "Describe the video in one sentence."; correct when the answer is scene j's caption ("a red circle").
 - first-scene recall: videos of six or more scenes are asked "What was in the first scene?".
+- lettered multiple choice: videos of six or more scenes are also asked one question of each kind of
+  `llava.data.shapes_dataset` in the original's lettered prompt ("A. ... D. ... Answer with the option's letter
+  from the given choices directly."), answered with the chat defaults; right only when the answer is the right
+  letter alone (`llava.eval.answers.letter_alone`: naming the option's words is wrong). Chance is 0.25.
 - streaming captions (at the model's rate, 1 fps for one that samples uniformly, or --video-fps; --stream-fps is
   its older name): each video is streamed through `StreamingSession`; a scene
   counts when a caption arrives within one second after it ends (at the first frame of the next scene, or at
@@ -28,6 +32,7 @@ import numpy as np
 
 from llava.data import shapes_dataset
 from llava.errors import LlavaError, report_error
+from llava.eval.answers import letter_alone, letter_prompt
 from llava.eval.results import report_scores
 from llava.progress import progress_bar
 from llava.serve.chat_session import ChatSession
@@ -43,8 +48,14 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().replace(".", " ").split())
 
 
-def score_video(session: ChatSession, folder: Path, video: dict) -> tuple[list[bool], bool | None]:
-    """(caption correct per scene, first-scene answer correct or None when the video has < 6 scenes)."""
+MIN_SCENES_ASKED = 6  # first-scene and lettered questions are asked of videos with at least this many scenes
+
+
+def score_video(
+    session: ChatSession, folder: Path, video: dict, lettered: list[tuple[dict, int]]
+) -> tuple[list[bool], bool | None, list[tuple[str, bool]]]:
+    """(caption correct per scene, first-scene answer correct or None when the video has < 6 scenes, (kind,
+    right letter) of each of its lettered questions `lettered` (test_q row, answer index) on a 6+ scene video)."""
     with open_video(folder / video["video"]) as reader:
         count, times, rate = reader.num_frames, reader.times, reader.fps
         assert count is not None and times is not None  # a file's frames are counted when it is opened
@@ -55,11 +66,16 @@ def score_video(session: ChatSession, folder: Path, video: dict) -> tuple[list[b
         end = scene["end_frame"] + 1
         session.load_frames(frames[:end][session.sampling.indices(times[:end], rate)])
         captions.append(normalise(session.ask(CAPTION_QUESTION)) == normalise(scene["caption"]))
-    first = None
-    if len(scenes) >= 6:
+    first, letters = None, []
+    if len(scenes) >= MIN_SCENES_ASKED:
         session.load_frames(frames[session.sampling.indices(times, rate)])
         first = normalise(session.ask(FIRST_QUESTION)) == normalise(scenes[0]["caption"])
-    return captions, first
+        for row, answer in lettered:
+            session.reset()
+            options = list(row["option"].values())
+            reply = session.ask(letter_prompt(row["question"], options))
+            letters.append((row["type"], letter_alone(reply, len(options)) == answer))
+    return captions, first, letters
 
 
 def score_stream(stream: StreamingSession, path: Path, video: dict, fps: float) -> list[bool]:
@@ -77,16 +93,29 @@ def score_stream(stream: StreamingSession, path: Path, video: dict, fps: float) 
     ]
 
 
+def lettered_questions(folder: Path) -> dict[str, list[tuple[dict, int]]]:
+    """The multiple-choice files' questions by video file name: (test_q row, answer index)."""
+    answers = {row["question_id"]: row["answer"] for row in json.loads((folder / "test_a.json").read_text())}
+    by_video: dict[str, list[tuple[dict, int]]] = {}
+    for row in json.loads((folder / "test_q.json").read_text()):
+        by_video.setdefault(row["video_name"], []).append((row, answers[row["question_id"]]))
+    return by_video
+
+
 def evaluate(session: ChatSession, folder: Path, stream_fps: float) -> dict:
     truth = json.loads((folder / "truth.json").read_text())
+    lettered = lettered_questions(folder)
     stream = StreamingSession(session.model, session.tokenizer, session.processor)
-    captions, firsts, streamed = [], [], []
+    captions, firsts, streamed, letters = [], [], [], []
     for video in progress_bar(truth["videos"], desc="videos", unit="video"):
-        per_scene, first = score_video(session, folder, video)
+        asked = lettered.get(Path(video["video"]).name, [])
+        per_scene, first, right = score_video(session, folder, video, asked)
         captions += per_scene
+        letters += right
         if first is not None:
             firsts.append(first)
         streamed += score_stream(stream, folder / video["video"], video, stream_fps)
+    by_kind = {kind: [ok for k, ok in letters if k == kind] for kind in dict.fromkeys(k for k, _ in letters)}
     return {
         "streaming_caption_accuracy": float(np.mean(streamed)) if streamed else None,
         "stream_fps": stream_fps,
@@ -94,6 +123,9 @@ def evaluate(session: ChatSession, folder: Path, stream_fps: float) -> dict:
         "scenes": len(captions),
         "first_scene_accuracy_6plus": float(np.mean(firsts)) if firsts else None,
         "videos_6plus": len(firsts),
+        "lettered_accuracy_6plus": float(np.mean([ok for _, ok in letters])) if letters else None,
+        "lettered_questions_6plus": len(letters),
+        "lettered_accuracy_by_kind": {kind: float(np.mean(oks)) for kind, oks in by_kind.items()},
     }
 
 
@@ -128,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.min_scenes),
                     "--max-scenes",
                     str(args.max_scenes),
+                    "--format",
+                    "mc",
                     "--quiet",
                 ]
             )

@@ -28,3 +28,25 @@ def test_a_non_positive_stream_rate_is_a_usage_error(tiny_checkpoint, capsys):
         main(["--model-path", str(tiny_checkpoint), "--num-videos", "1", "--stream-fps", "0"])  # the older name
     assert exit_info.value.code == 2
     assert "--video-fps must be positive" in capsys.readouterr().err
+
+
+def test_videos_of_six_scenes_are_asked_one_lettered_question_per_kind(tiny_checkpoint, tmp_path):
+    from llava.data.shapes_dataset import KINDS
+
+    out = tmp_path / "scores.json"
+    args = ["--model-path", str(tiny_checkpoint), "--seed", "5", "--num-videos", "1", "--min-scenes", "6",
+            "--max-scenes", "6", "--output", str(out)]
+    assert main(args) == 0
+    scores = json.loads(out.read_text())
+    assert scores["videos_6plus"] == 1
+    assert scores["lettered_questions_6plus"] == len(KINDS)  # six scenes: every kind applies, order included
+    assert set(scores["lettered_accuracy_by_kind"]) == set(KINDS)
+    right = sum(scores["lettered_accuracy_by_kind"].values())
+    assert scores["lettered_accuracy_6plus"] == right / len(KINDS)
+
+
+def test_only_a_letter_alone_counts_as_a_lettered_answer():
+    from llava.eval.answers import letter_alone
+
+    assert [letter_alone(t, 4) for t in ("B", " (c) ", "D.", "E", "a red circle", "B. a red circle")] == [
+        1, 2, 3, None, None, None]
