@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN, IGNORE_INDEX
 from llava.conversation import DEFAULT_TEMPLATE, get_template
 from llava.data.sampler import ModalityGroupedSampler
+from llava.data.video_cache import VideoCache
 from llava.errors import ConfigError, DataError, VideoError
 from llava.mm_utils import tokenize_prompt
 from llava.video.decode import load_image
@@ -74,6 +75,8 @@ class DataConfig:
 
     max_bad_fraction: share of rows that may be malformed (at load) or unreadable (at training) before a
     `DataError` stops everything; see `allowed_bad`.
+    video_cache_mb: each video's sampled, preprocessed frames are kept in memory up to this many megabytes per
+    process (0: none), so rows sharing a video, and later epochs, do not decode it again (`VideoCache`).
     """
 
     data_path: str
@@ -86,9 +89,12 @@ class DataConfig:
     image_size: int = 224
     pad_images: bool = True
     max_bad_fraction: float = 0.01
+    video_cache_mb: float = 0.0  # keep videos' pixels in memory up to this size, per process (`VideoCache`)
 
     def __post_init__(self) -> None:
         self.sampling.describe()  # a bad num_frames, video_fps or max_frames is a ConfigError now, not at a video
+        if self.video_cache_mb < 0:
+            raise ConfigError(f"video_cache_mb must be at least 0 (0: no cache), got {self.video_cache_mb}")
 
     @property
     def sampling(self) -> FrameSampling:
@@ -267,7 +273,8 @@ class SupervisedDataset(Dataset):
     """Valid rows of a LLaVA conversation file as training samples (see the module docstring).
 
     Each DataLoader worker holds its own copy, so the unreadable-row count is per worker: with W workers the
-    limit can be reached up to W times later than with one.
+    limit can be reached up to W times later than with one. So is the video cache (`config.video_cache_mb`): it
+    outlives an epoch only in persistent workers.
     """
 
     def __init__(self, config: DataConfig, tokenizer, processor: VisualProcessor | None = None) -> None:
@@ -289,6 +296,7 @@ class SupervisedDataset(Dataset):
             )
         self.rows: list[dict] = [rows[i] for i in kept]
         self.bad_media: dict[str, str] = {}  # id -> reason, for rows whose media failed to load
+        self.video_cache = VideoCache(config.video_cache_mb)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -322,8 +330,12 @@ class SupervisedDataset(Dataset):
         return sample
 
     def _video_pixels(self, path: Path) -> torch.Tensor:
-        """The row's frames at model size, resized while they are decoded."""
-        return cast(torch.Tensor, sample_video(path, self.config.sampling, transform=self.processor.video)[0])
+        """The row's frames at model size, resized while they are decoded (or as kept from an earlier row)."""
+        sampling = self.config.sampling
+        return self.video_cache.get(
+            (str(path), sampling),
+            lambda: cast(torch.Tensor, sample_video(path, sampling, transform=self.processor.video)[0]),
+        )
 
     def _record_bad(self, row_id: str, reason: str) -> None:
         """Log an unreadable row; raise `DataError` once more rows failed than the config allows."""

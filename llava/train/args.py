@@ -44,6 +44,13 @@ class DataArguments:
     )
     image_aspect_ratio: str = field(default="pad", metadata={"help": "pad (to square, mean colour) or crop"})
     max_bad_fraction: float = field(default=0.01, metadata={"help": "stop when more rows than this are unreadable"})
+    video_cache_mb: float = field(
+        default=0.0,
+        metadata={
+            "help": "keep decoded, preprocessed videos in memory up to this many MB per data worker (0: none); "
+            "with --dataloader_persistent_workers True it lasts across epochs"
+        },
+    )
 
 
 @dataclass
