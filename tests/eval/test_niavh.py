@@ -339,3 +339,15 @@ def test_the_control_video_is_encoded_once_per_length(tmp_path):
     assert session.encoded == 6 + 2  # six test videos, one control video per length
     controls = [media for is_control, media in answers if is_control]
     assert len(controls) == 6 and len(set(controls)) == 2  # each length's control answered from its one encoding
+
+
+def test_a_uniform_model_is_sampled_at_the_papers_one_frame_per_second_unless_told_otherwise():
+    from llava.eval.niavh.cli import niavh_sampling, parse_args
+    from llava.video.sampling import FrameSampling
+
+    uniform, rated = FrameSampling(num_frames=24, max_frames=512), FrameSampling(fps=2.0, max_frames=64)
+    default = niavh_sampling(parse_args([]), uniform)
+    assert (default.fps, default.max_frames) == (1.0, 512)
+    assert niavh_sampling(parse_args(["--num-frames", "16"]), uniform) == FrameSampling(num_frames=16, max_frames=512)
+    assert niavh_sampling(parse_args([]), rated) == rated
+    assert niavh_sampling(parse_args(["--video-fps", "0.5"]), uniform).fps == 0.5

@@ -8,11 +8,12 @@ and depth of a grid, ask the model about it, score, and draw a heatmap per modal
 
 Defaults: the bundled demo model, the original grid (lengths round(linspace(1, 320, 40)) seconds, depths
 round(linspace(0, 100, 12)) percent), all three modalities, a synthetic haystack at 1 fps, the needle a
-purple triangle (reserved: the haystack never shows one), multiple choice with circular evaluation. The model
-samples each test video as its checkpoint's config says (the demo model: 24 frames uniformly); --video-fps 1 samples
-it at 1 frame per second (at most --max-frames), --num-frames N uniformly: these and the other model and generation
-options are those of every front end (`llava.serve.options`). Older names: --output-dir (--output), --sample-fps
-(--video-fps), --fps (--haystack-fps, the rate the test videos are written at).
+purple triangle (reserved: the haystack never shows one), multiple choice with circular evaluation. Frames: the
+paper's protocol, 1 frame per second (at most the checkpoint's max_frames) for a model that samples uniformly (the
+demo model's 24 frames would miss a one-second needle in a minute of haystack by chance), a model whose config records
+a rate at that rate; --num-frames N samples N uniformly, --video-fps and --max-frames change the rate: these and the
+other model and generation options are those of every front end (`llava.serve.options`). Older names: --output-dir
+(--output), --sample-fps (--video-fps), --fps (--haystack-fps, the rate the test videos are written at).
 Writes OUT/cells/*.json (one per cell; a rerun skips finished cells), OUT/summary.json and
 OUT/heatmap_{modality}.png; test videos are cached in OUT/videos (or --cache-dir).
 User errors end in one line `error: ...` on stderr and exit code 1.
@@ -39,10 +40,13 @@ from llava.serve.options import (
     add_inference_options,
     chat_session_from_options,
     check_inference_options,
+    frame_sampling,
     generation_settings,
 )
+from llava.video.sampling import FrameSampling
 
 DEMO_NAME = "videollamb-tiny-shapes"
+PAPER_FPS = 1.0  # the paper samples every model's test videos at 1 frame per second
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,11 +187,19 @@ def _changed_defaults(args: argparse.Namespace) -> dict:
     return changed
 
 
+def niavh_sampling(args: argparse.Namespace, model_sampling: FrameSampling) -> FrameSampling:
+    """The paper's 1 fps for a model that samples uniformly, a model's own rate otherwise; then the flags."""
+    if model_sampling.uniform:
+        model_sampling = model_sampling.override(fps=PAPER_FPS)
+    return frame_sampling(args, model_sampling)
+
+
 def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
     """The model (loaded by the shared options) as `generate`, and what its answers depend on (the cells' key)."""
     from llava.serve.chat_session import DEMO_CHECKPOINT
 
     session = chat_session_from_options(args)
+    session.sampling = niavh_sampling(args, session.model.config.frame_sampling)
     session.model.set_memory_ablation(args.ablate_memory)
     settings = generation_settings(args)
     generator = SessionGenerator(session, settings)
