@@ -1,4 +1,5 @@
-"""Progress bars of the long-running commands (evaluation, NIAVH, data checks, dataset generation, benchmarks).
+"""Progress bars of the long-running commands (evaluation, NIAVH, data checks, dataset generation, benchmarks, long
+video decodes).
 
 One rule for all of them: a bar is drawn on stderr when stderr is a terminal, and nothing is written when it is not
 (a log file, a pipe, CI), so a command's captured stderr holds its own lines alone; `quiet` (a command's --quiet)

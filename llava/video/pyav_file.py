@@ -325,7 +325,9 @@ class PyAVFileReader(VideoReader):
 
     def _decode_timeline(self, source: str) -> Timeline:
         """The timeline a sequential decode shows (every frame decoded once, none kept)."""
-        pts = [frame.pts for frame in self._raw_frames(self._restart(source), source)]
+        frames = self._raw_frames(self._restart(source), source)
+        with self._progress(frames, self._stream.frames or None, "reading the frames' times") as bar:
+            pts = [frame.pts for frame in bar]
         if not pts:
             raise VideoError(f"{source}: no decodable video frames")
         if any(p is None for p in pts) or np.any(np.diff(np.asarray(pts, dtype=np.float64)) <= 0):

@@ -3,7 +3,8 @@
 Every reader (files and URLs through PyAV, live streams, gifs, folders of frames) is one of these. Indices count
 frames in display order; `times[i]` is when frame i is presented, in seconds since the start of the file, so a
 variable-frame-rate file or one with timestamp gaps is labelled as a player shows it. Frames can be turned into
-model inputs while they are decoded (`transform`), so a 4K file never sits in memory at full size.
+model inputs while they are decoded (`transform`), so a 4K file never sits in memory at full size. A decode that
+runs longer than `progress_delay` seconds shows a progress bar on a terminal (`llava.progress`), nothing elsewhere.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from llava.errors import VideoError
+from llava.progress import progress_bar
 from llava.video.timeline import rate_indices
 
+T = TypeVar("T")
 Transform = Callable[[np.ndarray], torch.Tensor]  # uint8 (n, H, W, 3) -> (n, ...), e.g. VisualProcessor.video
 BATCH_BYTES = 32 << 20  # decoded frames handed to a transform at once: 2 frames of 4K, 12 of 720p
 
@@ -77,6 +82,8 @@ def _stack(frames: Iterable[np.ndarray], count: int) -> np.ndarray:
 class VideoReader(ABC):
     """An opened video: metadata, frames by index (`get_frames`) and frames in order (`iter_frames`)."""
 
+    progress_delay = 2.0  # seconds a decode runs before its progress bar appears: short decodes print nothing
+
     def __init__(self, source: str, times: np.ndarray | None, fps: float, size: tuple[int, int]) -> None:
         self.source = source
         self.times = times  # (num_frames,) float64 seconds, display order; None for a live source
@@ -112,8 +119,12 @@ class VideoReader(ABC):
             empty = np.empty((0, self.size[1], self.size[0], 3), dtype=np.uint8)
             return empty if transform is None else transform(empty)
         unique, inverse = np.unique(idx, return_inverse=True)
-        frames = self._decode(unique)
-        out = _stack(frames, len(unique)) if transform is None else transform_in_batches(frames, len(unique), transform)
+        with self._progress(self._decode(unique), len(unique)) as frames:
+            out = (
+                _stack(frames, len(unique))
+                if transform is None
+                else transform_in_batches(frames, len(unique), transform)
+            )
         if len(unique) == len(idx) and np.array_equal(unique, idx):
             return out  # asked in order without repeats (the usual case): no second copy
         return out[inverse] if transform is None else out[torch.from_numpy(inverse)]
@@ -131,6 +142,11 @@ class VideoReader(ABC):
         if self.times is None:
             raise VideoError(f"{self.source}: a live source has no timeline to sample from")
         return rate_indices(self.times, fps, 0.5 / self.fps)
+
+    def _progress(self, frames: Iterable[T], total: int | None, desc: str = "decoding") -> tqdm:
+        """`frames` (arrays or decoded pictures) through a progress bar that stays hidden for `progress_delay`
+        seconds and off a terminal (see `llava.progress`); it disappears when the decode is done."""
+        return progress_bar(frames, total=total, desc=desc, unit="frame", leave=False, delay=self.progress_delay)
 
     @abstractmethod
     def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
