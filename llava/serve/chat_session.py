@@ -5,7 +5,8 @@
     print(session.ask("What was in the first scene?"))
 
 The video (or image) is encoded once per session, through the towers, SceneTilling and the bridge; every
-question after that reuses the projected visual tokens.
+question after that reuses the projected visual tokens. A reply in which the model wrote the time placeholder is
+answered with the time filled in from its evidence (`llava.serve.time_answers`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from torch import Tensor
 from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN
+from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN, TIME_PLACEHOLDER
 from llava.conversation import DEFAULT_TEMPLATE, Conversation, get_template
 from llava.errors import CheckpointError, LlavaError
 from llava.mm_utils import prompt_tensor
 from llava.model.builder import DEFAULT_DEVICE, load_pretrained_model
 from llava.model.checkpoint import bundled_checkpoint
 from llava.serve.evidence import DEFAULT_SCORER, Evidence, VideoSegments, answer_evidence, trace_segments
+from llava.serve.time_answers import TIME_EVIDENCE_METHOD, HeldPlaceholder, TimeFill, fill_times
 from llava.video.decode import load_image
 from llava.video.sampling import FrameSampling, sample_video
 from llava.video.transforms import VisualProcessor
@@ -173,9 +175,11 @@ class ChatSession:
     media_token: str = DEFAULT_VIDEO_TOKEN
     segments: VideoSegments | None = None  # the loaded video's segments, when its frames' times are known (evidence)
     conversation: Conversation = field(init=False)
+    time_fill: TimeFill | None = field(init=False)  # the last answer whose time placeholder was filled
 
     def __post_init__(self) -> None:
         self.conversation = get_template(self.conv_mode)
+        self.time_fill = None
 
     @classmethod
     def from_pretrained(
@@ -240,7 +244,7 @@ class ChatSession:
         else:
             (self.media,) = self.model.encode_videos([pixels])
         self.media_token = DEFAULT_VIDEO_TOKEN
-        self.conversation = get_template(self.conv_mode)
+        self.reset()
 
     def load_video(self, source: str | Path | VideoReader) -> None:
         """Sample a video (a path, or a reader already open) as `sampling` says and encode it; frames are brought
@@ -255,18 +259,35 @@ class ChatSession:
         (self.media,) = self.model.encode_images([self._pixels(self.processor.image(pixels))])
         self.media_token = DEFAULT_IMAGE_TOKEN
         self.segments = None
-        self.conversation = get_template(self.conv_mode)
+        self.reset()
 
     def reset(self) -> None:
-        """Forget the turns, keep the encoded media."""
+        """Forget the turns (and the last time filled in), keep the encoded media."""
         self.conversation = get_template(self.conv_mode)
+        self.time_fill = None
 
-    def evidence(self, question: str, answer: str, method: str = DEFAULT_SCORER) -> list[Evidence]:
+    def evidence(self, question: str, answer: str, method: str | None = None) -> list[Evidence]:
         """The time spans of the loaded video's segments that `answer` to `question` rests on, each with a score,
-        best first (see `llava.serve.evidence`); empty for an image or a video loaded without its frames' times."""
+        best first (see `llava.serve.evidence`; `method` None: DEFAULT_SCORER); empty for an image or a video
+        loaded without its frames' times. For the last answer whose time this session filled in, the model's reply
+        is scored, and with `method` None the evidence is that the time came from."""
+        fill = self.time_fill
+        if fill is not None and (fill.question, fill.answer) == (question, answer):
+            if method is None:
+                return list(fill.evidence)
+            answer = fill.reply
         if self.segments is None:
             return []
-        return answer_evidence(self, self.segments, question, answer, method)
+        return answer_evidence(self, self.segments, question, answer, method or DEFAULT_SCORER)
+
+    def fill_time_placeholder(self, reply: str) -> str:
+        """The pending turn's reply with its time placeholder filled from the reply's best evidence span (see
+        `llava.serve.time_answers`); the fill is kept for `evidence`."""
+        messages = self.conversation.messages
+        question = messages[-2][1].removeprefix(f"{self.media_token}\n") if len(messages) > 1 else ""
+        evidence = self.evidence(question, reply, TIME_EVIDENCE_METHOD)
+        self.time_fill = TimeFill(question, reply, fill_times(reply, evidence), evidence)
+        return self.time_fill.answer
 
     def ask(self, question: str, settings: GenerationSettings | None = None) -> str:
         """One turn: the question (see `add_question`) and its answer join the history."""
@@ -317,13 +338,15 @@ class ChatSession:
         `on_text` receives the answer piece by piece while it is generated (see `TextPieces`); `should_stop`
         is polled after every token and ends generation early when it returns True. `prompt`: the pending turn's
         `prompt()` when the caller has it already. The answer never goes past the model's context: max_new_tokens
-        is capped to what the prompt leaves (ContextTooLong when it leaves nothing).
+        is capped to what the prompt leaves (ContextTooLong when it leaves nothing). A time placeholder in the
+        reply is filled in (`fill_time_placeholder`); `on_text` gets the filled text, the placeholder held back.
         """
         prompt = prompt or self.prompt()
         settings = fit_to_context(settings or GenerationSettings(), prompt.tokens, self.context_length)
         extra: dict = {}
-        if on_text is not None:
-            extra["streamer"] = TextPieces(self.tokenizer, on_text)
+        held = HeldPlaceholder(on_text) if on_text is not None else None
+        if held is not None:
+            extra["streamer"] = TextPieces(self.tokenizer, held)
         if should_stop is not None:
             extra["stopping_criteria"] = StoppingCriteriaList([_StopWhen(should_stop)])
         output = self.model.generate(
@@ -335,6 +358,10 @@ class ChatSession:
         )  # (1, new)
         new = output[0].tolist()
         answer = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        if TIME_PLACEHOLDER in answer:
+            answer = self.fill_time_placeholder(answer)
+        if held is not None:
+            held.finish(answer)
         self.conversation.messages[-1][1] = answer
         ended = bool(new) and new[-1] == self.tokenizer.eos_token_id
         return Reply(

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from llava.atomic import atomic_path
+from llava.constants import TIME_PLACEHOLDER
 from llava.conversation import DEFAULT_TEMPLATE, get_template
 from llava.errors import LlavaError
 from llava.mm_utils import prompt_tensor
@@ -43,6 +44,7 @@ from llava.serve.chat_session import (
     fit_to_context,
 )
 from llava.serve.evidence import Evidence, VideoSegments, answer_evidence, joined_spans
+from llava.serve.time_answers import evidence_method, fill_times
 from llava.video.transforms import VisualProcessor
 
 CAPTION_PROMPT = "Describe the video in one sentence."
@@ -204,12 +206,20 @@ class StreamingSession:
     # ----- questions
     @torch.no_grad()
     def ask(self, question: str) -> str:
-        """Answer from the current state, including the open segment (passed through the bridge tentatively)."""
+        """Answer from the current state, including the open segment (passed through the bridge tentatively); a
+        time the model writes as the placeholder is filled from the answer's evidence (`ask_with_evidence`)."""
+        reply = self._reply(question)
+        if TIME_PLACEHOLDER not in reply:
+            return reply
+        return fill_times(reply, self._evidence(question, reply))
+
+    def _reply(self, question: str) -> str:
+        """The model's reply from the current state, as generated."""
         readout = self.stream.current_readout()
         if readout is None:
             raise LlavaError("no frames have been seen yet")
-        (answer,) = self._answers(question, [readout])
-        return answer
+        (reply,) = self._answers(question, [readout])
+        return reply
 
     def _keep_recent(self, closed: Sequence) -> None:
         """The first and last frame times of the segments just closed, and their tokens as the bridge read them."""
@@ -221,18 +231,24 @@ class StreamingSession:
         """The answer (`ask`) and its evidence, best first, over the latest EVIDENCE_SEGMENTS segments and the open
         one: each segment scored by how much less likely the answer becomes when that segment is left out and the
         others pass through the bridge again from a fresh memory ("without" of `llava.serve.evidence`, as for a
-        whole video). A stream keeps the segments' tokens since this session started (not across a restored state)."""
-        answer = self.ask(question)
+        whole video). A stream keeps the segments' tokens since this session started (not across a restored state).
+        A time the model writes as the placeholder is filled from this evidence (`llava.serve.time_answers`)."""
+        reply = self._reply(question)
+        evidence = self._evidence(question, reply)
+        return fill_times(reply, evidence), evidence
+
+    def _evidence(self, question: str, reply: str) -> list[Evidence]:
+        """The evidence of the model's `reply` to `question` over the kept segments and the open one."""
         kept = list(self.recent)
         open_segment = self.stream.open_segment()
         if open_segment is not None:
             kept.append(((self.state.open_start, self.state.last_time), open_segment.inputs))
         if not kept:
-            return answer, []
+            return []
         segments = VideoSegments(joined_spans([shown for shown, _ in kept]), None, [i for _, i in kept], [])
         media = self.stream.visual_tokens(self.stream.current_readout())
         chat = ChatSession(self.model, self.tokenizer, self.processor, conv_mode=self.conv_mode, media=media)
-        return answer, answer_evidence(chat, segments, question, answer)
+        return answer_evidence(chat, segments, question, reply, evidence_method(reply))
 
     @torch.no_grad()
     def _answers(self, question: str, readouts: list[Tensor]) -> list[str]:
