@@ -4,13 +4,17 @@
     python -m llava.eval.grounding --seed 2001 --num-videos 20 --ablate-memory --methods without
 
 Freshly generated held-out synthetic videos (6 to 16 scenes by default) are asked questions about one scene each:
-the first scene, the last scene, scene n, and the caption of the whole video (its last scene). For every evidence
-method (`llava.serve.evidence.SCORERS`) and every question, the best evidence span of the model's own answer (and,
-as a diagnostic, of the true answer) is compared with the true scene's span in seconds: recall at IoU >= 0.5 and
-mean IoU, overall and per question kind ("segments"/"best_possible": the best any segment's span reaches, the
-ceiling SceneTilling's cuts and the sampled frames set), and the accuracy of the answers. With --ablate-memory
-the bridge memory is reset at every segment. --output writes the scores as JSON. On a shared CPU, one torch
-thread (OMP_NUM_THREADS=1) runs these small passes many times faster.
+the first scene, the last scene, scene n, the caption of the whole video (its last scene), and when the object of
+exactly one scene was shown (`when`). For every evidence method (`llava.serve.evidence.SCORERS`) and every
+question, the best evidence span of the model's own reply (and, as a diagnostic, of the true answer) is compared
+with the true scene's span in seconds: recall at IoU >= 0.5 and mean IoU, overall and per question kind
+("segments"/"best_possible": the best any segment's span reaches, the ceiling SceneTilling's cuts and the sampled
+frames set), and the accuracy of the replies (a `when` reply is right when the model wrote the time placeholder).
+"time_answers" scores the times the answers to `when` questions state in words (the session fills the placeholder
+from the evidence, method `llava.serve.time_answers.TIME_EVIDENCE_METHOD`): the first span an answer states
+against the true scene (IoU 0 for an answer that states none). With --ablate-memory the bridge memory is reset at
+every segment. --output writes the scores as JSON. On a shared CPU, one torch thread (OMP_NUM_THREADS=1) runs
+these small passes many times faster.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from llava.progress import progress_bar
 from llava.serve.chat_session import ChatSession
 from llava.serve.evidence import SCORERS, answer_evidence
 from llava.serve.options import add_flag, add_sampling_options, check_sampling_options, frame_sampling
+from llava.serve.time_answers import spans_in
 
-KINDS = ("first_scene", "last_scene", "nth_scene", "caption")
+KINDS = ("first_scene", "last_scene", "nth_scene", "caption", "when")
 IOU_THRESHOLD = 0.5
 BEST_POSSIBLE = "best_possible"  # the segment whose span overlaps the true scene most: what any method could reach
+WORDS = "words"  # the source of the rows that score the times a `when` answer states
 
 
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -46,18 +52,29 @@ def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def scene_asked(kind: str, question: str, num_scenes: int) -> int:
-    """The index of the scene a question of `kind` is about (first, last, n-th scene; caption: the last)."""
+def scene_asked(kind: str, question: str, captions: Sequence[str]) -> int:
+    """The index of the scene a question of `kind` is about, given the scenes' captions (first, last, n-th scene;
+    caption: the last; when: the one scene showing the object asked about)."""
+    template = shapes_dataset.TEMPLATES.get(kind, "")
     if kind == "first_scene":
         return 0
     if kind in ("last_scene", "caption"):
-        return num_scenes - 1
+        return len(captions) - 1
     if kind == "nth_scene":
-        for index in range(num_scenes):
-            template = shapes_dataset.TEMPLATES[kind]
+        for index in range(len(captions)):
             if question == template.format(n=shapes_dataset.number_word(index + 1)):
                 return index
+    if kind == "when":
+        shown = [index for index, caption in enumerate(captions) if question == template.format(caption=caption)]
+        if len(shown) == 1:
+            return shown[0]
     raise ValueError(f"not a question about one scene: {kind} {question!r}")
+
+
+def stated_iou(answer: str, truth: tuple[float, float]) -> float:
+    """The IoU of the first time span an answer states in words with `truth`; 0 when it states none."""
+    spans = spans_in(answer)
+    return iou(spans[0], truth) if spans else 0.0
 
 
 def summarise(rows: Sequence[dict]) -> dict:
@@ -84,16 +101,21 @@ def grounding_rows(session: ChatSession, folder: Path, methods: Sequence[str]) -
             loaded = item["video"]
         question = item["conversations"][0]["value"].split("\n", 1)[1]
         true_answer = item["conversations"][1]["value"]
-        scene = video["scenes"][scene_asked(item["kind"], question, len(video["scenes"]))]
+        scenes = video["scenes"]
+        scene = scenes[scene_asked(item["kind"], question, [s["caption"] for s in scenes])]
         session.reset()
         answer = session.ask(question)
-        correct = normalise(answer) == normalise(true_answer)
+        reply = session.time_fill.reply if session.time_fill is not None else answer  # as the model wrote it
+        correct = normalise(reply) == normalise(true_answer)
         truth_span = (scene["start"], scene["end"])
         segments = session.segments
         assert segments is not None  # loaded with the frames' times
         closest = max(iou(span, truth_span) for span in segments.spans)
         rows.append(dict(kind=item["kind"], method=BEST_POSSIBLE, source="segments", iou=closest, correct=correct))
-        for source, text in (("model", answer), ("truth", true_answer)):
+        if item["kind"] == "when":
+            overlap = stated_iou(answer, truth_span)
+            rows.append(dict(kind=item["kind"], method="answer", source=WORDS, iou=overlap, correct=correct))
+        for source, text in (("model", reply), ("truth", true_answer)):
             for method in methods:
                 best = answer_evidence(session, segments, question, text, method)[0]
                 overlap = iou((best.start, best.end), truth_span)
@@ -103,10 +125,11 @@ def grounding_rows(session: ChatSession, folder: Path, methods: Sequence[str]) -
 
 def scores_of(rows: Sequence[dict]) -> dict:
     """Per answer source and method: overall and per kind; the best any segment's span could do; the accuracy of
-    the model's answers, overall and per kind."""
+    the model's answers, overall and per kind; the times the `when` answers state ("time_answers")."""
     grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
-        grouped[row["source"], row["method"]].append(row)
+        if row["source"] != WORDS:
+            grouped[row["source"], row["method"]].append(row)
     scores: dict = {}
     for (source, method), group in grouped.items():
         per_kind = {kind: summarise([r for r in group if r["kind"] == kind]) for kind in KINDS}
@@ -115,6 +138,7 @@ def scores_of(rows: Sequence[dict]) -> dict:
     scores["answer_accuracy"] = accuracy(questions) | {
         "per_kind": {kind: accuracy([r for r in questions if r["kind"] == kind]) for kind in KINDS}
     }
+    scores["time_answers"] = summarise([r for r in rows if r["source"] == WORDS])
     return scores
 
 

@@ -17,12 +17,28 @@ def test_iou_of_time_spans():
 
 
 def test_scene_asked():
-    assert grounding.scene_asked("first_scene", "What was in the first scene?", 7) == 0
-    assert grounding.scene_asked("last_scene", "What was in the last scene?", 7) == 6
-    assert grounding.scene_asked("caption", "Describe the video in one sentence.", 7) == 6
-    assert grounding.scene_asked("nth_scene", "What was in scene twelve?", 14) == 11
-    with pytest.raises(ValueError):
-        grounding.scene_asked("count", "How many scenes are there?", 3)
+    seven = ["a red circle", "a blue square"] * 3 + ["a white triangle"]
+    assert grounding.scene_asked("first_scene", "What was in the first scene?", seven) == 0
+    assert grounding.scene_asked("last_scene", "What was in the last scene?", seven) == 6
+    assert grounding.scene_asked("caption", "Describe the video in one sentence.", seven) == 6
+    assert grounding.scene_asked("nth_scene", "What was in scene twelve?", seven * 2) == 11
+    assert grounding.scene_asked("when", "When was a white triangle shown?", seven) == 6
+    for kind, question in [("count", "How many scenes are there?"), ("when", "When was a red circle shown?")]:
+        with pytest.raises(ValueError):  # a count is about no scene; the red circle is in three
+            grounding.scene_asked(kind, question, seven)
+
+
+def test_times_stated_in_words_are_scored_against_the_scene():
+    assert grounding.stated_iou("It was shown from 12 s to 18 s.", (12.0, 18.0)) == 1.0
+    assert grounding.stated_iou("It was shown from 12 s to 18 s.", (15.0, 21.0)) == pytest.approx(3 / 9)
+    assert grounding.stated_iou("It was shown from 0.5 s to 4.5 s.", (0.0, 4.0)) == pytest.approx(3.5 / 4.5)
+    assert grounding.stated_iou("It was not shown.", (12.0, 18.0)) == 0.0
+    rows = [
+        dict(kind="when", method="answer", source=grounding.WORDS, iou=value, correct=True) for value in (1.0, 0.4)
+    ] + [dict(kind="when", method=grounding.BEST_POSSIBLE, source="segments", iou=1.0, correct=True)] * 2
+    scores = grounding.scores_of(rows)
+    assert scores["time_answers"] == {"questions": 2, "recall_at_0_5": 0.5, "mean_iou": pytest.approx(0.7)}
+    assert set(scores) == {"segments", "answer_accuracy", "time_answers"}  # the words rows are no evidence method
 
 
 def test_summarise_counts_recall_at_half_iou():
@@ -39,14 +55,16 @@ def test_end_to_end_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert json.loads(printed[printed.index("{") :]) == scores  # after the data set's one line
     ceiling = scores["segments"][grounding.BEST_POSSIBLE]
-    assert ceiling["questions"] == 4  # first, last, n-th scene and the caption
+    assert ceiling["questions"] == 5  # first, last, n-th scene, the caption and when (3 scenes: one is unique)
     for source in ("model", "truth"):
         assert set(scores[source]) == {"alone", "retrieval"}
         for method in scores[source].values():
-            assert method["questions"] == 4
+            assert method["questions"] == 5
             assert 0.0 <= method["mean_iou"] <= ceiling["mean_iou"] + 1e-9
             assert method["per_kind"]["first_scene"]["questions"] == 1
-    assert scores["answer_accuracy"]["questions"] == 4
+            assert method["per_kind"]["when"]["questions"] == 1
+    assert scores["answer_accuracy"]["questions"] == 5
+    assert scores["time_answers"]["questions"] == 1
 
 
 def test_unknown_method_is_a_usage_error(capsys):
