@@ -38,9 +38,10 @@ Measured with `python -m llava.eval.shapes_scores --model-path {folder} --seed {
 |---|---|---|
 | scene captions correct (colour and shape; {scenes} scenes) | {cap:.3f} | {cap_ab:.3f} |
 | first scene of videos with 6+ scenes ({six} videos) | {first:.3f} | {first_ab:.3f} |
-
-Chance for the first-scene question is about 1/18 (6 colours x 3 shapes). Scene captions are asked of the video
-cut at the end of each scene (what a live captioner says when a scene ends). Streaming captions at
+{lettered}
+Chance for the first-scene question is about 1/18 (6 colours x 3 shapes); for a lettered question 1/4 (right only
+when the answer is the right letter alone, asked in the original's prompt with the chat defaults). Scene captions
+are asked of the video cut at the end of each scene (what a live captioner says when a scene ends). Streaming captions at
 {stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.
 
 {verdict}
@@ -59,6 +60,25 @@ def sampling(stage: dict) -> str:
     return f" (every frame at {stage['sample_fps']:g} fps)" if stage.get("sample_fps") else ""
 
 
+def lettered_share(stage: dict) -> str:
+    """The share of a stage's questions asked as lettered multiple choice, where there is one."""
+    return f" ({stage['mc_ratio']:.0%} lettered)" if stage.get("mc_ratio") else ""
+
+
+def lettered_rows(scores: dict, ablated: dict) -> str:
+    """The lettered multiple-choice rows (overall, then per question kind), where the scores have them."""
+    if scores.get("lettered_accuracy_6plus") is None:
+        return ""
+    rows = [
+        f"| lettered multiple choice on those videos, one question per kind "
+        f"({scores['lettered_questions_6plus']} questions) | {scores['lettered_accuracy_6plus']:.3f} "
+        f"| {ablated['lettered_accuracy_6plus']:.3f} |"
+    ]
+    by_kind, by_kind_ablated = scores["lettered_accuracy_by_kind"], ablated["lettered_accuracy_by_kind"]
+    rows += [f"| - {kind} | {value:.3f} | {by_kind_ablated[kind]:.3f} |" for kind, value in by_kind.items()]
+    return "\n".join(rows) + "\n"
+
+
 def render(folder: Path) -> str:
     summary = json.loads((folder / "training_summary.json").read_text())
     scores = json.loads((folder / "scores.json").read_text())
@@ -66,9 +86,10 @@ def render(folder: Path) -> str:
     named = [("needle", summary["needle_stage"])] if "needle_stage" in summary else []
     named += [(str(i), stage) for i, stage in enumerate(summary["curriculum"])]
     named += [("long", summary["long_stage"])] if "long_stage" in summary else []
+    named += [(f"formats {i}", stage) for i, stage in enumerate(summary.get("format_stages", []))]
     stages = "\n".join(
         f"| {name} | {s['min_scenes']}-{s['max_scenes']}{sampling(s)} | "
-        f"{s.get('kinds', 'caption,first_scene,last_scene')} "
+        f"{s.get('kinds', 'caption,first_scene,last_scene')}{lettered_share(s)} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for (name, s), loss in zip(named, summary["stage_losses"], strict=True)
     )
@@ -90,6 +111,7 @@ def render(folder: Path) -> str:
         six=scores["videos_6plus"],
         first=scores["first_scene_accuracy_6plus"],
         first_ab=ablated["first_scene_accuracy_6plus"],
+        lettered=lettered_rows(scores, ablated),
         stream_fps=scores["stream_fps"],
         stream=scores["streaming_caption_accuracy"],
         verdict=MEMORY_WORKS
