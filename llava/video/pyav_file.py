@@ -8,13 +8,16 @@ out; frames close together share one decode, which stops at the last wanted pack
 fed on) and on progressive H.264 leaves pictures no other picture refers to undecoded. Nothing is trusted that was
 not checked: after a seek, frames count only from the keyframe aimed at, and if the decoder shows a frame the
 timeline does not hold (or never shows one it does), the reader falls back to a full sequential decode, which is
-the definition of the right frames. See DESIGN.md, "Real video".
+the definition of the right frames. That decode runs without frame threads, which drop the pictures still in flight
+when a packet fails to decode (a truncated file's last one); the frames announced that it does not show are lost:
+the times stay as announced, and asking for a lost frame raises a VideoError naming it. See DESIGN.md, "Real video".
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -30,6 +33,7 @@ CONTINUE_FRAMES = 8  # decode on through at most this many unwanted frames rathe
 CHECK_PACKETS = 32  # packets from the start of a file that must agree with the timeline read from its index
 INDEX_KEYFRAME, INDEX_DISCARD = 0x1, 0x2  # FFmpeg's AVINDEX_KEYFRAME and AVINDEX_DISCARD_FRAME flags
 FIELD_PROGRESSIVE = 1  # FFmpeg's AV_FIELD_PROGRESSIVE: a stream of whole frames, no fields
+LOST_NAMED = 5  # lost frames named in an error (then how many more)
 
 
 class _Untrusted(Exception):
@@ -170,6 +174,7 @@ class PyAVFileReader(VideoReader):
 
     def __init__(self, source: str, timeout: float | None = None) -> None:
         self._timeout = timeout
+        self._lost = np.zeros(0, dtype=np.int64)  # pts of announced frames a plain decode does not show
         self._container = open_container(source, timeout=timeout)
         try:
             self._stream = stream = video_stream(self._container, source)
@@ -228,9 +233,13 @@ class PyAVFileReader(VideoReader):
         return self._stream
 
     def _raw_frames(
-        self, stream: av.video.stream.VideoStream, source: str, wanted: frozenset[int] = frozenset()
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        source: str,
+        wanted: frozenset[int] = frozenset(),
     ) -> Iterator[av.VideoFrame]:
-        """Decode on from the container's position; corrupt packets are skipped like a player skips them.
+        """Decode `stream` on from `container`'s position; corrupt packets are skipped like a player skips them.
 
         With `wanted` (presentation times), decoding stops at the packets of the last of them: the decoder is
         drained of the frames it holds for reordering rather than fed more packets; and where the stream allows it
@@ -240,7 +249,7 @@ class PyAVFileReader(VideoReader):
         pending = set(wanted)
         skip = self._skip_unreferenced and bool(pending)
         try:
-            for packet in self._container.demux(stream):
+            for packet in container.demux(stream):
                 if skip:
                     codec.skip_frame = "DEFAULT" if packet.pts in pending else "NONREF"
                 yield from _decoded(stream, packet)
@@ -259,7 +268,8 @@ class PyAVFileReader(VideoReader):
         After a seek, output before the aimed keyframe is dropped and the keyframe itself must come first;
         a seek that lands after it is retried one keyframe earlier, down to a decode from the start."""
         if key < 0:
-            yield from self._raw_frames(self._restart(source), source, wanted)
+            stream = self._restart(source)
+            yield from self._raw_frames(self._container, stream, source, wanted)
             return
         aim = int(self._timeline.key_pts[key])
         stream = self._stream
@@ -268,7 +278,7 @@ class PyAVFileReader(VideoReader):
         except av.FFmpegError:
             yield from self._frames_from(-1, source, wanted)
             return
-        frames = self._raw_frames(stream, source, wanted | {aim})
+        frames = self._raw_frames(self._container, stream, source, wanted | {aim})
         for frame in frames:
             if frame.pts is None:
                 raise _Untrusted
@@ -283,6 +293,7 @@ class PyAVFileReader(VideoReader):
 
     def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
         targets = self._timeline.pts[indices]
+        self._refuse_lost(targets[np.isin(targets, self._lost)])
         done = 0
         try:
             for frame in self._seek_decode(targets):
@@ -323,41 +334,67 @@ class PyAVFileReader(VideoReader):
 
     # ------------------------------------------------------------------ the exact path
 
+    def _plain_frames(self, source: str) -> Generator[av.VideoFrame, None, None]:
+        """Every frame from the start of the file, decoded on a container of its own by a decoder without frame
+        threads: where a packet fails to decode, frame threads also drop the pictures still in flight, which a
+        plain decode shows (a truncated file's last packet, a damaged one)."""
+        with open_container(source, timeout=self._timeout) as container:
+            stream = video_stream(container, source)
+            stream.thread_type = "SLICE"
+            yield from self._raw_frames(container, stream, source)
+
     def _decode_timeline(self, source: str) -> Timeline:
-        """The timeline a sequential decode shows (every frame decoded once, none kept)."""
-        frames = self._raw_frames(self._restart(source), source)
-        with self._progress(frames, self._stream.frames or None, "reading the frames' times") as bar:
-            pts = [frame.pts for frame in bar]
+        """The timeline a plain sequential decode shows (every frame decoded once, none kept)."""
+        with closing(self._plain_frames(source)) as frames:
+            with self._progress(frames, self._stream.frames or None, "reading the frames' times") as bar:
+                pts = [frame.pts for frame in bar]
         if not pts:
             raise VideoError(f"{source}: no decodable video frames")
         if any(p is None for p in pts) or np.any(np.diff(np.asarray(pts, dtype=np.float64)) <= 0):
             pts = list(range(len(pts)))  # no usable timestamps: frames in decode order at the nominal rate
-            self._time_base = 1 / Fraction(nominal_fps(video_stream(self._container, source)))
+            self._time_base = 1 / Fraction(nominal_fps(self._stream))
         return Timeline(np.asarray(pts, dtype=np.int64), np.zeros(0, dtype=np.int64), exact=False)
 
+    def _check_announced(self, targets: np.ndarray) -> np.ndarray:
+        """Hold the announced timeline against a plain decode (once; `targets` are announced pts, returned as pts
+        of the timeline kept). Where the decode only lacks announced frames, those are lost and the times stay as
+        announced; where it shows frames the packets did not announce, its timeline replaces theirs."""
+        announced, announced_base = self._timeline, self._time_base
+        decoded = self._decode_timeline(self.source)
+        if self._time_base == announced_base and np.isin(decoded.pts, announced.pts).all():
+            self._lost = np.setdiff1d(announced.pts, decoded.pts)
+            return targets
+        self._lost = np.zeros(0, dtype=np.int64)
+        self._timeline = decoded
+        self.times = self._seconds(decoded.pts)
+        if self._time_base != announced_base and len(decoded.pts) == len(announced.pts):
+            return np.searchsorted(announced.pts, targets)  # frames without timestamps: matched by position
+        return targets
+
+    def _refuse_lost(self, lost: np.ndarray) -> None:
+        """A VideoError naming the frames (pts) asked for that do not decode, if there are any."""
+        if lost.size:
+            named = ", ".join(f"{t:.3f} s" for t in self._seconds(lost[:LOST_NAMED]))
+            more = f" and {lost.size - LOST_NAMED} more" if lost.size > LOST_NAMED else ""
+            raise VideoError(f"{self.source}: frames lost, they do not decode (damaged file?): {named}{more}")
+
     def _fall_back(self, targets: np.ndarray) -> Iterator[np.ndarray]:
-        """Serve the remaining `targets` from a sequential decode, rebuilding the timeline from it once."""
-        announced_base = self._time_base
-        announced = self._timeline
-        if announced.exact:
-            self._timeline = self._decode_timeline(self.source)
-            self.times = self._seconds(self._timeline.pts)
-        pts = self._timeline.pts
-        if self._time_base != announced_base and len(pts) == len(announced.pts):
-            pts, targets = np.arange(len(pts)), np.searchsorted(announced.pts, targets)  # frames without timestamps
-        where = np.searchsorted(pts, targets)
-        missing = (where >= len(pts)) | (pts[np.minimum(where, len(pts) - 1)] != targets)
-        if missing.any():
-            lost = float(targets[np.argmax(missing)] * self._time_base) - self._origin
-            raise VideoError(f"{self.source}: the frame at {lost:.3f} s does not decode (damaged file?)")
+        """Serve the remaining `targets` from a plain sequential decode, the definition of the right frames."""
+        if self._timeline.exact:
+            targets = self._check_announced(targets)
+        shown = np.setdiff1d(self._timeline.pts, self._lost)  # the plain decode's frames, in order
+        where = np.searchsorted(shown, targets)
+        missing = (where >= len(shown)) | (shown[np.minimum(where, len(shown) - 1)] != targets)
+        self._refuse_lost(targets[missing])
         wanted = iter(where.tolist())
         want = next(wanted, None)
-        for position, frame in enumerate(self._frames_from(-1, self.source)):
-            while want == position:
-                yield upright_rgb(frame)
-                want = next(wanted, None)
-            if want is None:
-                return
+        with closing(self._plain_frames(self.source)) as frames:
+            for position, frame in enumerate(frames):
+                while want == position:
+                    yield upright_rgb(frame)
+                    want = next(wanted, None)
+                if want is None:
+                    return
 
     def close(self) -> None:
         self._container.close()

@@ -9,6 +9,7 @@ contradict must be refused.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import av
 import numpy as np
 import pytest
 
+from llava.errors import VideoError
 from llava.video.decode import open_video
 from llava.video.mp4_tables import sample_tables
 from llava.video.pyav_file import indexed_samples, scan_packets, skips_unreferenced
@@ -190,3 +192,30 @@ def test_fragmented_and_truncated_files_are_read_from_their_packets(tmp_path: Pa
         np.testing.assert_allclose(video.times[where], times, atol=1e-9)
         for i, frame in zip(where, frames, strict=True):
             assert np.array_equal(video.get_frames([i])[0], frame), f"truncated.mp4: frame {i}"
+
+
+def test_a_frame_cut_off_is_named_lost_and_every_frame_a_plain_decode_shows_is_served(tmp_path: Path) -> None:
+    """A file cut inside one of its packets: that picture is lost. A decoder with frame threads, failing on it, also
+    drops the pictures still in flight, which a plain decode shows; the reader must name the lost picture alone,
+    keep the times it announced, and serve every frame the plain decode shows at its time."""
+    whole = encode(tmp_path / "whole.mp4", container_options={"movflags": "faststart"})
+    with av.open(str(whole)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    pos, size = packets[len(packets) * 2 // 3]
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(whole.read_bytes()[: pos + size // 2])
+    times, frames = sequential(truncated)
+    with open_video(truncated) as video:
+        announced = video.times.copy()
+        lost = np.flatnonzero(~np.isclose(announced[:, None], times[None, :], atol=1e-9).any(axis=1))
+        assert len(lost) == 1 and len(times) == len(announced) - 1, "the cut picture, and it alone, is lost"
+        with pytest.raises(VideoError) as raised:
+            video.get_frames(np.arange(video.num_frames))
+        named = re.findall(r"\d+\.\d{3} s", str(raised.value).removeprefix(str(truncated)))
+        assert named == [f"{announced[lost[0]]:.3f} s"], f"the error names the lost frame alone: {raised.value}"
+        np.testing.assert_array_equal(video.times, announced)
+        where = np.searchsorted(video.times, times)
+        np.testing.assert_allclose(video.times[where], times, atol=1e-9)
+        assert np.array_equal(video.get_frames(where), frames), "every frame a plain decode shows, at its time"
+        with pytest.raises(VideoError, match=f"{announced[lost[0]]:.3f} s"):
+            video.get_frames([lost[0] - 1, lost[0]])
