@@ -41,8 +41,8 @@ Measured with `python -m llava.eval.shapes_scores --model-path {folder} --seed {
 {lettered}
 Chance for the first-scene question is about 1/18 (6 colours x 3 shapes); for a lettered question 1/4 (right only
 when the answer is the right letter alone, asked in the original's prompt with the chat defaults). Scene captions
-are asked of the video cut at the end of each scene (what a live captioner says when a scene ends). Streaming captions at
-{stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.
+are asked of the video cut at the end of each scene (what a live captioner says when a scene ends). Streaming
+captions at {stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.
 
 {verdict}
 """
