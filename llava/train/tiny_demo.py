@@ -201,6 +201,7 @@ def train_stage(
         video_fps=stage.sample_fps,
         num_frames=num_frames,
         max_frames=MAX_FRAMES if stage.sample_fps else None,
+        video_cache_mb=2048,  # a curriculum stage's videos all fit (1500 x 24 frames x 3 x 48 x 48 float32: 1 GB)
     )
     training_args = TrainingArguments(
         output_dir=str(out),
@@ -215,6 +216,7 @@ def train_stage(
         use_cpu=True,
         seed=seed,
         dataloader_num_workers=1,
+        dataloader_persistent_workers=True,  # its video cache lasts the whole stage
         disable_tqdm=True,
     )
     train(model_args, data_args, training_args)
