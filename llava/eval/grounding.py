@@ -9,7 +9,9 @@ exactly one scene was shown (`when`). For every evidence method (`llava.serve.ev
 question, the best evidence span of the model's own reply (and, as a diagnostic, of the true answer) is compared
 with the true scene's span in seconds: recall at IoU >= 0.5 and mean IoU, overall and per question kind
 ("segments"/"best_possible": the best any segment's span reaches, the ceiling SceneTilling's cuts and the sampled
-frames set), and the accuracy of the replies (a `when` reply is right when the model wrote the time placeholder).
+frames set), and the accuracy of the replies (a `when` reply is right when the model wrote the time placeholder;
+`when_absent` questions, about an object the video never shows, are asked for this accuracy alone: a model that
+writes a time whatever the object scores well on `when` and badly there).
 "time_answers" scores the times the answers to `when` questions state in words (the session fills the placeholder
 from the evidence, method `llava.serve.time_answers.TIME_EVIDENCE_METHOD`): the first span an answer states
 against the true scene (IoU 0 for an answer that states none). With --ablate-memory the bridge memory is reset at
@@ -43,6 +45,8 @@ KINDS = ("first_scene", "last_scene", "nth_scene", "caption", "when")
 IOU_THRESHOLD = 0.5
 BEST_POSSIBLE = "best_possible"  # the segment whose span overlaps the true scene most: what any method could reach
 WORDS = "words"  # the source of the rows that score the times a `when` answer states
+ANSWERS = "answers"  # the source of the rows that say whether the model's reply was right
+ABSENT = "when_absent"  # asked too, for its answers' accuracy alone: a time written for an object never shown
 
 
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -101,42 +105,45 @@ def grounding_rows(session: ChatSession, folder: Path, methods: Sequence[str]) -
             loaded = item["video"]
         question = item["conversations"][0]["value"].split("\n", 1)[1]
         true_answer = item["conversations"][1]["value"]
-        scenes = video["scenes"]
-        scene = scenes[scene_asked(item["kind"], question, [s["caption"] for s in scenes])]
         session.reset()
         answer = session.ask(question)
         reply = session.time_fill.reply if session.time_fill is not None else answer  # as the model wrote it
         correct = normalise(reply) == normalise(true_answer)
+        rows.append(dict(kind=item["kind"], method=ANSWERS, source=ANSWERS, correct=correct))
+        if item["kind"] == ABSENT:
+            continue
+        scenes = video["scenes"]
+        scene = scenes[scene_asked(item["kind"], question, [s["caption"] for s in scenes])]
         truth_span = (scene["start"], scene["end"])
         segments = session.segments
         assert segments is not None  # loaded with the frames' times
         closest = max(iou(span, truth_span) for span in segments.spans)
-        rows.append(dict(kind=item["kind"], method=BEST_POSSIBLE, source="segments", iou=closest, correct=correct))
+        rows.append(dict(kind=item["kind"], method=BEST_POSSIBLE, source="segments", iou=closest))
         if item["kind"] == "when":
-            overlap = stated_iou(answer, truth_span)
-            rows.append(dict(kind=item["kind"], method="answer", source=WORDS, iou=overlap, correct=correct))
+            rows.append(dict(kind=item["kind"], method="answer", source=WORDS, iou=stated_iou(answer, truth_span)))
         for source, text in (("model", reply), ("truth", true_answer)):
             for method in methods:
                 best = answer_evidence(session, segments, question, text, method)[0]
                 overlap = iou((best.start, best.end), truth_span)
-                rows.append(dict(kind=item["kind"], method=method, source=source, iou=overlap, correct=correct))
+                rows.append(dict(kind=item["kind"], method=method, source=source, iou=overlap))
     return rows
 
 
 def scores_of(rows: Sequence[dict]) -> dict:
     """Per answer source and method: overall and per kind; the best any segment's span could do; the accuracy of
-    the model's answers, overall and per kind; the times the `when` answers state ("time_answers")."""
+    the model's answers, overall and per kind (when_absent included); the times the `when` answers state
+    ("time_answers")."""
     grouped: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
-        if row["source"] != WORDS:
+        if row["source"] not in (WORDS, ANSWERS):
             grouped[row["source"], row["method"]].append(row)
     scores: dict = {}
     for (source, method), group in grouped.items():
         per_kind = {kind: summarise([r for r in group if r["kind"] == kind]) for kind in KINDS}
         scores.setdefault(source, {})[method] = summarise(group) | {"per_kind": per_kind}
-    questions = [r for r in rows if r["method"] == BEST_POSSIBLE]
+    questions = [r for r in rows if r["source"] == ANSWERS]
     scores["answer_accuracy"] = accuracy(questions) | {
-        "per_kind": {kind: accuracy([r for r in questions if r["kind"] == kind]) for kind in KINDS}
+        "per_kind": {kind: accuracy([r for r in questions if r["kind"] == kind]) for kind in (*KINDS, ABSENT)}
     }
     scores["time_answers"] = summarise([r for r in rows if r["source"] == WORDS])
     return scores
@@ -175,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             shapes_dataset.main(
                 ["--out", tmp, "--num-videos", str(args.num_videos), "--seed", str(args.seed)]
                 + ["--min-scenes", str(args.min_scenes), "--max-scenes", str(args.max_scenes)]
-                + ["--kinds", ",".join(KINDS), "--quiet"]
+                + ["--kinds", ",".join((*KINDS, ABSENT)), "--quiet"]
             )
             scores = scores_of(grounding_rows(session, Path(tmp), methods))
     except LlavaError as err:

@@ -33,12 +33,15 @@ def test_times_stated_in_words_are_scored_against_the_scene():
     assert grounding.stated_iou("It was shown from 12 s to 18 s.", (15.0, 21.0)) == pytest.approx(3 / 9)
     assert grounding.stated_iou("It was shown from 0.5 s to 4.5 s.", (0.0, 4.0)) == pytest.approx(3.5 / 4.5)
     assert grounding.stated_iou("It was not shown.", (12.0, 18.0)) == 0.0
-    rows = [
-        dict(kind="when", method="answer", source=grounding.WORDS, iou=value, correct=True) for value in (1.0, 0.4)
-    ] + [dict(kind="when", method=grounding.BEST_POSSIBLE, source="segments", iou=1.0, correct=True)] * 2
+    rows = [dict(kind="when", method="answer", source=grounding.WORDS, iou=value) for value in (1.0, 0.4)]
+    rows += [dict(kind="when", method=grounding.BEST_POSSIBLE, source="segments", iou=1.0)] * 2
+    rows += [dict(kind=kind, method=grounding.ANSWERS, source=grounding.ANSWERS, correct=kind == "when")
+             for kind in ("when", "when", grounding.ABSENT)]  # fmt: skip
     scores = grounding.scores_of(rows)
     assert scores["time_answers"] == {"questions": 2, "recall_at_0_5": 0.5, "mean_iou": pytest.approx(0.7)}
-    assert set(scores) == {"segments", "answer_accuracy", "time_answers"}  # the words rows are no evidence method
+    assert set(scores) == {"segments", "answer_accuracy", "time_answers"}  # no evidence method among them
+    assert scores["answer_accuracy"]["per_kind"]["when"] == {"questions": 2, "accuracy": 1.0}
+    assert scores["answer_accuracy"]["per_kind"][grounding.ABSENT] == {"questions": 1, "accuracy": 0.0}
 
 
 def test_summarise_counts_recall_at_half_iou():
@@ -63,7 +66,8 @@ def test_end_to_end_on_a_tiny_checkpoint(tiny_checkpoint, tmp_path, capsys):
             assert 0.0 <= method["mean_iou"] <= ceiling["mean_iou"] + 1e-9
             assert method["per_kind"]["first_scene"]["questions"] == 1
             assert method["per_kind"]["when"]["questions"] == 1
-    assert scores["answer_accuracy"]["questions"] == 5
+    assert scores["answer_accuracy"]["questions"] == 6  # and when_absent, for its accuracy alone
+    assert scores["answer_accuracy"]["per_kind"][grounding.ABSENT]["questions"] == 1
     assert scores["time_answers"]["questions"] == 1
 
 
