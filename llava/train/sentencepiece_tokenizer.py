@@ -1,8 +1,9 @@
 """Train a small sentencepiece tokenizer and load it as a transformers Llama tokenizer.
 
 The bundled demo model and the tests use this: a real sentencepiece model (byte fallback, so any text
-tokenises), saved as `tokenizer.model` and loaded with `LlamaTokenizer.from_pretrained(folder)`. The time
-placeholder (`llava.constants.TIME_PLACEHOLDER`) is always one piece, so a model writes it in one decision.
+tokenises), saved as `tokenizer.model` and loaded with `LlamaTokenizer.from_pretrained(folder)`. Where the texts
+hold the time placeholder (`llava.constants.TIME_PLACEHOLDER`, in `when` answers), it is one piece, so a model
+writes it in one decision; other corpora train the same tokenizer as before.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
     """Train a BPE sentencepiece model on `texts`, save it as a Llama tokenizer in `out_dir`, return it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(texts)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text("\n".join(texts), encoding="utf-8")
+        corpus.write_text(text, encoding="utf-8")
         spm.SentencePieceTrainer.train(
             input=str(corpus),
             model_prefix=str(out_dir / "tokenizer"),
@@ -39,7 +41,7 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
             character_coverage=1.0,
             hard_vocab_limit=False,
             minloglevel=2,
-            user_defined_symbols=[TIME_PLACEHOLDER],
+            user_defined_symbols=[TIME_PLACEHOLDER] if TIME_PLACEHOLDER in text else [],
         )
     (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
     tokenizer = LlamaTokenizer.from_pretrained(str(out_dir))
