@@ -24,7 +24,7 @@ from llava.video.timeline import rate_indices
 
 T = TypeVar("T")
 Transform = Callable[[np.ndarray], torch.Tensor]  # uint8 (n, H, W, 3) -> (n, ...), e.g. VisualProcessor.video
-BATCH_BYTES = 32 << 20  # decoded frames handed to a transform at once: 2 frames of 4K, 12 of 720p
+BATCH_BYTES = 32 << 20  # decoded frames handed to a transform at once: 1 frame of 4K, 11 of 720p
 
 
 def as_indices(indices: Iterable[int] | np.ndarray, source: str) -> np.ndarray:
@@ -36,17 +36,22 @@ def as_indices(indices: Iterable[int] | np.ndarray, source: str) -> np.ndarray:
 
 
 def _batches(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Consecutive frames stacked a few at a time: at most BATCH_BYTES of pixels per batch (at least one frame)."""
-    batch: list[np.ndarray] = []
-    held = 0
+    """Consecutive frames copied into one buffer and handed on a few at a time: at most BATCH_BYTES of pixels per
+    batch (at least one frame). The buffer is reused: a batch must be done with before the next is asked for. Only
+    the buffer and the frame being decoded are held, never a list of frames beside a stacked copy of them."""
+    buffer: np.ndarray | None = None
+    filled = 0
     for frame in frames:
-        batch.append(frame)
-        held += frame.nbytes
-        if held >= BATCH_BYTES:
-            yield np.stack(batch)
-            batch, held = [], 0
-    if batch:
-        yield np.stack(batch)
+        if buffer is None:
+            buffer = np.empty((max(1, BATCH_BYTES // frame.nbytes), *frame.shape), dtype=frame.dtype)
+        buffer[filled] = frame
+        filled += 1
+        del frame  # not held while the batch is transformed
+        if filled == len(buffer):
+            yield buffer
+            filled = 0
+    if buffer is not None and filled:
+        yield buffer[:filled]
 
 
 def transform_in_batches(frames: Iterable[np.ndarray], count: int, transform: Transform) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -153,9 +154,12 @@ def test_a_transform_sees_a_few_frames_at_a_time_and_gives_what_it_would_give_al
     assert max(batches) <= BATCH_BYTES // frame_bytes + 1
 
 
-def test_4k_frames_reach_a_transform_two_at_a_time(make_video) -> None:
+def test_4k_frames_reach_a_transform_one_at_a_time_through_one_buffer(make_video) -> None:
+    """A 4K frame is more than half of BATCH_BYTES: frames go to the transform one at a time, copied into one
+    reused buffer, so the reader's own arrays never hold more than that one frame (numpy's allocations, traced)."""
     frames = [np.full((2160, 3840, 3), 30 * i, np.uint8) for i in range(6)]
     path = make_video("uhd.mp4", frames, fps=25)
+    del frames
     batches: list[int] = []
     processor = VisualProcessor(size=32)
 
@@ -163,8 +167,14 @@ def test_4k_frames_reach_a_transform_two_at_a_time(make_video) -> None:
         batches.append(len(batch))
         return processor.video(batch)
 
-    pixels, seconds = load_video(path, num_frames=6, transform=transform)
-    assert pixels.shape == (6, 3, 32, 32) and max(batches) <= 3
+    tracemalloc.start()
+    try:
+        pixels, seconds = load_video(path, num_frames=6, transform=transform)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * 3840 * 2160 * 3, f"{peak / 2**20:.0f} MB of arrays held for 4K frames of 24 MB"
+    assert pixels.shape == (6, 3, 32, 32) and batches == [1] * 6
     np.testing.assert_allclose(seconds, np.arange(6) / 25)
 
 
