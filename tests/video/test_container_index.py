@@ -219,3 +219,24 @@ def test_a_frame_cut_off_is_named_lost_and_every_frame_a_plain_decode_shows_is_s
         assert np.array_equal(video.get_frames(where), frames), "every frame a plain decode shows, at its time"
         with pytest.raises(VideoError, match=f"{announced[lost[0]]:.3f} s"):
             video.get_frames([lost[0] - 1, lost[0]])
+
+
+def test_a_stream_without_timestamps_is_timed_and_served_by_a_plain_decode(bframes: Path, tmp_path: Path) -> None:
+    """A raw H.264 stream: no packet carries a time, so the frames are counted by a plain decode, timed at the
+    nominal rate, and served by their place in that decode."""
+    raw = tmp_path / "raw.h264"
+    with av.open(str(bframes)) as source, av.open(str(raw), "w", format="h264") as target:
+        stream = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                target.mux(packet)
+    with av.open(str(raw)) as container:
+        assert scan_packets(container, container.streams.video[0]) is None, "the packets announce no times"
+    with av.open(str(raw)) as container:  # a plain decode (its frames carry no times either)
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    with open_video(raw) as video:
+        assert video.num_frames == len(frames) == FRAMES
+        np.testing.assert_allclose(np.diff(video.times), 1 / video.fps)
+        assert np.array_equal(video.get_frames(np.arange(FRAMES)), frames)
+        assert np.array_equal(video.get_frames([FRAMES - 1, 5, 40]), frames[[FRAMES - 1, 5, 40]])
