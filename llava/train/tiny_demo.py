@@ -254,13 +254,7 @@ def run(
     """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
     folders = [make_data(work / f"data_stage{i}", stage, seed + i) for i, stage in enumerate(curriculum)]
-    long_seed = seed + len(curriculum)
-    format_seeds = [long_seed + 1 + i for i in range(len(format_stages))]
-    format_data = [
-        make_data(work / f"data_formats{i}", stage, data_seed)
-        for i, (stage, data_seed) in enumerate(zip(format_stages, format_seeds, strict=True))
-    ]  # before the tokenizer: its corpus holds the lettered prompt and the time placeholder
-    tokenizer = train_tokenizer(corpus(folders + format_data), work / "tokenizer", vocab_size=400)
+    tokenizer = train_tokenizer(corpus(folders), work / "tokenizer", vocab_size=400)
     torch.manual_seed(seed)
     model = VideoLLaMBForCausalLM(tiny_demo_config(len(tokenizer)))
     tower_accuracy = pretrain_tower(model, folders, tower_steps)
@@ -280,6 +274,7 @@ def run(
         logger.info("curriculum stage %d: %d-%d scenes, %d steps", i, stage.min_scenes, stage.max_scenes, stage.steps)
         losses.append(train_stage(start, folders[i], work / f"stage{i}", stage, model.config.num_frames, seed))
         start = work / f"stage{i}"
+    long_seed = seed + len(curriculum)
     logger.info(
         "long stage: %d-%d scenes at %g fps, %d steps",
         long_stage.min_scenes,
@@ -290,7 +285,8 @@ def run(
     long_data = make_data(work / "data_long", long_stage, long_seed)
     losses.append(train_stage(start, long_data, work / "stage_long", long_stage, model.config.num_frames, seed))
     start = work / "stage_long"
-    for i, (stage, data) in enumerate(zip(format_stages, format_data, strict=True)):
+    format_seeds = [long_seed + 1 + i for i in range(len(format_stages))]
+    for i, (stage, data_seed) in enumerate(zip(format_stages, format_seeds, strict=True)):
         logger.info(
             "format stage %d: %d-%d scenes, %s, %d steps",
             i,
@@ -299,6 +295,7 @@ def run(
             stage.kinds,
             stage.steps,
         )
+        data = make_data(work / f"data_formats{i}", stage, data_seed)
         losses.append(train_stage(start, data, work / f"stage_formats{i}", stage, model.config.num_frames, seed))
         start = work / f"stage_formats{i}"
     if out.exists():
