@@ -86,8 +86,6 @@ def tiny_demo_config(vocab_size: int) -> VideoLLaMBConfig:
         attention_probs_dropout_prob=0.0,
         memory_init_std=1.0,
         llm_input="memory_and_last_segment",
-        segment_position_embeddings=True,  # which scene came when: counting, the n-th scene, order
-        max_segment_positions=64,
     )
     text = dict(
         model_type="llama",

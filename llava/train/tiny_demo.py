@@ -94,15 +94,6 @@ NEEDLE_STEPS = 800
 # After the curriculum: haystack-like videos at 1 fps, every frame kept (the curriculum samples 24 frames), asked
 # the questions that need the memory (and captions, to keep them); last-scene questions add nothing new here.
 LONG_STAGE = Stage(10, 80, 2000, 1200, kinds=f"caption,first_scene,{NEEDLE_KIND}", fps=1.0, sample_fps=1.0)
-# Last, the evaluation formats: every question kind, half of them asked in the original's lettered prompt and
-# answered with the letter, and `when` questions answered with the time placeholder the session fills from the
-# evidence (`when_absent` makes writing it depend on the video); then the long videos again, lettered half the time,
-# as the needle benchmark asks (circular multiple choice at 1 fps).
-FORMATS_KINDS = f"caption,first_scene,last_scene,nth_scene,count,order,{NEEDLE_KIND},when,when_absent"
-FORMAT_STAGES = [
-    Stage(2, 8, 1500, 700, kinds=FORMATS_KINDS, mc_ratio=0.5),
-    Stage(10, 80, 600, 300, kinds=LONG_STAGE.kinds, fps=1.0, sample_fps=1.0, mc_ratio=0.5),
-]
 MAX_FRAMES = FrameSampling.max_frames  # the original's cap on frames sampled at a rate (512)
 
 
@@ -249,7 +240,6 @@ def run(
     curriculum: list[Stage] = CURRICULUM,
     needle_steps: int = NEEDLE_STEPS,
     long_stage: Stage = LONG_STAGE,
-    format_stages: list[Stage] = FORMAT_STAGES,
 ) -> dict:
     """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
@@ -285,19 +275,6 @@ def run(
     long_data = make_data(work / "data_long", long_stage, long_seed)
     losses.append(train_stage(start, long_data, work / "stage_long", long_stage, model.config.num_frames, seed))
     start = work / "stage_long"
-    format_seeds = [long_seed + 1 + i for i in range(len(format_stages))]
-    for i, (stage, data_seed) in enumerate(zip(format_stages, format_seeds, strict=True)):
-        logger.info(
-            "format stage %d: %d-%d scenes, %s, %d steps",
-            i,
-            stage.min_scenes,
-            stage.max_scenes,
-            stage.kinds,
-            stage.steps,
-        )
-        data = make_data(work / f"data_formats{i}", stage, data_seed)
-        losses.append(train_stage(start, data, work / f"stage_formats{i}", stage, model.config.num_frames, seed))
-        start = work / f"stage_formats{i}"
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
@@ -310,8 +287,7 @@ def run(
         "needle_stage": vars(needle_stage),
         "curriculum": [vars(s) for s in curriculum],
         "long_stage": vars(long_stage),
-        "format_stages": [vars(s) for s in format_stages],
-        "seeds": [seed + i for i in range(len(curriculum))] + [long_seed] + format_seeds,
+        "seeds": [seed + i for i in range(len(curriculum))] + [long_seed],
         "stage_losses": losses,
     }
 
