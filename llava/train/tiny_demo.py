@@ -78,7 +78,6 @@ class Stage:
     schedule: str = "cosine"
     fps: float = 4.0  # the frame rate its videos are rendered at
     sample_fps: float | None = None  # train on every frame at this rate (up to MAX_FRAMES) instead of uniform ones
-    mc_ratio: float = 0.0  # share of questions asked as lettered multiple choice (answered with the letter)
 
 
 CURRICULUM = [
@@ -106,7 +105,6 @@ def make_data(folder: Path, stage: Stage, seed: int) -> Path:
         min_scenes=stage.min_scenes,
         max_scenes=stage.max_scenes,
         fps=stage.fps,
-        mc_ratio=stage.mc_ratio,
         progress=False,
     )
     return folder
