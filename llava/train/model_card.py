@@ -60,11 +60,6 @@ def sampling(stage: dict) -> str:
     return f" (every frame at {stage['sample_fps']:g} fps)" if stage.get("sample_fps") else ""
 
 
-def lettered_share(stage: dict) -> str:
-    """The share of a stage's questions asked as lettered multiple choice, where there is one."""
-    return f" ({stage['mc_ratio']:.0%} lettered)" if stage.get("mc_ratio") else ""
-
-
 def lettered_rows(scores: dict, ablated: dict) -> str:
     """The lettered multiple-choice rows (overall, then per question kind), where the scores have them."""
     if scores.get("lettered_accuracy_6plus") is None:
@@ -86,10 +81,9 @@ def render(folder: Path) -> str:
     named = [("needle", summary["needle_stage"])] if "needle_stage" in summary else []
     named += [(str(i), stage) for i, stage in enumerate(summary["curriculum"])]
     named += [("long", summary["long_stage"])] if "long_stage" in summary else []
-    named += [(f"formats {i}", stage) for i, stage in enumerate(summary.get("format_stages", []))]
     stages = "\n".join(
         f"| {name} | {s['min_scenes']}-{s['max_scenes']}{sampling(s)} | "
-        f"{s.get('kinds', 'caption,first_scene,last_scene')}{lettered_share(s)} "
+        f"{s.get('kinds', 'caption,first_scene,last_scene')} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for (name, s), loss in zip(named, summary["stage_losses"], strict=True)
     )
