@@ -14,6 +14,7 @@ frame images with PIL. Every failure is a `VideoError` whose message names the s
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -25,8 +26,8 @@ from llava.errors import VideoError
 from llava.video.image_readers import FrameDirReader, load_image_file
 from llava.video.pyav_file import PyAVFileReader
 from llava.video.pyav_live import PyAVLiveReader
-from llava.video.reader import Transform, VideoReader
-from llava.video.timeline import frame_count, uniform_indices
+from llava.video.reader import FramesLost, Transform, VideoReader
+from llava.video.timeline import frame_count, nearest_decodable, uniform_indices
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -60,6 +61,7 @@ VIDEO_EXTENSIONS = (
 )
 _STREAM_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt", "hls")
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt")
+log = logging.getLogger(__name__)
 
 
 def _is_url(source: str) -> bool:
@@ -123,9 +125,7 @@ def load_video(
     with _opened(source) as video:
         if video.times is None:
             raise VideoError(f"{video.source}: cannot sample uniformly from a live stream; use iter_frames()")
-        idx = uniform_indices(len(video.times), num_frames)
-        frames = video.get_frames(idx, transform)
-        return frames, video.times[idx]
+        return _sampled(video, video.times, uniform_indices(len(video.times), num_frames), transform)
 
 
 def load_video_fps(
@@ -157,7 +157,26 @@ def load_video_fps(
                 idx = uniform_indices(len(video.times), count)
             elif count < len(idx):
                 idx = idx[uniform_indices(len(idx), count)]
-        return video.get_frames(idx, transform), video.times[idx]
+        return _sampled(video, video.times, idx, transform)
+
+
+def _sampled(
+    video: VideoReader, times: np.ndarray, idx: np.ndarray, transform: Transform | None
+) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+    """The frames at sorted `idx` of `video` (presented at `times`) and their times; where some do not decode (a
+    damaged file), the nearest frames that do, in the same number and order, with one warning."""
+    try:
+        return video.get_frames(idx, transform), times[idx]
+    except FramesLost as err:
+        taken = nearest_decodable(idx, err.lost, len(times))
+        log.warning(
+            "%s: %d of its %d frames are lost, they do not decode (damaged file?); %d sampled replaced by the nearest",
+            video.source,
+            len(err.lost),
+            len(times),
+            np.count_nonzero(taken != idx),
+        )
+        return video.get_frames(taken, transform), times[taken]
 
 
 def _collect_live(

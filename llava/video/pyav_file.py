@@ -10,7 +10,8 @@ not checked: after a seek, frames count only from the keyframe aimed at, and if 
 timeline does not hold (or never shows one it does), the reader falls back to a full sequential decode, which is
 the definition of the right frames. That decode runs without frame threads, which drop the pictures still in flight
 when a packet fails to decode (a truncated file's last one); the frames announced that it does not show are lost:
-the times stay as announced, and asking for a lost frame raises a VideoError naming it. See DESIGN.md, "Real video".
+the times stay as announced, and asking for a lost frame raises `FramesLost` (a VideoError) naming it. See DESIGN.md,
+"Real video".
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from llava.errors import VideoError
 from llava.video.mp4_tables import sample_tables
 from llava.video.pyav_media import nominal_fps, open_container, upright_rgb, upright_size, video_stream
-from llava.video.reader import VideoReader
+from llava.video.reader import FramesLost, VideoReader
 
 CONTINUE_FRAMES = 8  # decode on through at most this many unwanted frames rather than seek
 CHECK_PACKETS = 32  # packets from the start of a file that must agree with the timeline read from its index
@@ -372,11 +373,13 @@ class PyAVFileReader(VideoReader):
         return targets
 
     def _refuse_lost(self, lost: np.ndarray) -> None:
-        """A VideoError naming the frames (pts) asked for that do not decode, if there are any."""
+        """`FramesLost` naming the frames (pts) asked for that do not decode, if there are any, and carrying the
+        indices of every lost frame."""
         if lost.size:
             named = ", ".join(f"{t:.3f} s" for t in self._seconds(lost[:LOST_NAMED]))
             more = f" and {lost.size - LOST_NAMED} more" if lost.size > LOST_NAMED else ""
-            raise VideoError(f"{self.source}: frames lost, they do not decode (damaged file?): {named}{more}")
+            message = f"{self.source}: frames lost, they do not decode (damaged file?): {named}{more}"
+            raise FramesLost(message, np.searchsorted(self._timeline.pts, self._lost))
 
     def _fall_back(self, targets: np.ndarray) -> Iterator[np.ndarray]:
         """Serve the remaining `targets` from a plain sequential decode, the definition of the right frames."""

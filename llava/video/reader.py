@@ -27,6 +27,14 @@ Transform = Callable[[np.ndarray], torch.Tensor]  # uint8 (n, H, W, 3) -> (n, ..
 BATCH_BYTES = 32 << 20  # decoded frames handed to a transform at once: 1 frame of 4K, 11 of 720p
 
 
+class FramesLost(VideoError):
+    """Frames were asked for that the video announces but that do not decode (a damaged or truncated file)."""
+
+    def __init__(self, message: str, lost: np.ndarray) -> None:
+        super().__init__(message)
+        self.lost = lost  # display indices of every frame of the video known not to decode
+
+
 def as_indices(indices: Iterable[int] | np.ndarray, source: str) -> np.ndarray:
     """A 1-D int64 array of frame indices, or a VideoError naming the source."""
     idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
@@ -111,7 +119,8 @@ class VideoReader(ABC):
         self, indices: Iterable[int] | np.ndarray, transform: Transform | None = None
     ) -> np.ndarray | torch.Tensor:
         """Frames at `indices` (any order, repeats allowed): uint8 (N, H, W, 3) RGB, or with `transform` its
-        outputs stacked (N, ...), computed a few frames at a time while decoding."""
+        outputs stacked (N, ...), computed a few frames at a time while decoding. Asking for a frame that does not
+        decode raises `FramesLost`, which names every such frame."""
         idx = as_indices(indices, self.source)
         if self.times is None:
             raise VideoError(f"{self.source}: live source has no known length; use iter_frames()")

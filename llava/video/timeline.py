@@ -44,3 +44,21 @@ def frame_count(available: int, max_frames: int, multiple_of: int) -> int:
     """How many of `available` frames a capped, rounded sampling takes: at most `max_frames`, rounded down to a
     multiple of `multiple_of`, at least `multiple_of` (the original's streaming rule: 8 to 512)."""
     return max(multiple_of, min(available, max_frames) // multiple_of * multiple_of)
+
+
+def nearest_decodable(indices: np.ndarray, lost: np.ndarray, num_total: int) -> np.ndarray:
+    """`indices` (sorted) of a video of `num_total` frames with each frame in `lost` replaced by the nearest frame
+    not lost (the earlier on a tie), keeping their count and order. Where at least as many frames decode as are
+    asked for, the result has no repeats: a replacement that meets a frame already taken moves on to the next one
+    (and those after it along), a run at the end of the video moves back."""
+    kept = np.setdiff1d(np.arange(num_total, dtype=np.int64), lost)
+    if kept.size == 0:
+        raise ValueError("no frame of the video decodes")
+    after = np.minimum(np.searchsorted(kept, indices), kept.size - 1)  # first kept frame at or after each index
+    before = np.maximum(after - 1, 0)
+    nearer_after = np.abs(kept[after] - indices) < np.abs(indices - kept[before])
+    place = np.where(nearer_after, after, before)  # positions in `kept`, non-decreasing
+    if kept.size >= place.size:  # each at least one past the one before, and room left for those after it
+        step = np.arange(place.size)
+        place = np.minimum(np.maximum.accumulate(place - step), kept.size - place.size) + step
+    return kept[place]
