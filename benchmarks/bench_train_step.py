@@ -59,33 +59,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def stage_arguments(
-    model: Path, data: Path, out: Path, stage: tiny_demo.Stage, frames: int, cache_mb: float
-) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    """`tiny_demo.train_stage`'s arguments for a uniformly sampled stage, with the cache set to `cache_mb`."""
-    data_args = DataArguments(
-        data_path=str(data / "train.json"), x_folder=str(data), num_frames=frames, video_cache_mb=cache_mb
-    )
-    training_args = TrainingArguments(
-        output_dir=str(out),
-        max_steps=stage.steps,
-        per_device_train_batch_size=16,
-        learning_rate=1e-3,
-        warmup_steps=min(100, stage.steps // 5),
-        lr_scheduler_type=stage.schedule,
-        weight_decay=0.0,
-        logging_steps=1,
-        save_strategy="no",
-        use_cpu=True,
-        seed=0,
-        dataloader_num_workers=1,
-        dataloader_persistent_workers=cache_mb > 0,
-        disable_tqdm=True,
-        report_to="none",
-    )
-    return ModelArguments(model_name_or_path=str(model)), data_args, training_args
-
-
 def data_seconds(arguments: tuple[ModelArguments, DataArguments, TrainingArguments], steps: int) -> float:
     """Seconds per batch of `steps` batches drawn as the trainer draws them, with no training step between."""
     model_args, data_args, training_args = arguments
@@ -112,7 +85,8 @@ def train_once(args: argparse.Namespace, cache_mb: float, data: Path, out: Path)
     """The data alone, then one stage trained, in this process: seconds per batch, the trainer's time and the
     logged losses."""
     stage = tiny_demo.Stage(6, 8, args.videos, args.steps)
-    arguments = stage_arguments(args.model, data, out, stage, args.frames, cache_mb)
+    arguments = tiny_demo.stage_arguments(args.model, data, out, stage, args.frames, 0, video_cache_mb=cache_mb)
+    arguments[2].logging_steps = 1  # every step's loss, compared between the runs
     data_s = data_seconds(arguments, stage.steps)
     train(*arguments)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]

@@ -188,10 +188,20 @@ def kind_rows(folder: Path, kind: str) -> str:
     return write_json_atomic(rows, folder / f"train_{kind}.json").name
 
 
-def train_stage(
-    start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int, rows: str = "train.json"
-) -> float:
-    """One curriculum stage through `llava.train.train` on data/rows; returns the stage's mean training loss."""
+VIDEO_CACHE_MB = 2048.0  # a curriculum stage's videos all fit (1500 x 24 frames x 3 x 48 x 48 float32: 1 GB)
+
+
+def stage_arguments(
+    start: Path,
+    data: Path,
+    out: Path,
+    stage: Stage,
+    num_frames: int,
+    seed: int,
+    rows: str = "train.json",
+    video_cache_mb: float = VIDEO_CACHE_MB,
+) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """`llava.train.train`'s arguments for one stage on data/rows, starting from the checkpoint `start`."""
     model_args = ModelArguments(model_name_or_path=str(start))
     data_args = DataArguments(
         data_path=str(data / rows),
@@ -199,7 +209,7 @@ def train_stage(
         video_fps=stage.sample_fps,
         num_frames=num_frames,
         max_frames=MAX_FRAMES if stage.sample_fps else None,
-        video_cache_mb=2048,  # a curriculum stage's videos all fit (1500 x 24 frames x 3 x 48 x 48 float32: 1 GB)
+        video_cache_mb=video_cache_mb,
     )
     training_args = TrainingArguments(
         output_dir=str(out),
@@ -214,10 +224,17 @@ def train_stage(
         use_cpu=True,
         seed=seed,
         dataloader_num_workers=1,
-        dataloader_persistent_workers=True,  # its video cache lasts the whole stage
+        dataloader_persistent_workers=video_cache_mb > 0,  # the worker's video cache lasts the whole stage
         disable_tqdm=True,
     )
-    train(model_args, data_args, training_args)
+    return model_args, data_args, training_args
+
+
+def train_stage(
+    start: Path, data: Path, out: Path, stage: Stage, num_frames: int, seed: int, rows: str = "train.json"
+) -> float:
+    """One curriculum stage through `llava.train.train` on data/rows; returns the stage's mean training loss."""
+    train(*stage_arguments(start, data, out, stage, num_frames, seed, rows))
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     return [entry["train_loss"] for entry in history if "train_loss" in entry][-1]
 
