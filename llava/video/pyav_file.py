@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from llava.errors import VideoError
 from llava.video.mp4_tables import sample_tables
@@ -176,6 +177,7 @@ class PyAVFileReader(VideoReader):
     def __init__(self, source: str, timeout: float | None = None) -> None:
         self._timeout = timeout
         self._lost = np.zeros(0, dtype=np.int64)  # pts of announced frames a plain decode does not show
+        self._rgb = VideoReformatter()  # one converter to RGB for every frame served
         self._container = open_container(source, timeout=timeout)
         try:
             self._stream = stream = video_stream(self._container, source)
@@ -299,7 +301,7 @@ class PyAVFileReader(VideoReader):
         try:
             for frame in self._seek_decode(targets):
                 done += 1
-                yield upright_rgb(frame)
+                yield upright_rgb(frame, self._rgb)
         except _Untrusted:
             yield from self._fall_back(targets[done:])
 
@@ -394,7 +396,7 @@ class PyAVFileReader(VideoReader):
         with closing(self._plain_frames(self.source)) as frames:
             for position, frame in enumerate(frames):
                 while want == position:
-                    yield upright_rgb(frame)
+                    yield upright_rgb(frame, self._rgb)
                     want = next(wanted, None)
                 if want is None:
                     return

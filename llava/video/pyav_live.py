@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from llava.errors import VideoError
 from llava.video.pyav_media import nominal_fps, open_container, upright_rgb, upright_size, video_stream
@@ -46,6 +47,7 @@ class PyAVLiveReader(VideoReader):
             raise ValueError(f"fps must be positive, got {fps}")
         start: float | None = None
         k = 0
+        reformatter = VideoReformatter()
         for count, frame in enumerate(self._frames()):
             t_abs = frame.time if frame.time is not None else count / self.fps
             start = t_abs if start is None else start
@@ -57,7 +59,7 @@ class PyAVLiveReader(VideoReader):
                     continue
                 while k / fps <= t + 1e-9:
                     k += 1
-            yield t, upright_rgb(frame)
+            yield t, upright_rgb(frame, reformatter)
 
     def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
         raise VideoError(f"{self.source}: live source has no known length; use iter_frames()")

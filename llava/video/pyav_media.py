@@ -1,5 +1,8 @@
 """PyAV plumbing shared by the file and live readers: open a container, pick its video stream, frames to RGB.
 
+Frames reach RGB through one `VideoReformatter` per decoding loop (`upright_rgb`): `frame.to_ndarray(format=...)`
+makes a new one for every frame, and setting up FFmpeg's converter again costs more than converting a small frame.
+
 FFmpeg errors never escape from here: they become `VideoError` naming the source.
 """
 
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from llava.errors import VideoError
 
@@ -41,9 +45,10 @@ def nominal_fps(stream: av.video.stream.VideoStream) -> float:
     return float(rate) if rate else 30.0
 
 
-def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """The frame as (H, W, 3) uint8 RGB, turned by its display rotation as a player shows it."""
-    array = frame.to_ndarray(format="rgb24")
+def upright_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
+    """The frame as (H, W, 3) uint8 RGB, turned by its display rotation as a player shows it, converted by the
+    decoding loop's `reformatter` (the same pixels as `frame.to_ndarray(format="rgb24")`)."""
+    array = reformatter.reformat(frame, format="rgb24").to_ndarray()
     turns = round((frame.rotation or 0) / 90.0) % 4  # counter-clockwise, the display-matrix convention
     return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
 
