@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -58,7 +58,8 @@ def scan_packets(container: av.container.InputContainer, stream: av.video.stream
     cuts = "mov" in container.format.name and any(entry.is_discard for entry in stream.index_entries)  # edit list
     pts: list[int] = []
     keys: list[int] = []
-    try:
+    # a damaged tail ends the demux with an FFmpegError: the packets read so far are checked while decoding, as any
+    with suppress(av.FFmpegError):
         for packet in container.demux(stream):  # the hot loop of opening a file: one pass, few attributes
             stamp = packet.pts
             if stamp is None:
@@ -70,8 +71,6 @@ def scan_packets(container: av.container.InputContainer, stream: av.video.stream
             pts.append(stamp)
             if packet.is_keyframe:
                 keys.append(stamp)
-    except av.FFmpegError:
-        pass  # a damaged tail: the packets read so far are checked while decoding like any others
     order = np.sort(np.asarray(pts, dtype=np.int64))
     if order.size == 0 or np.any(np.diff(order) == 0):
         return None
