@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from llava.video.transforms import (
@@ -14,6 +15,7 @@ from llava.video.transforms import (
     center_crop,
     preprocess_frames,
     preprocess_image,
+    release_short_side_size,
     short_side_size,
 )
 
@@ -140,3 +142,55 @@ def test_frames_larger_than_a_chunk_are_each_preprocessed_once() -> None:
     assert out.shape == (19, 3, 48, 48)
     means = out.mean(dim=(1, 2, 3))
     assert torch.all(means[1:] > means[:-1])  # frame i is brighter than frame i - 1: none overwritten or left empty
+
+
+def full_frame_reference(frames: np.ndarray, size: int, antialias: bool) -> torch.Tensor:
+    """The straightforward computation: every frame float at full size, one `F.interpolate`, crop, normalise."""
+    h, w = frames.shape[1:3]
+    new_h, new_w = short_side_size(h, w, size) if antialias else release_short_side_size(h, w, size)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=antialias)
+    x = center_crop(x, size)
+    return (x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
+
+
+def textured_frames(count: int, height: int, width: int) -> np.ndarray:
+    """Smooth gradients under noise, so that every weight of the resize shows in the output."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    smooth = (np.sin(cols / 37.0) + np.cos(rows / 23.0)) * 60.0 + 128.0
+    noise = np.random.default_rng(height * 7919 + width).normal(0.0, 40.0, (count, height, width, 3))
+    return np.clip(smooth[None, ..., None] + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("count", "height", "width", "size"),
+    [
+        (2, 720, 1280, 224),
+        (1, 1080, 1920, 224),
+        (1, 2160, 3840, 224),
+        (1, 2160, 3840, 336),
+        (1, 1920, 1080, 224),  # portrait: the rows keep their width, only the columns shrink
+        (3, 481, 853, 224),
+        (2, 333, 777, 336),
+        (40, 64, 96, 32),  # several frames per chunk, and a last chunk that is not full
+        (2, 100, 300, 224),  # upscaled
+        (2, 549, 252, 224),  # the release's sizes: 487 rows, one fewer than the default's
+        (2, 224, 400, 224),  # the short side already at size: nothing resized
+    ],
+)
+@pytest.mark.parametrize("antialias", [True, False], ids=["default", "release"])
+def test_banded_resize_gives_the_full_frame_numbers(
+    count: int, height: int, width: int, size: int, antialias: bool
+) -> None:
+    """Frames are resized a band of rows at a time, never float at full size; the model inputs are those of one
+    full-frame `F.interpolate`. Antialiased: bit-identical. Without antialias, torch's single-threaded kernel rounds
+    the product of the row and column weights, its multi-threaded one (and the bands) each weight on its own: up
+    to 4 float32 steps apart near 2.0 (the full-frame numbers themselves move that much with the thread count)."""
+    frames = textured_frames(count, height, width)
+    got = VisualProcessor(size=size, resize_antialias=antialias).video(frames)
+    want = full_frame_reference(frames, size, antialias)
+    if antialias:
+        assert torch.equal(got, want)
+    else:
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
