@@ -29,3 +29,23 @@ def test_both_configurations_are_timed_on_the_same_stage(tmp_path):
     assert result["speedup"] == best["no_cache"]["s_per_step"] / best["cache"]["s_per_step"]
     assert result["data_speedup"] == best["no_cache"]["data_s_per_batch"] / best["cache"]["data_s_per_batch"]
     assert "speedup (s/step, no_cache / cache)" in done.stdout and "same losses: True" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_tower_cache_is_timed_on_long_stage_data(tmp_path):
+    out = tmp_path / "train_step_tower.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--cache", "tower", "--long", "--videos", "2", "--steps", "2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["cache"] == "tower" and result["stage"]["kind"] == "long" and result["data_speedup"] is None
+    assert result["stage"]["frames_per_video"]["min"] >= 20  # every frame at 1 fps of 10-80 scenes of 2-4 s
+    best = result["best"]
+    assert best["no_cache"]["video_cache_mb"] == best["cache"]["video_cache_mb"] > 0
+    assert best["no_cache"]["frozen_tower_cache_mb"] == 0 < best["cache"]["frozen_tower_cache_mb"]
+    assert best["no_cache"]["tower_cache_hits"] is None
+    rows = result["stage"]["rows"]  # 2 steps of all the rows (fewer than a batch): the second step all hits
+    assert best["cache"]["tower_cache_misses"] == 2 and best["cache"]["tower_cache_hits"] == 2 * rows - 2
+    assert result["same_losses"] and result["max_loss_rel_diff"] == 0
+    assert result["round_speedups"] == [result["speedup"]]
+    assert "tower hits/misses" in done.stdout and "same losses: True" in done.stdout

@@ -5,6 +5,7 @@ A composition: the towers, the bridge, the projector and a transformers causal L
 placeholder in reading order: `videos[i]` is (T_i, 3, H, W), `images[i]` is (3, H, W). The video steps are
 those of `llava.model.stream`: whole videos (`encode_videos`) and live streams (`open_stream`) share them.
 `trace_video` returns every intermediate of one video (the parity tests compare them with the original's).
+`attach_frame_token_cache` lets training with a frozen video tower run it once per video (`llava.model.frame_cache`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from llava.constants import IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
+from llava.errors import ConfigError
 from llava.model.activations import Activation
 from llava.model.bridge import BridgeStep, MemoryBridge
 from llava.model.config import VideoLLaMBConfig
+from llava.model.frame_cache import FrameTokenCache
 from llava.model.languagebind import LanguageBindTower, TowerEmbeddings, TowerEncoderLayer
 from llava.model.splice import placeholder_kinds, splice_visual_tokens
 from llava.model.stream import (
@@ -105,6 +108,7 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
             Activation(config.projector_hidden_act, "projector_hidden_act"),
         )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.frame_token_cache: FrameTokenCache | None = None  # see attach_frame_token_cache
         self.post_init()
 
     # ----- the text model's pieces, as transformers expects them
@@ -123,8 +127,57 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
         return pool_frames(features, self.config.bridge_config)
 
     def encode_video_frames(self, videos: list[Tensor]) -> list[FrameTokens]:
-        """Pixel tensors (T_i, 3, H, W) -> per-frame CLS and pooled tokens, all videos in one tower pass."""
+        """Pixel tensors (T_i, 3, H, W) -> per-frame CLS and pooled tokens, all videos in one tower pass.
+
+        With a frame-token cache attached, each video that is segmented (not `reads_as_images`) comes from the
+        cache or, on a miss, from a tower pass of its own; the others still share one pass."""
+        cache = self.frame_token_cache
+        if cache is None:
+            return self.tower_frame_tokens(videos)
+        self.check_tower_cacheable()
+        encoded = {
+            i: cache.get(video, lambda pixels: self.tower_frame_tokens([pixels])[0])
+            for i, video in enumerate(videos)
+            if not self.reads_as_images(len(video))
+        }
+        rest = [i for i in range(len(videos)) if i not in encoded]
+        encoded.update(zip(rest, self.tower_frame_tokens([videos[i] for i in rest]), strict=True))
+        return [encoded[i] for i in range(len(videos))]
+
+    def tower_frame_tokens(self, videos: list[Tensor]) -> list[FrameTokens]:
+        """The video tower on all `videos` in one pass, then `frame_tokens`: no cache."""
         return [self.frame_tokens(f) for f in self.video_tower.encode_videos(videos)]
+
+    def attach_frame_token_cache(self, cache: FrameTokenCache | None) -> None:
+        """Serve the frame tokens of segmented videos from `cache` (None: detach it), so that training with a frozen
+        video tower runs the tower once per video. Refused (ConfigError) unless the tower is frozen: no parameter
+        requires grad, it is in eval mode, and it has no attention dropout (which training mode would apply without
+        the cache). While the cache is attached, `train()` leaves the tower in eval mode, and every use checks again.
+        """
+        if cache is not None:
+            self.check_tower_cacheable()
+        self.frame_token_cache = cache
+
+    def check_tower_cacheable(self) -> None:
+        """Raise ConfigError unless the video tower is a fixed function of its pixels (see attach_frame_token_cache)."""
+        tower = self.video_tower
+        problems = []
+        trainable = sum(p.numel() for p in tower.parameters() if p.requires_grad)
+        if trainable:
+            problems.append(f"{trainable} of its parameters require grad")
+        if tower.training:
+            problems.append("it is in training mode")
+        if tower.config.attention_dropout:
+            problems.append(f"its attention dropout is {tower.config.attention_dropout}")
+        if problems:
+            raise ConfigError(f"a frame-token cache needs a frozen video tower in eval mode: {'; '.join(problems)}")
+
+    def train(self, mode: bool = True):
+        """As `nn.Module.train`, except that a video tower with a frame-token cache stays in eval mode."""
+        super().train(mode)
+        if self.frame_token_cache is not None:
+            self.video_tower.eval()
+        return self
 
     def split_segments(self, frames: FrameTokens) -> list[Tensor]:
         """SceneTilling on the CLS features; each segment subsampled to at most frames_per_segment frames."""

@@ -25,6 +25,14 @@ class ModelArguments:
     image_tower: str | None = field(default=None, metadata={"help": "LanguageBind_Image folder"})
     mm_projector_type: str = field(default="rmt_r_transformer1x", metadata={"help": "only the memory bridge exists"})
     freeze_video_tower: bool = field(default=True)
+    frozen_tower_cache_mb: float = field(
+        default=0.0,
+        metadata={
+            "help": "keep the frozen video tower's per-frame output (CLS and pooled tokens) of each segmented video "
+            "in memory, up to this many MB, so each video goes through the tower once (0: off; refused for a trained "
+            "tower)"
+        },
+    )
     freeze_image_tower: bool = field(default=True)
     freeze_backbone: bool = field(default=False, metadata={"help": "freeze the language model"})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the bridge and projector"})

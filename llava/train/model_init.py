@@ -12,6 +12,7 @@ from llava.errors import CheckpointError, ConfigError
 from llava.model.builder import load_model_weights, load_tokenizer, tower_fields
 from llava.model.checkpoint import load_tower_weights, read_json
 from llava.model.config import VideoLLaMBConfig
+from llava.model.frame_cache import FrameTokenCache
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import ModelArguments
 
@@ -82,3 +83,16 @@ def set_trainable(model: VideoLLaMBForCausalLM, args: ModelArguments) -> None:
         if getattr(model, name) is not None
     }
     logger.info("trainable parameters: %s", counts)
+
+
+def cache_frozen_tower(model: VideoLLaMBForCausalLM, budget_mb: float) -> None:
+    """Attach a `budget_mb` frame-token cache to the model's video tower, put in eval mode (which the cache keeps it
+    in); a ConfigError, one line, when the tower is not frozen."""
+    if any(p.requires_grad for p in model.video_tower.parameters()):
+        raise ConfigError(
+            "--frozen_tower_cache_mb needs a frozen video tower, and this run trains it "
+            "(--freeze_video_tower False without --tune_mm_mlp_adapter)"
+        )
+    model.video_tower.eval()
+    model.attach_frame_token_cache(FrameTokenCache(budget_mb))
+    logger.info("frozen video tower: its frame tokens are cached, up to %g MB", budget_mb)

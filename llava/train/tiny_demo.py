@@ -189,6 +189,10 @@ def kind_rows(folder: Path, kind: str) -> str:
 
 
 VIDEO_CACHE_MB = 2048.0  # a curriculum stage's videos all fit (1500 x 24 frames x 3 x 48 x 48 float32: 1 GB)
+# The frozen tower's output per video (--frozen_tower_cache_mb), in the main process: each frame's pooled tokens and
+# CLS feature, (5 + 1) x 96 float32 = 2304 bytes. The long stage's videos all fit (2000 videos of at most 320 frames
+# at 1 fps: at most 1.4 GB, about 0.6 GB at their mean 135 s); a curriculum stage needs 83 MB (1500 x 24 frames).
+FROZEN_TOWER_CACHE_MB = 1536.0
 
 
 def stage_arguments(
@@ -200,9 +204,10 @@ def stage_arguments(
     seed: int,
     rows: str = "train.json",
     video_cache_mb: float = VIDEO_CACHE_MB,
+    frozen_tower_cache_mb: float = FROZEN_TOWER_CACHE_MB,
 ) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     """`llava.train.train`'s arguments for one stage on data/rows, starting from the checkpoint `start`."""
-    model_args = ModelArguments(model_name_or_path=str(start))
+    model_args = ModelArguments(model_name_or_path=str(start), frozen_tower_cache_mb=frozen_tower_cache_mb)
     data_args = DataArguments(
         data_path=str(data / rows),
         x_folder=str(data),

@@ -8,8 +8,9 @@ Launch with `torchrun --nproc_per_node=N -m llava.train.train ...` for DDP, add 
 for DeepSpeed. The result is saved in this project's format, which `load_pretrained_model` reads, with
 trainer_state.json (the logged losses). Its config records the frame sampling trained with (--num_frames uniformly,
 or --video_fps up to --max_frames, which defaults to --num_frames), and every front end samples that way unless told
-otherwise. `--log_row_ids True` writes which rows each process trained on to output_dir/row_ids.rank{r}.jsonl (see
-llava.train.trainer).
+otherwise. `--frozen_tower_cache_mb N` (a frozen video tower only) keeps each video's frame tokens, so that the
+tower sees each video once (`llava.model.frame_cache`). `--log_row_ids True` writes which rows each process trained
+on to output_dir/row_ids.rank{r}.jsonl (see llava.train.trainer).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from transformers import HfArgumentParser, set_seed
 
 from llava.data.dataset import DataConfig, SupervisedDataset
 from llava.errors import LlavaError
+from llava.model.frame_cache import MB
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
-from llava.train.model_init import build_model, set_trainable
+from llava.train.model_init import build_model, cache_frozen_tower, set_trainable
 from llava.train.trainer import RowIdCollator, VideoLLaMBTrainer
 from llava.video.sampling import FrameSampling
 
@@ -76,12 +78,17 @@ def record_sampling(model: VideoLLaMBForCausalLM, sampling: FrameSampling) -> No
         config.video_fps, config.max_frames = sampling.fps, sampling.max_frames
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
+def train(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> VideoLLaMBForCausalLM:
+    """Train and save to output_dir; returns the trained model (LoRA merged in)."""
     set_seed(training_args.seed)
     model, tokenizer = build_model(model_args)
     model.config.image_aspect_ratio = data_args.image_aspect_ratio
     model.config.conv_template = model_args.version  # served with the template it was trained with
     set_trainable(model, model_args)
+    if model_args.frozen_tower_cache_mb > 0:
+        cache_frozen_tower(model, model_args.frozen_tower_cache_mb)
     if training_args.gradient_checkpointing:
         model.language_model.config.use_cache = False
     dataset = make_dataset(data_args, model, tokenizer, model_args.version, training_args.model_max_length)
@@ -96,10 +103,20 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: T
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_state()  # trainer_state.json (log_history) in output_dir, also when save_strategy is "no"
+    cache = model.frame_token_cache
+    if cache is not None:
+        logger.info(
+            "frame-token cache: %d hits, %d misses, %d videos (%.1f MB) held",
+            cache.hits,
+            cache.misses,
+            len(cache),
+            cache.held_bytes / MB,
+        )
     if training_args.lora_enable:
         lora: Any = trainer.model  # a peft model
         trainer.model = lora.merge_and_unload()
     trainer.save_model(training_args.output_dir)
+    return model
 
 
 def error_line(error: LlavaError) -> str:
