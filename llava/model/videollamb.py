@@ -136,7 +136,7 @@ class VideoLLaMBForCausalLM(VideoLLaMBPreTrainedModel, GenerationMixin):
             return self.tower_frame_tokens(videos)
         self.check_tower_cacheable()
         encoded = {
-            i: cache.get(video, lambda pixels: self.tower_frame_tokens([pixels])[0])
+            i: cache.tokens(video, lambda pixels: self.tower_frame_tokens([pixels])[0])
             for i, video in enumerate(videos)
             if not self.reads_as_images(len(video))
         }

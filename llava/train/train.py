@@ -22,9 +22,9 @@ from typing import Any
 
 from transformers import HfArgumentParser, set_seed
 
+from llava.budget_cache import MB
 from llava.data.dataset import DataConfig, SupervisedDataset
 from llava.errors import LlavaError
-from llava.model.frame_cache import MB
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.model_init import build_model, cache_frozen_tower, set_trainable

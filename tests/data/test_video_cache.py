@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from llava.budget_cache import MB
 from llava.conversation import VICUNA_SYSTEM
 from llava.data import shapes_dataset
 from llava.data.dataset import DataConfig, SupervisedDataset
-from llava.data.video_cache import MB, VideoCache
+from llava.data.video_cache import VideoCache
 from llava.errors import ConfigError, DataError, VideoError
 from llava.train.sentencepiece_tokenizer import train_tokenizer
 

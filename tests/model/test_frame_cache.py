@@ -5,8 +5,9 @@ is not frozen is refused."""
 import pytest
 import torch
 
+from llava.budget_cache import MB
 from llava.errors import ConfigError
-from llava.model.frame_cache import MB, FrameTokenCache, frames_bytes, pixels_key
+from llava.model.frame_cache import FrameTokenCache, frames_bytes, pixels_key
 from llava.model.presets import tiny_config
 from llava.model.stream import FrameTokens
 from llava.model.videollamb import VideoLLaMBForCausalLM
@@ -54,12 +55,12 @@ def test_the_budget_holds_the_least_recently_used_goes_first_and_too_large_is_no
         return fake_frames(len(pixels), float(pixels[0, 0, 0, 0]))
 
     for i in (0, 1, 0, 2, 1, 0):  # 2 evicts 1 (0 was used since); then 1 evicts 0, 0 evicts 2
-        cache.get(videos[i], encode)
+        cache.tokens(videos[i], encode)
     assert calls == [0, 1, 2, 1, 0]
     assert (cache.hits, cache.misses, len(cache)) == (1, 5, 2)
     assert cache.held_bytes == 2 * one <= cache.budget_bytes
     big = torch.full((12, 3, 2, 2), 9.0)
-    assert cache.get(big, encode).cls.shape == (12, 8)  # returned, not kept: larger than the whole budget
+    assert cache.tokens(big, encode).cls.shape == (12, 8)  # returned, not kept: larger than the whole budget
     assert len(cache) == 2 and cache.held_bytes == 2 * one
     with pytest.raises(ValueError, match="at least 0 MB"):
         FrameTokenCache(-1)
@@ -68,11 +69,11 @@ def test_the_budget_holds_the_least_recently_used_goes_first_and_too_large_is_no
 def test_a_hit_is_a_copy_that_callers_cannot_change():
     cache = FrameTokenCache(budget_mb=1)
     video = torch.zeros(4, 3, 2, 2)
-    first = cache.get(video, lambda pixels: fake_frames(4, 1.0))
+    first = cache.tokens(video, lambda pixels: fake_frames(4, 1.0))
     first.patches.add_(5)
-    hit = cache.get(video, lambda pixels: pytest.fail("encoded again"))
+    hit = cache.tokens(video, lambda pixels: pytest.fail("encoded again"))
     hit.cls.add_(5)
-    assert_same(cache.get(video, lambda pixels: pytest.fail("encoded again")), fake_frames(4, 1.0))
+    assert_same(cache.tokens(video, lambda pixels: pytest.fail("encoded again")), fake_frames(4, 1.0))
 
 
 def test_hits_are_exactly_a_fresh_tower_pass_of_the_video(tiny_model):

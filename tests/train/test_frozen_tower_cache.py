@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from transformers import HfArgumentParser
 
+from llava.budget_cache import MB
 from llava.model.config import VideoLLaMBConfig
-from llava.model.frame_cache import MB
 from llava.train import tiny_demo
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
 from llava.train.train import main, train

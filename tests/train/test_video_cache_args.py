@@ -10,7 +10,7 @@ import json
 
 from transformers import AutoTokenizer, HfArgumentParser
 
-from llava.data.video_cache import MB
+from llava.budget_cache import MB
 from llava.model.config import VideoLLaMBConfig
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
