@@ -39,6 +39,18 @@ def encode(path: Path, options: dict[str, str] | None = None, container_options:
     return path
 
 
+def cut_inside_a_packet(folder: Path) -> Path:
+    """An H.264 file with B-frames (moov first) cut inside a packet two thirds of the way: its last picture does
+    not decode."""
+    whole = encode(folder / "whole.mp4", container_options={"movflags": "faststart"})
+    with av.open(str(whole)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    pos, size = packets[len(packets) * 2 // 3]
+    truncated = folder / "truncated.mp4"
+    truncated.write_bytes(whole.read_bytes()[: pos + size // 2])
+    return truncated
+
+
 def sequential(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Every frame a plain decode shows (packets the decoder rejects are passed over), and its time since the start
     of the file."""
@@ -198,12 +210,7 @@ def test_a_frame_cut_off_is_named_lost_and_every_frame_a_plain_decode_shows_is_s
     """A file cut inside one of its packets: that picture is lost. A decoder with frame threads, failing on it, also
     drops the pictures still in flight, which a plain decode shows; the reader must name the lost picture alone,
     keep the times it announced, and serve every frame the plain decode shows at its time."""
-    whole = encode(tmp_path / "whole.mp4", container_options={"movflags": "faststart"})
-    with av.open(str(whole)) as container:
-        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
-    pos, size = packets[len(packets) * 2 // 3]
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(whole.read_bytes()[: pos + size // 2])
+    truncated = cut_inside_a_packet(tmp_path)
     times, frames = sequential(truncated)
     with open_video(truncated) as video:
         announced = video.times.copy()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from llava.video.decode import load_video, load_video_fps, open_video
 from llava.video.reader import FramesLost
 from llava.video.timeline import nearest_decodable, uniform_indices
-from tests.video.test_container_index import encode, sequential
+from tests.video.test_container_index import cut_inside_a_packet, sequential
 
 
 @pytest.mark.parametrize(
@@ -32,13 +31,7 @@ def test_nearest_decodable(indices: list[int], lost: list[int], total: int, expe
 @pytest.fixture
 def truncated(tmp_path: Path) -> Path:
     """An H.264 file with B-frames cut inside a packet two thirds of the way: its last picture does not decode."""
-    whole = encode(tmp_path / "whole.mp4", container_options={"movflags": "faststart"})
-    with av.open(str(whole)) as container:
-        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
-    pos, size = packets[len(packets) * 2 // 3]
-    path = tmp_path / "truncated.mp4"
-    path.write_bytes(whole.read_bytes()[: pos + size // 2])
-    return path
+    return cut_inside_a_packet(tmp_path)
 
 
 def assert_decoded_frames(path: Path, frames: np.ndarray, times: np.ndarray) -> None:
