@@ -44,14 +44,21 @@ def as_indices(indices: Iterable[int] | np.ndarray, source: str) -> np.ndarray:
 
 
 def _batches(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Consecutive frames copied into one buffer and handed on a few at a time: at most BATCH_BYTES of pixels per
-    batch (at least one frame). The buffer is reused: a batch must be done with before the next is asked for. Only
-    the buffer and the frame being decoded are held, never a list of frames beside a stacked copy of them."""
+    """Consecutive frames handed on a few at a time: at most BATCH_BYTES of pixels per batch. Frames of more than
+    half of BATCH_BYTES (4K) go on one at a time as they are, without a copy; smaller ones are copied into one
+    buffer, which is reused: a batch must be done with before the next is asked for. No frame is held here while
+    the next one is decoded, and never a list of frames beside a stacked copy of them."""
     buffer: np.ndarray | None = None
     filled = 0
     for frame in frames:
+        if buffer is None and 2 * frame.nbytes > BATCH_BYTES:  # a buffer of one frame would be a second copy of it
+            batch = frame[None]
+            del frame
+            yield batch
+            del batch  # let go of before the next frame is asked for
+            continue
         if buffer is None:
-            buffer = np.empty((max(1, BATCH_BYTES // frame.nbytes), *frame.shape), dtype=frame.dtype)
+            buffer = np.empty((BATCH_BYTES // frame.nbytes, *frame.shape), dtype=frame.dtype)
         buffer[filled] = frame
         filled += 1
         del frame  # not held while the batch is transformed
@@ -69,6 +76,7 @@ def transform_in_batches(frames: Iterable[np.ndarray], count: int, transform: Tr
     filled = 0
     for batch in _batches(frames):
         result = transform(batch)
+        del batch  # the frames are not held while the next ones are decoded
         if out is None:
             out = result.new_empty((count, *result.shape[1:]))
         out[filled : filled + len(result)] = result
@@ -76,6 +84,15 @@ def transform_in_batches(frames: Iterable[np.ndarray], count: int, transform: Tr
     if out is None or filled != count:
         raise RuntimeError(f"a reader served {filled} frames where {count} were asked for")
     return out
+
+
+def _counted(items: Iterator[T], bar: tqdm) -> Iterator[T]:
+    """`items`, each counted on `bar` as it is handed on and let go of before the next is made (a bar drawn on a
+    terminal holds the last item while it asks for the next: two full-size frames at once)."""
+    for item in items:
+        bar.update()
+        yield item
+        del item
 
 
 def _stack(frames: Iterable[np.ndarray], count: int) -> np.ndarray:
@@ -133,7 +150,8 @@ class VideoReader(ABC):
             empty = np.empty((0, self.size[1], self.size[0], 3), dtype=np.uint8)
             return empty if transform is None else transform(empty)
         unique, inverse = np.unique(idx, return_inverse=True)
-        with self._progress(self._decode(unique), len(unique)) as frames:
+        with self._progress(None, len(unique)) as bar:
+            frames = _counted(self._decode(unique), bar)
             out = (
                 _stack(frames, len(unique))
                 if transform is None
@@ -157,9 +175,10 @@ class VideoReader(ABC):
             raise VideoError(f"{self.source}: a live source has no timeline to sample from")
         return rate_indices(self.times, fps, 0.5 / self.fps)
 
-    def _progress(self, frames: Iterable[T], total: int | None, desc: str = "decoding") -> tqdm:
-        """`frames` (arrays or decoded pictures) through a progress bar that stays hidden for `progress_delay`
-        seconds and off a terminal (see `llava.progress`); it disappears when the decode is done."""
+    def _progress(self, frames: Iterable[T] | None, total: int | None, desc: str = "decoding") -> tqdm:
+        """`frames` (arrays or decoded pictures; None: a bar counted by hand) through a progress bar that stays
+        hidden for `progress_delay` seconds and off a terminal (see `llava.progress`); it disappears when the
+        decode is done."""
         return progress_bar(frames, total=total, desc=desc, unit="frame", leave=False, delay=self.progress_delay)
 
     @abstractmethod

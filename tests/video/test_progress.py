@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import io
 import sys
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from llava.video.decode import open_video
+from llava.video.reader import VideoReader
 from tests.video.conftest import NUM_FRAMES, TOL, level
 
 
@@ -42,3 +46,32 @@ def test_a_short_decode_prints_nothing_on_a_terminal(clip: Path, monkeypatch: py
     terminal = Terminal()
     frames = decode_all(clip, terminal, monkeypatch, delay=60.0)
     assert terminal.getvalue() == "" and len(frames) == NUM_FRAMES
+
+
+class FourKFrames(VideoReader):
+    """Four 4K frames, each noting as it is made whether anything still holds the one before it."""
+
+    def __init__(self) -> None:
+        super().__init__("4k", np.arange(4) / 25.0, 25.0, (3840, 2160))
+        self.previous_held: list[bool] = []
+
+    def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
+        previous: weakref.ref[np.ndarray] | None = None
+        for _ in indices:
+            self.previous_held.append(previous is not None and previous() is not None)
+            frame = np.zeros((2160, 3840, 3), np.uint8)
+            previous = weakref.ref(frame)
+            yield frame
+            del frame
+
+
+@pytest.mark.parametrize("stderr", [io.StringIO, Terminal])
+def test_a_frame_is_let_go_of_before_the_next_is_decoded_with_or_without_a_bar(
+    stderr: type[io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a transform, at most one full-size frame is alive at a time, the bar drawn or not."""
+    monkeypatch.setattr(sys, "stderr", stderr())
+    video = FourKFrames()
+    video.progress_delay = 0.0
+    means = video.get_frames(np.arange(4), lambda batch: torch.zeros(len(batch)))
+    assert means.shape == (4,) and video.previous_held == [False] * 4
