@@ -19,12 +19,17 @@ _PLACEHOLDER = re.compile("(" + "|".join(re.escape(t) for t in MEDIA_TOKEN_INDEX
 
 
 def tokenize_prompt(
-    prompt: str, tokenizer, target_spans: list[tuple[int, int]] | None = None
+    prompt: str,
+    tokenizer,
+    target_spans: list[tuple[int, int]] | None = None,
+    labels_at: dict[int, int] | None = None,
 ) -> tuple[list[int], list[int] | None]:
     """Token ids of `prompt` with each placeholder as its negative id, and BOS first.
 
     With `target_spans` (character [start, end) ranges, e.g. the assistant replies from
     `Conversation.render`), also returns labels: the token id where a token overlaps a span, else IGNORE_INDEX.
+    `labels_at` ({character offset: label}) labels the token covering each offset with that label instead
+    (auxiliary targets on prompt tokens, see `llava.data.option_judgement`).
     """
     ids: list[int] = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     labels: list[int] = [IGNORE_INDEX] * len(ids)
@@ -41,6 +46,9 @@ def tokenize_prompt(
                 start, end = max(0, start - shift), max(0, end - shift)
                 ids.append(token)
                 labels.append(token if _overlaps(offset + start, offset + end, target_spans) else IGNORE_INDEX)
+                for at, label in (labels_at or {}).items():
+                    if offset + start <= at < offset + end:
+                        labels[-1] = label
         offset += len(chunk)
     return ids, (labels if target_spans is not None else None)
 

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from llava.constants import DEFAULT_IMAGE_TOKEN, DEFAULT_VIDEO_TOKEN, IGNORE_INDEX
 from llava.conversation import DEFAULT_TEMPLATE, get_template
+from llava.data.option_judgement import judgement_labels
 from llava.data.sampler import ModalityGroupedSampler
 from llava.data.video_cache import VideoCache
 from llava.errors import ConfigError, DataError, VideoError
@@ -90,6 +91,7 @@ class DataConfig:
     pad_images: bool = True
     max_bad_fraction: float = 0.01
     video_cache_mb: float = 0.0  # keep videos' pixels in memory up to this size, per process (`VideoCache`)
+    judge_options: bool = False  # also train each option of a lettered question (`llava.data.option_judgement`)
 
     def __post_init__(self) -> None:
         self.sampling.describe()  # a bad num_frames, video_fps or max_frames is a ConfigError now, not at a video
@@ -241,16 +243,22 @@ def row_messages(row: dict) -> list[tuple[str, str]]:
     return messages
 
 
-def tokenize_row(row: dict, tokenizer, conv_template: str, max_length: int) -> tuple[Tensor, Tensor]:
+def tokenize_row(
+    row: dict, tokenizer, conv_template: str, max_length: int, judge_options: bool = False
+) -> tuple[Tensor, Tensor]:
     """input_ids and labels (L,) of a valid row: only assistant replies supervised, cut to `max_length`.
 
-    A cut never removes the media placeholder: a `max_length` too short to keep it raises `DataError`.
+    With `judge_options`, a lettered question answered by a letter also gets a target at the end of each option
+    line (`llava.data.option_judgement`). A cut never removes the media placeholder: a `max_length` too short to
+    keep it raises `DataError`.
     """
     conversation = get_template(conv_template)
-    for role, text in row_messages(row):
+    messages = row_messages(row)
+    for role, text in messages:
         conversation.append_message(conversation.roles[ROLES.index(role)], text)
     prompt, spans = conversation.render()
-    ids, labels = tokenize_prompt(prompt, tokenizer, spans)
+    judged = judgement_labels(prompt, messages, tokenizer) if judge_options else None
+    ids, labels = tokenize_prompt(prompt, tokenizer, spans, judged)
     assert labels is not None  # given spans, tokenize_prompt labels every token
     if len(ids) > max_length:
         placeholders = [i for i, token in enumerate(ids) if token < 0]
@@ -312,7 +320,9 @@ class SupervisedDataset(Dataset):
         None when the row's media is missing or does not decode (logged); `DataError` once too many have.
         """
         row = self.rows[index]
-        input_ids, labels = tokenize_row(row, self.tokenizer, self.config.conv_template, self.config.max_length)
+        input_ids, labels = tokenize_row(
+            row, self.tokenizer, self.config.conv_template, self.config.max_length, self.config.judge_options
+        )
         sample = {"id": str(row["id"]), "input_ids": input_ids, "labels": labels, "video": None, "image": None}
         modality = row_modality(row)
         if modality == "text":

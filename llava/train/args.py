@@ -59,6 +59,13 @@ class DataArguments:
             "with --dataloader_persistent_workers True it lasts across epochs"
         },
     )
+    judge_options: bool = field(
+        default=False,
+        metadata={
+            "help": "rows asked with lettered options and answered by a letter also learn, at the end of each "
+            "option line, whether that option is the answer (how a small LLM learns the lettered prompt)"
+        },
+    )
 
 
 @dataclass

@@ -64,6 +64,7 @@ def make_dataset(data_args: DataArguments, model: VideoLLaMBForCausalLM, tokeniz
         pad_images=data_args.image_aspect_ratio == "pad",
         max_bad_fraction=data_args.max_bad_fraction,
         video_cache_mb=data_args.video_cache_mb,
+        judge_options=data_args.judge_options,
     )
     return SupervisedDataset(config, tokenizer, processor)
 

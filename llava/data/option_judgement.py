@@ -1,0 +1,66 @@
+"""Option judgements: an auxiliary training target for the original's lettered multiple-choice prompt.
+
+A question asked with lettered option lines ("A. a red circle", "B. ...", each on its own line) and answered with
+one of their letters is learned, besides its reply, through one more target per option: the newline that ends
+an option line is labelled " yes" when that option is the answer and " no" otherwise. The model is so trained to
+say, right after reading each option, whether it is right, and the reply only has to copy the letter of the
+option it judged right.
+
+Why: a small LLM trained from scratch on the letter alone answers every lettered question with one constant
+letter (matching the answer's content against the options' words and copying the matched letter is a two-step
+circuit that the letter's loss alone gives no gradient towards); with these targets the judging is learned
+directly, on every option, and the letter follows. The labels sit on prompt tokens, which are otherwise never
+supervised, so nothing about inference changes. Off unless asked for (`DataConfig.judge_options`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from llava.errors import ConfigError
+
+OPTION_LINE = re.compile(r"^([A-Z])\. [^\n]*$", re.MULTILINE)
+YES, NO = " yes", " no"
+
+
+def option_line_ends(message: str, reply: str) -> list[tuple[int, bool]]:
+    """[(offset of the newline that ends each option line of `message`, whether that option is the answer)].
+
+    Empty unless `message` holds at least two option lines lettered A, B, C, ... in order, each followed by a
+    newline, and `reply` is one of their letters (a trailing full stop allowed)."""
+    lines = list(OPTION_LINE.finditer(message))
+    letters = [line.group(1) for line in lines]
+    answer = reply.strip().removesuffix(".")
+    if len(lines) < 2 or letters != [chr(ord("A") + i) for i in range(len(lines))] or answer not in letters:
+        return []
+    if any(message[line.end() : line.end() + 1] != "\n" for line in lines):
+        return []
+    return [(line.end(), line.group(1) == answer) for line in lines]
+
+
+def judgement_token_ids(tokenizer) -> tuple[int, int]:
+    """The token ids trained at an option line's end: (right, wrong), the last tokens of " yes" and " no"."""
+    right, wrong = (tokenizer(word, add_special_tokens=False)["input_ids"][-1] for word in (YES, NO))
+    if right == wrong:
+        raise ConfigError(f"the tokenizer ends {YES!r} and {NO!r} with the same token: options cannot be judged")
+    return right, wrong
+
+
+def judgement_labels(prompt: str, messages: Sequence[tuple[str, str]], tokenizer) -> dict[int, int]:
+    """{character offset in `prompt`: label} for the option lines of every human message answered by a letter.
+
+    `messages` are the rendered conversation's (from, text) turns in order; each text is found in `prompt` after
+    the previous one, so a text repeated in the system prompt cannot be taken for it."""
+    right, wrong = judgement_token_ids(tokenizer)
+    labels: dict[int, int] = {}
+    cursor = 0
+    for (role, text), following in zip(messages, list(messages[1:]) + [("", "")], strict=True):
+        start = prompt.find(text, cursor)
+        if start < 0:
+            raise ValueError(f"message not found in the rendered prompt: {text[:40]!r}")
+        cursor = start + len(text)
+        if role == "human" and following[0] == "gpt":
+            for offset, is_answer in option_line_ends(text, following[1]):
+                labels[start + offset] = right if is_answer else wrong
+    return labels
