@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Train the bundled demo model from scratch on a CPU (55 minutes on a quiet 2-core machine):
+# Train the bundled demo model from scratch on a CPU (on a quiet 2-core machine: 55 minutes, timed before the
+# lettered stage was added, plus about 20 for that stage):
 #   bash scripts/train_tiny_demo.sh [WORK_DIR] [OUT_DIR]
-# Synthetic data, a sentencepiece tokenizer, tower pretraining, then llava.train.train on a scene-count curriculum.
+# Synthetic data, a sentencepiece tokenizer, tower pretraining, then llava.train.train on a scene-count curriculum,
+# long videos at 1 fps, and the lettered prompt.
 set -euo pipefail
 WORK_DIR=${1:-runs/tiny-demo}
 OUT_DIR=${2:-checkpoints/videollamb-tiny-shapes}

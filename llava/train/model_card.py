@@ -23,8 +23,8 @@ synthetic scene videos (`llava.data.shapes_dataset`: coloured shapes moving over
 ## How it was trained
 - command: {command}{note}
 - time: {minutes:.1f} minutes on {machine}
-- data seeds: {seeds} (one per curriculum stage, then the long stage's; the needle stage uses the first
-  one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}
+- data seeds: {seeds} (one per curriculum stage, then the long and lettered stages'; the needle stage uses the
+  first one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}{layers}
 - stages in order (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
 | stage | scenes | kinds | videos | steps | mean train loss |
@@ -60,6 +60,11 @@ def sampling(stage: dict) -> str:
     return f" (every frame at {stage['sample_fps']:g} fps)" if stage.get("sample_fps") else ""
 
 
+def lettered_share(stage: dict) -> str:
+    """The share of a stage's questions asked in the lettered prompt, where there are any."""
+    return f" ({stage['mc_ratio']:.0%} lettered, options judged)" if stage.get("mc_ratio") else ""
+
+
 def lettered_rows(scores: dict, ablated: dict) -> str:
     """The lettered multiple-choice rows (overall, then per question kind), where the scores have them."""
     if scores.get("lettered_accuracy_6plus") is None:
@@ -81,9 +86,10 @@ def render(folder: Path) -> str:
     named = [("needle", summary["needle_stage"])] if "needle_stage" in summary else []
     named += [(str(i), stage) for i, stage in enumerate(summary["curriculum"])]
     named += [("long", summary["long_stage"])] if "long_stage" in summary else []
+    named += [("lettered", summary["letter_stage"])] if "letter_stage" in summary else []
     stages = "\n".join(
         f"| {name} | {s['min_scenes']}-{s['max_scenes']}{sampling(s)} | "
-        f"{s.get('kinds', 'caption,first_scene,last_scene')} "
+        f"{s.get('kinds', 'caption,first_scene,last_scene')}{lettered_share(s)} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for (name, s), loss in zip(named, summary["stage_losses"], strict=True)
     )
@@ -95,6 +101,10 @@ def render(folder: Path) -> str:
         command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"),
         tower=summary["tower_attribute_accuracy"],
         note=f" ({summary['note']})" if summary.get("note") else "",
+        layers=f"; the LLM gained {summary['letter_layers']} decoder layers before the lettered stage "
+        "(`llava.model.expand`, identities until trained)"
+        if summary.get("letter_layers")
+        else "",
         stages=stages,
         eval_seed=scores["seed"],
         folder=folder,

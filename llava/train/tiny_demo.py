@@ -15,8 +15,10 @@ Stages (see shared/reference/tiny-demo-notes.md for why):
    memory slots at random (`memory_init_std`; the original's zero start makes them identical) and the LLM reads
    the final memory with the last segment (`llm_input="memory_and_last_segment"`), so questions about earlier
    scenes can only be answered through the memory;
-4. a last stage on long videos (10-80 scenes, 30-320 s) at the needle benchmark's 1 fps with every frame kept,
-   so the memory learns to carry a one-frame flash across 16 segments of up to 80 frames.
+4. a stage on long videos (10-80 scenes, 30-320 s) at the needle benchmark's 1 fps with every frame kept,
+   so the memory learns to carry a one-frame flash across 16 segments of up to 80 frames;
+5. the original's lettered multiple-choice prompt: the LLM gains two decoder layers (`llava.model.expand`) and
+   trains on 6-8 scene videos with half of the questions lettered, each option judged (`--judge_options`).
 
 The shipped model samples the curriculum's 24 frames uniformly (`serve_uniformly`): its chat, caption and
 first-scene scores are measured that way; the needle benchmark asks for the long stage's rate (--video-fps 1).
@@ -45,6 +47,7 @@ from llava.conversation import VICUNA_SYSTEM
 from llava.data import shapes_dataset, shapes_world
 from llava.errors import LlavaError, report_error
 from llava.model.config import VideoLLaMBConfig
+from llava.model.expand import expand_llm
 from llava.model.presets import tiny_demo_config
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments
@@ -78,6 +81,7 @@ class Stage:
     schedule: str = "cosine"
     fps: float = 4.0  # the frame rate its videos are rendered at
     sample_fps: float | None = None  # train on every frame at this rate (up to MAX_FRAMES) instead of uniform ones
+    mc_ratio: float = 0.0  # share of questions asked in the lettered prompt, their options judged (--judge_options)
 
 
 CURRICULUM = [
@@ -93,6 +97,11 @@ NEEDLE_STEPS = 800
 # After the curriculum: haystack-like videos at 1 fps, every frame kept (the curriculum samples 24 frames), asked
 # the questions that need the memory (and captions, to keep them); last-scene questions add nothing new here.
 LONG_STAGE = Stage(10, 80, 2000, 1200, kinds=f"caption,first_scene,{NEEDLE_KIND}", fps=1.0, sample_fps=1.0)
+# Last: the lettered prompt. The LLM first gains LETTER_LAYERS decoder layers (`llava.model.expand`, identities
+# until trained): judging an option against the memory takes the two layers that read the memory, and copying the
+# judged option's letter needs more. Half the questions are lettered, each option judged (`--judge_options`).
+LETTER_LAYERS = 2
+LETTER_STAGE = Stage(6, 8, 1500, 3000, mc_ratio=0.5)
 MAX_FRAMES = FrameSampling.max_frames  # the original's cap on frames sampled at a rate (512)
 
 
@@ -105,6 +114,7 @@ def make_data(folder: Path, stage: Stage, seed: int) -> Path:
         min_scenes=stage.min_scenes,
         max_scenes=stage.max_scenes,
         fps=stage.fps,
+        mc_ratio=stage.mc_ratio,
         progress=False,
     )
     return folder
@@ -215,6 +225,7 @@ def stage_arguments(
         num_frames=num_frames,
         max_frames=MAX_FRAMES if stage.sample_fps else None,
         video_cache_mb=video_cache_mb,
+        judge_options=stage.mc_ratio > 0,
     )
     training_args = TrainingArguments(
         output_dir=str(out),
@@ -260,6 +271,8 @@ def run(
     curriculum: list[Stage] = CURRICULUM,
     needle_steps: int = NEEDLE_STEPS,
     long_stage: Stage = LONG_STAGE,
+    letter_stage: Stage = LETTER_STAGE,
+    letter_layers: int = LETTER_LAYERS,
 ) -> dict:
     """The whole recipe; returns the training summary the model card is written from."""
     started = time.time()
@@ -294,7 +307,14 @@ def run(
     )
     long_data = make_data(work / "data_long", long_stage, long_seed)
     losses.append(train_stage(start, long_data, work / "stage_long", long_stage, model.config.num_frames, seed))
-    start = work / "stage_long"
+    letter_seed = long_seed + 1
+    logger.info("lettered stage: the LLM + %d layers, %d steps", letter_layers, letter_stage.steps)
+    start = work / "stage_expanded"
+    expand_llm(VideoLLaMBForCausalLM.from_pretrained(work / "stage_long"), letter_layers, seed).save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    letter_data = make_data(work / "data_letter", letter_stage, letter_seed)
+    losses.append(train_stage(start, letter_data, work / "stage_letter", letter_stage, model.config.num_frames, seed))
+    start = work / "stage_letter"
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
@@ -307,7 +327,9 @@ def run(
         "needle_stage": vars(needle_stage),
         "curriculum": [vars(s) for s in curriculum],
         "long_stage": vars(long_stage),
-        "seeds": [seed + i for i in range(len(curriculum))] + [long_seed],
+        "letter_stage": vars(letter_stage),
+        "letter_layers": letter_layers,
+        "seeds": [seed + i for i in range(len(curriculum))] + [long_seed, letter_seed],
         "stage_losses": losses,
     }
 

@@ -80,3 +80,18 @@ def test_lettered_scores_are_listed_overall_and_per_kind(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert "one question per kind (8 questions) | 0.875 | 0.500 |" in card
     assert "| - first_scene | 1.000 | 0.250 |" in card and "| - count | 0.750 | 0.750 |" in card
+
+
+def test_a_lettered_stage_is_listed_with_its_share_and_the_added_layers(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    summary["letter_stage"] = {"min_scenes": 6, "max_scenes": 8, "num_videos": 15, "steps": 6, "kinds": "caption",
+                               "mc_ratio": 0.5}
+    summary["letter_layers"] = 2
+    summary["stage_losses"] = [0.5, 0.25, 0.125]
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "| lettered | 6-8 | caption (50% lettered, options judged) | 15 | 6 | 0.125 |" in card
+    assert "the LLM gained 2 decoder layers before the lettered stage" in card
+    assert "| 1 | 2-4 | caption,first_scene | 10 | 5 | 0.250 |" in card  # other stages say nothing more

@@ -42,11 +42,13 @@ def test_frame_labels_name_the_flashed_object_on_its_frames_only(tmp_path):
 def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     curriculum = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
     long_stage = Stage(3, 4, 4, 2, fps=1.0, sample_fps=1.0)
+    letter_stage = Stage(2, 3, 4, 2, mc_ratio=1.0)
     out = tmp_path / "out"
     summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=curriculum,
-                  needle_steps=2, long_stage=long_stage)
-    assert len(summary["stage_losses"]) == 4 and all(loss > 0 for loss in summary["stage_losses"])
-    assert summary["seeds"] == [0, 1, 2] and summary["long_stage"]["sample_fps"] == 1.0
+                  needle_steps=2, long_stage=long_stage, letter_stage=letter_stage, letter_layers=1)
+    assert len(summary["stage_losses"]) == 5 and all(loss > 0 for loss in summary["stage_losses"])
+    assert summary["seeds"] == [0, 1, 2, 3] and summary["long_stage"]["sample_fps"] == 1.0
+    assert summary["letter_stage"]["mc_ratio"] == 1.0 and summary["letter_layers"] == 1
     long_videos = json.loads((tmp_path / "work" / "data_long" / "truth.json").read_text())["videos"]
     assert {video["fps"] for video in long_videos} == {1.0}
     assert 0.0 <= summary["tower_attribute_accuracy"] <= 1.0
@@ -55,6 +57,10 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     tokenizer, model, processor, _ = load_pretrained_model(out, device="cpu")
     bridge = model.config.bridge_config
     assert bridge.llm_input == "memory_and_last_segment" and bridge.memory_init_std > 0
+    long_model = load_pretrained_model(tmp_path / "work" / "stage_long", device="cpu")[1]
+    assert model.config.text_config.num_hidden_layers == long_model.config.text_config.num_hidden_layers + 1
+    letter_rows = json.loads((tmp_path / "work" / "data_letter" / "train.json").read_text())
+    assert letter_rows and all("options" in row for row in letter_rows)  # every question lettered
     # the long stage trained at 1 fps (its checkpoint says so); the shipped demo samples the curriculum's frames
     long_config = json.loads((tmp_path / "work" / "stage_long" / "config.json").read_text())
     assert (long_config["video_fps"], long_config["max_frames"]) == (1.0, 512)
