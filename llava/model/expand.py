@@ -5,7 +5,8 @@
 The new layers go on top of the LLM's own, initialised like any new layer except that their attention output and
 MLP down projections are zero: each adds nothing to the residual stream at first, so the expanded model computes
 exactly what the old one did, and training then puts the new depth to use (the block expansion of LLaMA Pro,
-here at the top). Everything else (towers, bridge, projector, tokenizer) is kept as it was.
+here at the top). Everything else (towers, bridge, projector, tokenizer) is kept as it was. The deeper model is built in
+float32 and then cast to the old one's dtype, so a large checkpoint needs host memory for that.
 """
 
 from __future__ import annotations

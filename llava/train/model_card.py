@@ -23,8 +23,8 @@ synthetic scene videos (`llava.data.shapes_dataset`: coloured shapes moving over
 ## How it was trained
 - command: {command}{note}
 - time: {minutes:.1f} minutes on {machine}
-- data seeds: {seeds} (one per curriculum stage, then the long and lettered stages'; the needle stage uses the
-  first one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}{layers}
+- data seeds: {seeds} (one per curriculum stage, then the {later} stage's; the needle stage uses the first
+  one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}{layers}
 - stages in order (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
 | stage | scenes | kinds | videos | steps | mean train loss |
@@ -101,6 +101,7 @@ def render(folder: Path) -> str:
         command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"),
         tower=summary["tower_attribute_accuracy"],
         note=f" ({summary['note']})" if summary.get("note") else "",
+        later="long and lettered" if "letter_stage" in summary else "long",
         layers=f"; the LLM gained {summary['letter_layers']} decoder layers before the lettered stage "
         "(`llava.model.expand`, identities until trained)"
         if summary.get("letter_layers")
