@@ -1,17 +1,20 @@
 """Option judgements: an auxiliary training target for the original's lettered multiple-choice prompt.
 
 A question asked with lettered option lines ("A. a red circle", "B. ...", each on its own line) and answered with
-one of their letters is learned, besides its reply, through one more target per option: the newline that ends
-an option line is labelled " yes" when that option is the answer and " no" otherwise. The model is so trained to
-say, right after reading each option, whether it is right, and the reply only has to copy the letter of the
-option it judged right.
+one of their letters is learned, besides its reply, through two more targets per option: the option's last word
+and the newline after it are labelled " yes" when that option is the answer and " no" otherwise. The model is so
+trained to say, as it reads the last two words of each option and right after it, whether the option is right,
+and the reply only has to copy the letter of the option it judged right. Labelling the newline alone (the
+judgement made at the last word) taught the demo model to match the last word only: every one of its wrong
+letters (24) named an option with the answer's shape and another colour; with the last word labelled too (the
+judgement made at the word before it, then revised) none did, and the wrong letters fell from 24 to 8.
 
 Why: a small LLM trained from scratch on the letter alone answers every lettered question with one constant
 letter (matching the answer's content against the options' words and copying the matched letter is a two-step
 circuit that the letter's loss alone gives no gradient towards). With these targets the judging is learned on
 every option and the letter follows: the demo-size LLM (2 layers, width 128) on text questions whose answer the
 question names went from one constant letter to 0.97 right within 1000 steps; on video, where the answer must
-come from the memory, the demo recipe's lettered stage reaches 0.43-0.76 per trained kind (README, Train). The
+come from the memory, the demo recipe's lettered stage reaches 0.81-0.90 per trained kind (README, Train). The
 labels sit on prompt tokens, which are otherwise never supervised, so nothing about inference changes. Off unless
 asked for (`DataConfig.judge_options`).
 """
@@ -28,7 +31,8 @@ YES, NO = " yes", " no"
 
 
 def option_line_ends(message: str, reply: str) -> list[tuple[int, bool]]:
-    """[(offset of the newline that ends each option line of `message`, whether that option is the answer)].
+    """[(offset of the newline that ends each option line of `message`, whether that option is the answer)];
+    the option's own last character is one before it.
 
     Empty unless `message` holds at least two option lines lettered A, B, C, ... in order, each followed by a
     newline, and `reply` is one of their letters (a trailing full stop allowed)."""
@@ -43,7 +47,7 @@ def option_line_ends(message: str, reply: str) -> list[tuple[int, bool]]:
 
 
 def judgement_token_ids(tokenizer) -> tuple[int, int]:
-    """The token ids trained at an option line's end: (right, wrong), the last tokens of " yes" and " no"."""
+    """The token ids trained at the end of an option line: (right, wrong), the last tokens of " yes" and " no"."""
     right, wrong = (tokenizer(word, add_special_tokens=False)["input_ids"][-1] for word in (YES, NO))
     if right == wrong:
         raise ConfigError(f"the tokenizer ends {YES!r} and {NO!r} with the same token: options cannot be judged")
@@ -51,7 +55,8 @@ def judgement_token_ids(tokenizer) -> tuple[int, int]:
 
 
 def judgement_labels(prompt: str, messages: Sequence[tuple[str, str]], tokenizer) -> dict[int, int]:
-    """{character offset in `prompt`: label} for the option lines of every human message answered by a letter.
+    """{character offset in `prompt`: label} for the option lines of every human message answered by a letter:
+    each line's last character (so its last word's token) and the newline after it.
 
     `messages` are the rendered conversation's (from, text) turns in order; each text is found in `prompt` after
     the previous one, so a text repeated in the system prompt cannot be taken for it."""
@@ -65,5 +70,5 @@ def judgement_labels(prompt: str, messages: Sequence[tuple[str, str]], tokenizer
         cursor = start + len(text)
         if role == "human" and following[0] == "gpt":
             for offset, is_answer in option_line_ends(text, following[1]):
-                labels[start + offset] = right if is_answer else wrong
+                labels[start + offset - 1] = labels[start + offset] = right if is_answer else wrong
     return labels

@@ -72,12 +72,14 @@ def test_tokenize_row_labels_each_option_lines_end_and_nothing_else(tokenizer):
         plain_ids, plain_labels = tokenize_row(row, tokenizer, DEFAULT_TEMPLATE, 2048)
         assert torch.equal(ids, plain_ids)  # the prompt the model reads is unchanged
         changed = (labels != plain_labels).nonzero().flatten().tolist()
-        assert len(changed) == 4
+        assert len(changed) == 8  # two per option: its last word and the newline after it
         assert all(plain_labels[i] == IGNORE_INDEX for i in changed)  # only prompt tokens gain a target
-        assert labels[changed].tolist() == [right if k == answer else wrong for k in range(4)]
-        for position, option in zip(changed, OPTIONS, strict=True):
-            assert "\n" in tokenizer.decode(ids[position : position + 1])  # the token ending the option line
-            assert tokenizer.decode(ids[:position]).endswith(option)  # read right after the option's words
+        assert labels[changed].tolist() == [right if k == answer else wrong for k in range(4) for _ in range(2)]
+        for (last_word, newline), option in zip(zip(changed[::2], changed[1::2]), OPTIONS, strict=True):
+            assert last_word == newline - 1
+            assert "\n" in tokenizer.decode(ids[newline : newline + 1])  # the token ending the option line
+            assert tokenizer.decode(ids[:newline]).endswith(option)  # read right after the option's words
+            assert option.endswith(tokenizer.decode(ids[last_word : last_word + 1]).strip())
 
 
 def test_only_lettered_turns_of_a_conversation_are_judged(tokenizer):
@@ -93,7 +95,7 @@ def test_only_lettered_turns_of_a_conversation_are_judged(tokenizer):
     right, wrong = judgement_token_ids(tokenizer)
     _, labels = tokenize_row(row, tokenizer, DEFAULT_TEMPLATE, 2048, judge_options=True)
     _, plain_labels = tokenize_row(row, tokenizer, DEFAULT_TEMPLATE, 2048)
-    assert labels[labels != plain_labels].tolist() == [wrong, right, wrong, wrong]
+    assert labels[labels != plain_labels].tolist() == [wrong, wrong, right, right, wrong, wrong, wrong, wrong]
 
 
 def test_the_dataset_judges_options_only_when_configured(tokenizer, tmp_path):
@@ -114,5 +116,5 @@ def test_the_dataset_judges_options_only_when_configured(tokenizer, tmp_path):
     judged = SupervisedDataset(DataConfig(str(path), judge_options=True), tokenizer)
     plain = SupervisedDataset(DataConfig(str(path)), tokenizer)
     lettered_labels = judged[0]["labels"]
-    assert lettered_labels[lettered_labels != plain[0]["labels"]].tolist() == [wrong, wrong, right, wrong]
+    assert lettered_labels[lettered_labels != plain[0]["labels"]].tolist() == [wrong] * 4 + [right] * 2 + [wrong] * 2
     assert torch.equal(judged[1]["labels"], plain[1]["labels"])  # answered in words: nothing judged
