@@ -97,9 +97,9 @@ NEEDLE_STEPS = 800
 # After the curriculum: haystack-like videos at 1 fps, every frame kept (the curriculum samples 24 frames), asked
 # the questions that need the memory (and captions, to keep them); last-scene questions add nothing new here.
 LONG_STAGE = Stage(10, 80, 2000, 1200, kinds=f"caption,first_scene,{NEEDLE_KIND}", fps=1.0, sample_fps=1.0)
-# Last: the lettered prompt. The LLM first gains LETTER_LAYERS decoder layers (`llava.model.expand`, identities
-# until trained): judging an option against the memory takes the two layers that read the memory, and copying the
-# judged option's letter needs more. Half the questions are lettered, each option judged (`--judge_options`).
+# Last: the lettered prompt, half the questions lettered, each option judged (`--judge_options`). The LLM first
+# gains LETTER_LAYERS decoder layers (`llava.model.expand`, identities until trained): with its own two, trained on
+# the frozen bridge's memory, the judgements formed but the letter stayed one constant (not tried end to end).
 LETTER_LAYERS = 2
 LETTER_STAGE = Stage(6, 8, 1500, 3000, mc_ratio=0.5)
 MAX_FRAMES = FrameSampling.max_frames  # the original's cap on frames sampled at a rate (512)
