@@ -31,6 +31,7 @@ def tokenize_prompt(
     `labels_at` ({character offset: label}) labels the token covering each offset with that label instead
     (auxiliary targets on prompt tokens, see `llava.data.option_judgement`).
     """
+    overrides = labels_at or {}
     ids: list[int] = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     labels: list[int] = [IGNORE_INDEX] * len(ids)
     offset = 0
@@ -46,7 +47,7 @@ def tokenize_prompt(
                 start, end = max(0, start - shift), max(0, end - shift)
                 ids.append(token)
                 labels.append(token if _overlaps(offset + start, offset + end, target_spans) else IGNORE_INDEX)
-                for at, label in (labels_at or {}).items():
+                for at, label in overrides.items():
                     if offset + start <= at < offset + end:
                         labels[-1] = label
         offset += len(chunk)

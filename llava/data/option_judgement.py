@@ -60,8 +60,7 @@ def judgement_labels(prompt: str, messages: Sequence[tuple[str, str]], tokenizer
 
     `messages` are the rendered conversation's (from, text) turns in order; each text is found in `prompt` after
     the previous one, so a text repeated in the system prompt cannot be taken for it."""
-    right, wrong = judgement_token_ids(tokenizer)
-    labels: dict[int, int] = {}
+    judged: dict[int, bool] = {}  # prompt offset -> whether it ends the answer's line
     cursor = 0
     for (role, text), following in zip(messages, list(messages[1:]) + [("", "")], strict=True):
         start = prompt.find(text, cursor)
@@ -70,5 +69,8 @@ def judgement_labels(prompt: str, messages: Sequence[tuple[str, str]], tokenizer
         cursor = start + len(text)
         if role == "human" and following[0] == "gpt":
             for offset, is_answer in option_line_ends(text, following[1]):
-                labels[start + offset - 1] = labels[start + offset] = right if is_answer else wrong
-    return labels
+                judged[start + offset - 1] = judged[start + offset] = is_answer
+    if not judged:
+        return {}  # a row without lettered options: the tokenizer is not asked for the judgement tokens
+    right, wrong = judgement_token_ids(tokenizer)
+    return {offset: right if is_answer else wrong for offset, is_answer in judged.items()}
