@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
 
 from llava.errors import LlavaError, report_error
+from llava.model.builder import load_model_weights, load_tokenizer
 from llava.model.videollamb import VideoLLaMBForCausalLM
 
 
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.layers < 1:
         parser.error(f"--layers must be at least 1, got {args.layers}")
     try:
-        model = VideoLLaMBForCausalLM.from_pretrained(args.source)
-        tokenizer = AutoTokenizer.from_pretrained(args.source)
+        model, _ = load_model_weights(args.source)
+        tokenizer = load_tokenizer(args.source, None)
         expand_llm(model, args.layers, args.seed).save_pretrained(args.output)
         tokenizer.save_pretrained(args.output)
     except (LlavaError, OSError) as err:
