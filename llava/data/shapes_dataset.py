@@ -37,6 +37,7 @@ from llava.data.shapes_world import (
     SHAPES,
     VideoSpec,
     add_flash,
+    near_captions,
     render_frames,
     sample_video_spec,
     video_rng,
@@ -151,15 +152,36 @@ def _when_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Ques
     return Question(kind, TEMPLATES[kind].format(caption=caption), answer)
 
 
-def to_multiple_choice(question: Question, rng: np.random.Generator, num_options: int = 4) -> tuple[list[str], int]:
-    """Options (hard negatives first, then the pool, each shuffled) and the correct one's uniform index."""
+def to_multiple_choice(
+    question: Question, rng: np.random.Generator, num_options: int = 4, near_miss: bool = False
+) -> tuple[list[str], int]:
+    """Options (hard negatives first, then the pool, each shuffled) and the correct one's uniform index; with
+    `near_miss`, in pairs one attribute apart (`near_pairs`)."""
     hard = [question.hard_negatives[i] for i in rng.permutation(len(question.hard_negatives))]
     pool = [question.pool[i] for i in rng.permutation(len(question.pool))]
-    wrong = [w for w in dict.fromkeys(hard + pool) if w != question.answer][: num_options - 1]
+    wrong = [w for w in dict.fromkeys(hard + pool) if w != question.answer]
+    if near_miss:
+        wrong = near_pairs(question.answer, wrong, rng)
+    wrong = wrong[: num_options - 1]
     if len(wrong) < num_options - 1:
         raise ValueError(f"not enough distractors for {question.kind!r}: {wrong}")
     index = int(rng.integers(num_options))
     return wrong[:index] + [question.answer] + wrong[index:], index
+
+
+def near_pairs(answer: str, wrong: list[str], rng: np.random.Generator) -> list[str]:
+    """`wrong` led by a caption one attribute away from the answer, then the first wrong option and one a caption
+    away from it: four options in two such pairs, so that telling the answer from its neighbour takes its colour
+    and shape both, while the options' pattern says nothing of which pair holds it. Unchanged for answers that are
+    not objects (numbers)."""
+    near_answer = [c for c in near_captions(answer) if c not in wrong[:1]]
+    if not near_answer or not wrong:
+        return wrong
+    taken = [answer, near_answer[int(rng.integers(len(near_answer)))], wrong[0]]
+    near_other = [c for c in near_captions(wrong[0]) if c not in taken]
+    if near_other:
+        taken.append(near_other[int(rng.integers(len(near_other)))])
+    return [w for w in dict.fromkeys(taken[1:] + wrong[1:])]
 
 
 def mc_prompt(question: str, options: Sequence[str]) -> str:
@@ -208,10 +230,12 @@ class QAItem:
         return q, {"question_id": self.question_id, "answer": self.answer_index, "type": self.kind}
 
 
-def video_items(spec: VideoSpec, seed: int, video_index: int, kinds: Sequence[str], mc_ratio: float) -> list[QAItem]:
+def video_items(
+    spec: VideoSpec, seed: int, video_index: int, kinds: Sequence[str], mc_ratio: float, near_miss: bool = False
+) -> list[QAItem]:
     """The questions about one video: one per kind, each kind drawn from its own seeded stream so that a
     question does not change with the other kinds chosen or with mc_ratio (OPEN_ONLY kinds are never multiple
-    choice)."""
+    choice); `near_miss`: options in near pairs (`near_pairs`)."""
     items = []
     for kind in kinds:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(video_index, 1, ALL_KINDS.index(kind))))
@@ -221,7 +245,7 @@ def video_items(spec: VideoSpec, seed: int, video_index: int, kinds: Sequence[st
             continue
         qid = f"{spec.name}_{kind}"
         if as_mc:
-            options, index = to_multiple_choice(question, rng)
+            options, index = to_multiple_choice(question, rng, near_miss=near_miss)
             items.append(QAItem(qid, spec.filename, kind, question.text, question.answer, tuple(options), index))
         else:
             items.append(QAItem(qid, spec.filename, kind, question.text, question.answer))
@@ -248,6 +272,7 @@ def generate(
     min_scene_seconds: float = 2.0,
     max_scene_seconds: float = 4.0,
     distractors: int = 0,
+    near_miss: bool = False,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Write OUT/videos/*.mp4, OUT/truth.json and either OUT/train.json (fmt "train") or OUT/test_q.json and
@@ -275,7 +300,7 @@ def generate(
             spec = add_flash(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 2))), spec)
         write_mp4(render_frames(spec), out / "videos" / spec.filename, spec.fps, threads=1)
         truth_videos.append(spec.to_truth())
-        items += video_items(spec, seed, index, kinds, 1.0 if fmt == "mc" else mc_ratio)
+        items += video_items(spec, seed, index, kinds, 1.0 if fmt == "mc" else mc_ratio, near_miss)
     written = {}
     if fmt == "mc":
         pairs = [item.test_rows() for item in items]
@@ -288,6 +313,7 @@ def generate(
         "format": fmt,
         "kinds": list(kinds),
         "mc_ratio": mc_ratio if fmt == "train" else 1.0,
+        "near_miss": near_miss,
         "settings": settings,
         "templates": TEMPLATES,
         "world": {"colours": list(COLOURS), "shapes": list(SHAPES), "backgrounds": list(BACKGROUNDS)},
@@ -325,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", dest="fmt", choices=("train", "mc"), default="train")
     parser.add_argument(
         "--mc-ratio", type=float, default=0.0, help="share of train.json rows asked as multiple choice (format train)"
+    )
+    parser.add_argument(
+        "--near-miss",
+        action="store_true",
+        help="multiple-choice options in two pairs one attribute apart (the answer, a caption of its colour or "
+        "shape, another option and one of its neighbours), for training a model to read colour and shape both",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -388,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             min_scene_seconds=args.min_scene_seconds,
             max_scene_seconds=args.max_scene_seconds,
             distractors=args.distractors,
+            near_miss=args.near_miss,
             progress=not args.quiet,
         )
     except OSError as exc:

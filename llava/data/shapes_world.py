@@ -47,6 +47,17 @@ def caption_of(colour: str, shape: str) -> str:
 
 
 ALL_CAPTIONS: tuple[str, ...] = tuple(caption_of(c, s) for c in COLOURS for s in SHAPES)
+_ATTRIBUTES: dict[str, tuple[str, str]] = {caption_of(c, s): (c, s) for c in COLOURS for s in SHAPES}
+
+
+def near_captions(caption: str) -> tuple[str, ...]:
+    """The captions one attribute away from `caption`: its colour with the other shapes, then its shape in the other
+    colours (none for a text that is not an object's caption, e.g. a number word)."""
+    if caption not in _ATTRIBUTES:
+        return ()
+    colour, shape = _ATTRIBUTES[caption]
+    same_colour = (caption_of(colour, other) for other in SHAPES if other != shape)
+    return (*same_colour, *(caption_of(other, shape) for other in COLOURS if other != colour))
 
 
 # --- the world's objects --------------------------------------------------------------------------------
