@@ -82,7 +82,6 @@ class Stage:
     fps: float = 4.0  # the frame rate its videos are rendered at
     sample_fps: float | None = None  # train on every frame at this rate (up to MAX_FRAMES) instead of uniform ones
     mc_ratio: float = 0.0  # share of questions asked in the lettered prompt, their options judged (--judge_options)
-    near_miss: bool = False  # lettered options in pairs one attribute apart (shapes_dataset's --near-miss)
 
 
 CURRICULUM = [
@@ -116,7 +115,6 @@ def make_data(folder: Path, stage: Stage, seed: int) -> Path:
         max_scenes=stage.max_scenes,
         fps=stage.fps,
         mc_ratio=stage.mc_ratio,
-        near_miss=stage.near_miss,
         progress=False,
     )
     return folder
