@@ -181,7 +181,7 @@ def near_pairs(answer: str, wrong: list[str], rng: np.random.Generator) -> list[
     near_other = [c for c in near_captions(wrong[0]) if c not in taken]
     if near_other:
         taken.append(near_other[int(rng.integers(len(near_other)))])
-    return [w for w in dict.fromkeys(taken[1:] + wrong[1:])]
+    return list(dict.fromkeys(taken[1:] + wrong[1:]))
 
 
 def mc_prompt(question: str, options: Sequence[str]) -> str:
