@@ -46,8 +46,8 @@ def caption_of(colour: str, shape: str) -> str:
     return CAPTION_TEMPLATE.format(colour=colour, shape=shape)
 
 
-ALL_CAPTIONS: tuple[str, ...] = tuple(caption_of(c, s) for c in COLOURS for s in SHAPES)
 _ATTRIBUTES: dict[str, tuple[str, str]] = {caption_of(c, s): (c, s) for c in COLOURS for s in SHAPES}
+ALL_CAPTIONS: tuple[str, ...] = tuple(_ATTRIBUTES)
 
 
 def near_captions(caption: str) -> tuple[str, ...]:
