@@ -5,13 +5,14 @@ the container's own index and sample tables, checked against the packets at the 
 (`IndexedSamples`), otherwise by reading every packet's header once (no decoding). A frame is then served by
 seeking to the keyframe at or before it and decoding on until the frame with exactly its presentation time comes
 out; frames close together share one decode, which stops at the last wanted packet (the decoder is drained, not
-fed on) and on progressive H.264 leaves pictures no other picture refers to undecoded. Nothing is trusted that was
-not checked: after a seek, frames count only from the keyframe aimed at, and if the decoder shows a frame the
-timeline does not hold (or never shows one it does), the reader falls back to a full sequential decode, which is
-the definition of the right frames. That decode runs without frame threads, which drop the pictures still in flight
-when a packet fails to decode (a truncated file's last one); the frames announced that it does not show are lost:
-the times stay as announced, and asking for a lost frame raises `FramesLost` (a VideoError) naming it. See DESIGN.md,
-"Real video".
+fed on) and on progressive H.264 leaves pictures no other picture refers to undecoded. A picture served (or the
+keyframe a run starts from) is let go before the decoder makes the next: each one still referenced keeps one more
+picture in FFmpeg's pool (12 MB at 4K). Nothing is trusted that was not checked: after a seek, frames count only
+from the keyframe aimed at, and if the decoder shows a frame the timeline does not hold (or never shows one it
+does), the reader falls back to a full sequential decode, which is the definition of the right frames. That decode
+runs without frame threads, which drop the pictures still in flight when a packet fails to decode (a truncated
+file's last one); the frames announced that it does not show are lost: the times stay as announced, and asking for
+a lost frame raises `FramesLost` (a VideoError) naming it. See DESIGN.md, "Real video".
 """
 
 from __future__ import annotations
@@ -291,6 +292,7 @@ class PyAVFileReader(VideoReader):
                 return
             yield frame
             break
+        frame = None  # the keyframe is not held while the rest of the run decodes
         yield from frames
 
     def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
@@ -300,7 +302,10 @@ class PyAVFileReader(VideoReader):
         try:
             for frame in self._seek_decode(targets):
                 done += 1
-                yield upright_rgb(frame, self._rgb)
+                rgb = upright_rgb(frame, self._rgb)
+                del frame  # neither the picture nor its RGB is held while the next one decodes
+                yield rgb
+                del rgb
         except _Untrusted:
             yield from self._fall_back(targets[done:])
 
@@ -330,6 +335,7 @@ class PyAVFileReader(VideoReader):
                         raise _Untrusted  # a frame the packets did not announce
                     if frame.pts == target:
                         yield frame
+                        del frame  # let go of before the decoder makes the next picture
                         break
                 else:
                     raise _Untrusted  # the file ended before the frame the packets announced
@@ -397,6 +403,7 @@ class PyAVFileReader(VideoReader):
                 while want == position:
                     yield upright_rgb(frame, self._rgb)
                     want = next(wanted, None)
+                del frame  # not held while the next one decodes
                 if want is None:
                     return
 
