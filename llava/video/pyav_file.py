@@ -18,10 +18,11 @@ a lost frame raises `FramesLost` (a VideoError) naming it. See DESIGN.md, "Real 
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, suppress
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -30,13 +31,15 @@ from av.video.reformatter import VideoReformatter
 from llava.errors import VideoError
 from llava.video.mp4_tables import sample_tables
 from llava.video.pyav_media import nominal_fps, open_container, upright_rgb, upright_size, video_stream
-from llava.video.reader import FramesLost, VideoReader
+from llava.video.reader import FrameRows, FramesLost, VideoReader, handed_alone
+from llava.video.rgb_bands import RGBBands, converts_in_bands
 
 CONTINUE_FRAMES = 8  # decode on through at most this many unwanted frames rather than seek
 CHECK_PACKETS = 32  # packets from the start of a file that must agree with the timeline read from its index
 INDEX_KEYFRAME, INDEX_DISCARD = 0x1, 0x2  # FFmpeg's AVINDEX_KEYFRAME and AVINDEX_DISCARD_FRAME flags
 FIELD_PROGRESSIVE = 1  # FFmpeg's AV_FIELD_PROGRESSIVE: a stream of whole frames, no fields
 LOST_NAMED = 5  # lost frames named in an error (then how many more)
+T = TypeVar("T")
 
 
 class _Untrusted(Exception):
@@ -178,6 +181,7 @@ class PyAVFileReader(VideoReader):
         self._timeout = timeout
         self._lost = np.zeros(0, dtype=np.int64)  # pts of announced frames a plain decode does not show
         self._rgb = VideoReformatter()  # one converter to RGB for every frame served
+        self._in_bands: dict[tuple, bool] = {}  # kinds of picture checked for conversion in bands (`_rgb_rows`)
         self._container = open_container(source, timeout=timeout)
         try:
             self._stream = stream = video_stream(self._container, source)
@@ -291,21 +295,49 @@ class PyAVFileReader(VideoReader):
                 yield from self._frames_from(key - 1, source, wanted)
                 return
             yield frame
+            del frame  # the keyframe is not held while the rest of the run decodes
             break
-        frame = None  # the keyframe is not held while the rest of the run decodes
         yield from frames
 
     def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
+        return self._converted(indices, self._rgb_array)
+
+    def _decode_in_bands(self, indices: np.ndarray) -> Iterator[np.ndarray | FrameRows]:
+        return self._converted(indices, self._rgb_rows)
+
+    def _rgb_array(self, frame: av.VideoFrame) -> np.ndarray:
+        return upright_rgb(frame, self._rgb)
+
+    def _rgb_rows(self, frame: av.VideoFrame) -> np.ndarray | FrameRows:
+        """`frame` as bands of RGB rows where it goes to a transform alone and converts in bands exactly (checked
+        once per picture size, format and colour setting), else as one RGB array."""
+        if handed_alone(frame.width * frame.height * 3):
+            kind = (frame.width, frame.height, frame.format.name, frame.colorspace, frame.color_range, frame.rotation)
+            if kind not in self._in_bands:
+                self._in_bands[kind] = converts_in_bands(frame, self._rgb)
+            if self._in_bands[kind]:
+                return RGBBands(frame, self._rgb)
+        return self._rgb_array(frame)
+
+    def _converted(self, indices: np.ndarray, convert: Callable[[av.VideoFrame], T]) -> Iterator[T]:
+        """`convert` of the pictures at `indices`: neither a picture nor what it became is held here while the
+        next one decodes."""
+        for frame in self._pictures(indices):
+            item = convert(frame)
+            del frame
+            yield item
+            del item
+
+    def _pictures(self, indices: np.ndarray) -> Iterator[av.VideoFrame]:
+        """The decoded pictures at `indices` (sorted, unique, valid)."""
         targets = self._timeline.pts[indices]
         self._refuse_lost(targets[np.isin(targets, self._lost)])
         done = 0
         try:
             for frame in self._seek_decode(targets):
                 done += 1
-                rgb = upright_rgb(frame, self._rgb)
-                del frame  # neither the picture nor its RGB is held while the next one decodes
-                yield rgb
-                del rgb
+                yield frame
+                del frame
         except _Untrusted:
             yield from self._fall_back(targets[done:])
 
@@ -388,7 +420,7 @@ class PyAVFileReader(VideoReader):
             message = f"{self.source}: frames lost, they do not decode (damaged file?): {named}{more}"
             raise FramesLost(message, np.searchsorted(self._timeline.pts, self._lost))
 
-    def _fall_back(self, targets: np.ndarray) -> Iterator[np.ndarray]:
+    def _fall_back(self, targets: np.ndarray) -> Iterator[av.VideoFrame]:
         """Serve the remaining `targets` from a plain sequential decode, the definition of the right frames."""
         if self._timeline.exact:
             targets = self._check_announced(targets)
@@ -401,7 +433,7 @@ class PyAVFileReader(VideoReader):
         with closing(self._plain_frames(self.source)) as frames:
             for position, frame in enumerate(frames):
                 while want == position:
-                    yield upright_rgb(frame, self._rgb)
+                    yield frame
                     want = next(wanted, None)
                 del frame  # not held while the next one decodes
                 if want is None:

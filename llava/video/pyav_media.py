@@ -75,15 +75,19 @@ def nominal_fps(stream: av.video.stream.VideoStream) -> float:
     return float(rate) if rate else 30.0
 
 
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Quarter turns (0-3, counter-clockwise, the display-matrix convention) a player gives the frame."""
+    return round((frame.rotation or 0) / 90.0) % 4
+
+
 def upright_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     """The frame as (H, W, 3) uint8 RGB, turned by its display rotation as a player shows it, converted by the
     decoding loop's `reformatter` (the same pixels as `frame.to_ndarray(format="rgb24")`)."""
     array = reformatter.reformat(frame, format="rgb24").to_ndarray()
-    turns = round((frame.rotation or 0) / 90.0) % 4  # counter-clockwise, the display-matrix convention
+    turns = quarter_turns(frame)
     return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
 
 
 def upright_size(frame: av.VideoFrame) -> tuple[int, int]:
     """(width, height) of the frame once its display rotation is applied."""
-    quarter = round((frame.rotation or 0) / 90.0) % 2
-    return (frame.height, frame.width) if quarter else (frame.width, frame.height)
+    return (frame.height, frame.width) if quarter_turns(frame) % 2 else (frame.width, frame.height)

@@ -3,8 +3,10 @@
 Every reader (files and URLs through PyAV, live streams, gifs, folders of frames) is one of these. Indices count
 frames in display order; `times[i]` is when frame i is presented, in seconds since the start of the file, so a
 variable-frame-rate file or one with timestamp gaps is labelled as a player shows it. Frames can be turned into
-model inputs while they are decoded (`transform`), so a 4K file never sits in memory at full size. A decode that
-runs longer than `progress_delay` seconds shows a progress bar on a terminal (`llava.progress`), nothing elsewhere.
+model inputs while they are decoded (`transform`), so a 4K file never sits in memory at full size; a
+`BandedTransform` (`VisualProcessor.video`) is handed a 4K frame a band of RGB rows at a time (`FrameRows`) by the
+readers that can, so the frame is not whole in RGB either. A decode that runs longer than `progress_delay` seconds
+shows a progress bar on a terminal (`llava.progress`), nothing elsewhere.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -25,6 +27,35 @@ from llava.video.timeline import rate_indices
 T = TypeVar("T")
 Transform = Callable[[np.ndarray], torch.Tensor]  # uint8 (n, H, W, 3) -> (n, ...), e.g. VisualProcessor.video
 BATCH_BYTES = 32 << 20  # decoded frames handed to a transform at once: 1 frame of 4K, 11 of 720p
+
+
+@runtime_checkable
+class FrameRows(Protocol):
+    """One frame whose RGB rows are made a band at a time (a large frame is then never whole in RGB)."""
+
+    shape: tuple[int, int, int]  # (H, W, 3), as the frame's RGB array would be
+    band_rows: int
+
+    def band(self, top: int) -> np.ndarray:
+        """uint8 (rows, W, 3): rows top .. top + band_rows (fewer at the bottom); `top` a multiple of band_rows."""
+        ...
+
+
+@runtime_checkable
+class BandedTransform(Protocol):
+    """A transform that can also take one frame a band of rows at a time (`VisualProcessor.video`): readers that
+    can hand a large frame over that way do, and never convert it to RGB whole."""
+
+    def __call__(self, frames: np.ndarray) -> torch.Tensor: ...
+
+    def from_rows(self, frame: FrameRows) -> torch.Tensor:
+        """The transform of one frame, (1, ...), read band by band."""
+        ...
+
+
+def handed_alone(nbytes: int) -> bool:
+    """Whether a frame of `nbytes` RGB goes to a transform alone (more than half of BATCH_BYTES: 4K and up)."""
+    return 2 * nbytes > BATCH_BYTES
 
 
 class FramesLost(VideoError):
@@ -43,19 +74,23 @@ def as_indices(indices: Iterable[int] | np.ndarray, source: str) -> np.ndarray:
     return idx.astype(np.int64)
 
 
-def _batches(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+def _batches(frames: Iterable[np.ndarray | FrameRows]) -> Iterator[np.ndarray | FrameRows]:
     """Consecutive frames handed on a few at a time: at most BATCH_BYTES of pixels per batch. Frames of more than
-    half of BATCH_BYTES (4K) go on one at a time as they are, without a copy; smaller ones are copied into one
-    buffer, which is reused: a batch must be done with before the next is asked for. No frame is held here while
-    the next one is decoded, and never a list of frames beside a stacked copy of them."""
+    half of BATCH_BYTES (4K) go on one at a time as they are, without a copy (a `FrameRows` as it is); smaller ones
+    are copied into one buffer, which is reused: a batch must be done with before the next is asked for. No frame
+    is held here while the next one is decoded, and never a list of frames beside a stacked copy of them."""
     buffer: np.ndarray | None = None
     filled = 0
     for frame in frames:
-        if buffer is None and 2 * frame.nbytes > BATCH_BYTES:  # a buffer of one frame would be a second copy of it
+        if isinstance(frame, FrameRows):
+            yield frame
+            del frame  # let go of before the next frame is asked for
+            continue
+        if buffer is None and handed_alone(frame.nbytes):  # a buffer of one frame would be a second copy of it
             batch = frame[None]
             del frame
             yield batch
-            del batch  # let go of before the next frame is asked for
+            del batch
             continue
         if buffer is None:
             buffer = np.empty((BATCH_BYTES // frame.nbytes, *frame.shape), dtype=frame.dtype)
@@ -69,13 +104,16 @@ def _batches(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         yield buffer[:filled]
 
 
-def transform_in_batches(frames: Iterable[np.ndarray], count: int, transform: Transform) -> torch.Tensor:
+def transform_in_batches(
+    frames: Iterable[np.ndarray | FrameRows], count: int, transform: Transform | BandedTransform
+) -> torch.Tensor:
     """`transform` applied to `count` frames a few at a time, its outputs written into one tensor (N, ...) as
-    they come: neither the decoded frames nor a second copy of the outputs are ever held whole."""
+    they come: neither the decoded frames nor a second copy of the outputs are ever held whole. A `FrameRows`
+    goes to `transform.from_rows` (the reader hands them only to a `BandedTransform`)."""
     out: torch.Tensor | None = None
     filled = 0
     for batch in _batches(frames):
-        result = transform(batch)
+        result = cast(BandedTransform, transform).from_rows(batch) if isinstance(batch, FrameRows) else transform(batch)
         del batch  # the frames are not held while the next ones are decoded
         if out is None:
             out = result.new_empty((count, *result.shape[1:]))
@@ -133,10 +171,11 @@ class VideoReader(ABC):
         return float(self.times[-1]) + 1.0 / self.fps if len(self.times) else 0.0
 
     def get_frames(
-        self, indices: Iterable[int] | np.ndarray, transform: Transform | None = None
+        self, indices: Iterable[int] | np.ndarray, transform: Transform | BandedTransform | None = None
     ) -> np.ndarray | torch.Tensor:
         """Frames at `indices` (any order, repeats allowed): uint8 (N, H, W, 3) RGB, or with `transform` its
-        outputs stacked (N, ...), computed a few frames at a time while decoding. Asking for a frame that does not
+        outputs stacked (N, ...), computed a few frames at a time while decoding (a `BandedTransform` takes the
+        frames that go to it alone a band of rows at a time where the reader can). Asking for a frame that does not
         decode raises `FramesLost`, which names every such frame."""
         idx = as_indices(indices, self.source)
         if self.times is None:
@@ -151,12 +190,13 @@ class VideoReader(ABC):
             return empty if transform is None else transform(empty)
         unique, inverse = np.unique(idx, return_inverse=True)
         with self._progress(None, len(unique)) as bar:
-            frames = _counted(self._decode(unique), bar)
-            out = (
-                _stack(frames, len(unique))
-                if transform is None
-                else transform_in_batches(frames, len(unique), transform)
-            )
+            out: np.ndarray | torch.Tensor
+            if transform is None:
+                out = _stack(_counted(self._decode(unique), bar), len(unique))
+            else:
+                banded = isinstance(transform, BandedTransform)
+                frames = self._decode_in_bands(unique) if banded else self._decode(unique)
+                out = transform_in_batches(_counted(frames, bar), len(unique), transform)
         if len(unique) == len(idx) and np.array_equal(unique, idx):
             return out  # asked in order without repeats (the usual case): no second copy
         return out[inverse] if transform is None else out[torch.from_numpy(inverse)]
@@ -184,6 +224,11 @@ class VideoReader(ABC):
     @abstractmethod
     def _decode(self, indices: np.ndarray) -> Iterator[np.ndarray]:
         """Yield the frames at sorted, unique, valid `indices`, one (H, W, 3) uint8 array at a time."""
+
+    def _decode_in_bands(self, indices: np.ndarray) -> Iterator[np.ndarray | FrameRows]:
+        """As `_decode`, for a `BandedTransform`: a reader that can may yield a frame that goes to a transform alone
+        (`handed_alone`) as a `FrameRows` instead of an array."""
+        return self._decode(indices)
 
     def close(self) -> None:  # noqa: B027 (optional: only readers that hold a decoder override it)
         """Release the underlying decoder (a no-op for readers that hold none)."""

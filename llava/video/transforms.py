@@ -9,12 +9,15 @@ Images: optional pad to square with the mean colour (LLaVA's `image_aspect_ratio
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from llava.video.reader import FrameRows
 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
@@ -84,20 +87,43 @@ def _bilinear(x: torch.Tensor, height: int, width: int, antialias: bool) -> torc
     return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=antialias)
 
 
-def _rows_resized(frames: torch.Tensor, new_w: int, size: int, antialias: bool) -> torch.Tensor:
-    """uint8 (t, H, W, 3) -> float (t, 3, H, size): x/255, each row resized to `new_w` and cut to its central
-    `size` columns. Rows are independent here, so this is done a band of rows at a time and the frames are never
-    float at full size; the weights depend only on W and new_w, the same for every band."""
-    t, h, w = frames.shape[:3]
+def _band_reader(frames: torch.Tensor | FrameRows) -> tuple[int, Callable[[int], torch.Tensor]]:
+    """(rows per band, top -> uint8 (t, rows, W, 3) band) of uint8 frames (t, H, W, 3), or of one `FrameRows`."""
+    if isinstance(frames, torch.Tensor):
+        rows = max(1, _BAND_PIXELS // (frames.shape[0] * frames.shape[2]))
+        return rows, lambda top: frames[:, top : top + rows]
+    return frames.band_rows, lambda top: torch.from_numpy(frames.band(top))[None]
+
+
+def _rows_resized(frames: torch.Tensor | FrameRows, new_w: int, size: int, antialias: bool) -> torch.Tensor:
+    """uint8 (t, H, W, 3) (or one `FrameRows`, t = 1) -> float (t, 3, H, size): x/255, each row resized to
+    `new_w` and cut to its central `size` columns. Rows are independent here, so this is done a band of rows at a
+    time and the frames are never float at full size; the weights depend only on W and new_w, the same for every
+    band."""
+    h, w = frames.shape[-3:-1]
+    t = frames.shape[0] if isinstance(frames, torch.Tensor) else 1
+    rows, band_at = _band_reader(frames)
     left = _crop_start(new_w, size)
     out = torch.empty((t, 3, h, size), dtype=torch.float32)
-    rows = max(1, _BAND_PIXELS // (t * w))
     for top in range(0, h, rows):
-        band = frames[:, top : top + rows].permute(0, 3, 1, 2).float().div_(255.0)
+        band = band_at(top).permute(0, 3, 1, 2).float().div_(255.0)
         if new_w != w:
             band = _bilinear(band, band.shape[2], new_w, antialias)
         out[:, :, top : top + rows] = band[..., left : left + size]
     return out
+
+
+def _resized(
+    frames: torch.Tensor | FrameRows, size: int, mean: tuple[float, ...], std: tuple[float, ...], antialias: bool
+) -> torch.Tensor:
+    """uint8 (t, H, W, 3) frames or one `FrameRows` -> float32 (t, 3, size, size): the rows pass, the columns
+    pass, centre crop, normalise."""
+    h, w = frames.shape[-3:-1]
+    new_h, new_w = short_side_size(h, w, size) if antialias else release_short_side_size(h, w, size)
+    x = _rows_resized(frames, new_w, size, antialias)
+    if new_h != h:
+        x = _bilinear(x, new_h, size, antialias)
+    return _normalize(center_crop(x, size), mean, std)
 
 
 def preprocess_frames(
@@ -116,14 +142,10 @@ def preprocess_frames(
     the product of the two weights)."""
     x = _frames_tensor(frames)
     t, h, w = x.shape[:3]
-    new_h, new_w = short_side_size(h, w, size) if antialias else release_short_side_size(h, w, size)
     out = torch.empty((t, 3, size, size), dtype=torch.float32)
     step = max(1, min(_FRAME_CHUNK, _BAND_PIXELS // max(1, h * w)))
     for start in range(0, t, step):
-        chunk = _rows_resized(x[start : start + step], new_w, size, antialias)
-        if new_h != h:
-            chunk = _bilinear(chunk, new_h, size, antialias)
-        out[start : start + step] = _normalize(center_crop(chunk, size), mean, std)
+        out[start : start + step] = _resized(x[start : start + step], size, mean, std, antialias)
     return out
 
 
@@ -163,6 +185,25 @@ def preprocess_image(
     return _normalize(center_crop(x, size), mean, std)
 
 
+@dataclass(frozen=True)
+class VideoTransform:
+    """`preprocess_frames` with its settings bound (`VisualProcessor.video`); a reader hands it a large frame a band
+    of rows at a time (`from_rows`, a `BandedTransform`), which gives the same numbers as the whole frame."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    antialias: bool
+
+    def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (T, H, W, 3) -> float32 (T, 3, size, size)."""
+        return preprocess_frames(frames, self.size, self.mean, self.std, self.antialias)
+
+    def from_rows(self, frame: FrameRows) -> torch.Tensor:
+        """One frame read band by band -> float32 (1, 3, size, size)."""
+        return _resized(frame, self.size, self.mean, self.std, self.antialias)
+
+
 @dataclass
 class VisualProcessor:
     """The tower's preprocessing in one object: `video(frames)`, `image(img)`, and `denormalize` for debugging."""
@@ -173,9 +214,10 @@ class VisualProcessor:
     pad_images: bool = False
     resize_antialias: bool = True  # False: frames are resized as the released checkpoints were fed
 
-    def video(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 (T, H, W, 3) -> float32 (T, 3, size, size)."""
-        return preprocess_frames(frames, self.size, self.mean, self.std, antialias=self.resize_antialias)
+    @property
+    def video(self) -> VideoTransform:
+        """Frames to model inputs: `video(frames)`, uint8 (T, H, W, 3) -> float32 (T, 3, size, size)."""
+        return VideoTransform(self.size, self.mean, self.std, self.resize_antialias)
 
     def image(self, image: np.ndarray | Image.Image) -> torch.Tensor:
         """uint8 (H, W, 3) or PIL image -> float32 (3, size, size)."""
