@@ -81,6 +81,4 @@ def converts_in_bands(frame: av.VideoFrame, reformatter: VideoReformatter) -> bo
     turns = quarter_turns(frame)
     whole = np.rot90(reformatter.reformat(probe, format="rgb24").to_ndarray(), turns)
     bands = RGBBands(probe, reformatter, turns)
-    return all(
-        np.array_equal(bands.band(top), whole[top : top + BAND_ROWS]) for top in range(0, len(whole), BAND_ROWS)
-    )
+    return all(np.array_equal(bands.band(top), whole[top : top + BAND_ROWS]) for top in range(0, len(whole), BAND_ROWS))
