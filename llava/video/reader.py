@@ -83,6 +83,9 @@ def _batches(frames: Iterable[np.ndarray | FrameRows]) -> Iterator[np.ndarray | 
     filled = 0
     for frame in frames:
         if isinstance(frame, FrameRows):
+            if buffer is not None and filled:  # smaller frames before it (a size changing mid-file) keep their order
+                yield buffer[:filled]
+                filled = 0
             yield frame
             del frame  # let go of before the next frame is asked for
             continue

@@ -12,7 +12,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from llava.video.decode import open_video
-from llava.video.reader import BandedTransform, FrameRows
+from llava.video.reader import BandedTransform, FrameRows, transform_in_batches
 from llava.video.rgb_bands import BAND_ROWS, RGBBands, converts_in_bands, may_convert_in_bands
 from llava.video.transforms import VideoTransform, VisualProcessor
 
@@ -135,3 +135,34 @@ def test_frames_that_fit_a_batch_and_plain_transforms_get_whole_arrays(clip: Pat
     with open_video(uhd_clip) as video:
         video.get_frames([0, 1], plain)
         assert heights == [video.size[1]] * 2
+
+
+class FlatRows:
+    """A `FrameRows` of one grey level, 4 x 4, in bands of 2 rows."""
+
+    band_rows = 2
+    shape = (4, 4, 3)
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def band(self, top: int) -> np.ndarray:
+        return np.full((2, 4, 3), self.level, np.uint8)
+
+
+class MeanTransform:
+    """A `BandedTransform` giving each frame's mean level."""
+
+    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(frames.mean(axis=(1, 2, 3)))
+
+    def from_rows(self, frame: FrameRows) -> torch.Tensor:
+        bands = [frame.band(top) for top in range(0, frame.shape[0], frame.band_rows)]
+        return torch.tensor([np.concatenate(bands).mean()], dtype=torch.float64)
+
+
+def test_frames_in_bands_keep_their_place_among_batched_frames() -> None:
+    small = [np.full((4, 4, 3), level, np.uint8) for level in (1, 2, 4)]
+    frames = [small[0], small[1], FlatRows(3), small[2]]  # a size that changes mid-file: batched, banded, batched
+    out = transform_in_batches(iter(frames), 4, MeanTransform())
+    assert out.tolist() == [1.0, 2.0, 3.0, 4.0]
