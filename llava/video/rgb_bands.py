@@ -2,11 +2,11 @@
 
 FFmpeg's converter (swscale) takes plain 8-bit 4:2:0 pictures of even height to RGB without a filter across rows or
 columns: each 2 x 2 block of pixels shares one sample of each chroma plane. A picture is then converted in bands of
-BAND_ROWS upright rows (an even number): the part of the stored picture each band shows (rows, or columns of a
-picture shown turned by a quarter) is copied into a small picture of its own and converted alone. That this gives
-the whole picture's pixels is not assumed: `converts_in_bands` checks it once for each picture size, format, colour
-setting and turn on seeded random pixels, with the bands that will be used, and a reader converts whole pictures
-wherever it does not hold.
+up to MAX_BAND_ROWS upright rows (an even number, `band_rows_for`): the part of the stored picture each band shows
+(rows, or columns of a picture shown turned by a quarter) is copied into a small picture of its own and converted
+alone. That this gives the whole picture's pixels is not assumed: `converts_in_bands` checks it once for each
+picture size, format, colour setting and turn on seeded random pixels, with the bands that will be used, and a
+reader converts whole pictures wherever it does not hold.
 """
 
 from __future__ import annotations
@@ -17,15 +17,21 @@ from av.video.reformatter import VideoReformatter
 
 from llava.video.pyav_media import quarter_turns
 
-BAND_ROWS = 64  # upright rows converted at once: 0.7 MB of RGB at 4K; even, so a band holds whole chroma samples
+MAX_BAND_ROWS = 144  # upright rows converted at once, at most: 1.7 MB of RGB at 4K (even: whole chroma samples)
 BANDED_FORMATS = ("yuv420p", "yuvj420p")  # 8-bit 4:2:0, which swscale converts to RGB sample by sample
+
+
+def band_rows_for(height: int) -> int:
+    """Rows per band for an upright picture `height` rows high: the most, even and at most MAX_BAND_ROWS, that cut
+    it into equal bands (a band of another height makes swscale set itself up again: about 4 ms a 4K frame), or
+    MAX_BAND_ROWS where the best such number is under a quarter of it (a last, shorter band)."""
+    best = max((rows for rows in range(2, MAX_BAND_ROWS + 1, 2) if height % rows == 0), default=0)
+    return best if best >= MAX_BAND_ROWS // 4 else MAX_BAND_ROWS
 
 
 class RGBBands:
     """An upright picture whose RGB rows are made a band at a time: `band(top)` is rows top .. top + band_rows
     of the picture as a player shows it (turned by `turns` quarters counter-clockwise; default: its rotation)."""
-
-    band_rows = BAND_ROWS
 
     def __init__(self, frame: av.VideoFrame, reformatter: VideoReformatter, turns: int | None = None) -> None:
         self._frame = frame
@@ -33,6 +39,7 @@ class RGBBands:
         self._turns = quarter_turns(frame) if turns is None else turns
         upright = (frame.width, frame.height) if self._turns % 2 else (frame.height, frame.width)
         self.shape = (*upright, 3)  # as an RGB array of the whole upright picture would be
+        self.band_rows = band_rows_for(upright[0])
 
     def band(self, top: int) -> np.ndarray:
         """uint8 (rows, W, 3) RGB of upright rows top .. top + band_rows (fewer at the bottom); `top` a multiple of
@@ -81,4 +88,5 @@ def converts_in_bands(frame: av.VideoFrame, reformatter: VideoReformatter) -> bo
     turns = quarter_turns(frame)
     whole = np.rot90(reformatter.reformat(probe, format="rgb24").to_ndarray(), turns)
     bands = RGBBands(probe, reformatter, turns)
-    return all(np.array_equal(bands.band(top), whole[top : top + BAND_ROWS]) for top in range(0, len(whole), BAND_ROWS))
+    rows = bands.band_rows
+    return all(np.array_equal(bands.band(top), whole[top : top + rows]) for top in range(0, len(whole), rows))

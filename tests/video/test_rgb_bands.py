@@ -13,7 +13,7 @@ from av.video.reformatter import VideoReformatter
 
 from llava.video.decode import open_video
 from llava.video.reader import BandedTransform, FrameRows, transform_in_batches
-from llava.video.rgb_bands import BAND_ROWS, RGBBands, converts_in_bands, may_convert_in_bands
+from llava.video.rgb_bands import RGBBands, band_rows_for, converts_in_bands, may_convert_in_bands
 from llava.video.transforms import VideoTransform, VisualProcessor
 
 
@@ -28,13 +28,19 @@ def random_picture(width: int, height: int, fmt: str, seed: int = 1) -> av.Video
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])
 @pytest.mark.parametrize(
     ("width", "height", "fmt"),
-    [(3840, 2160, "yuv420p"), (1280, 720, "yuvj420p"), (854, 480, "yuv420p"), (334, 778, "yuv420p")],
+    [
+        (3840, 2160, "yuv420p"),
+        (1280, 720, "yuvj420p"),
+        (854, 480, "yuv420p"),
+        (334, 778, "yuv420p"),
+        (640, 2182, "yuv420p"),
+    ],  # 2182 = 2 x 1091: bands of 144 rows and a last one of 22
 )
 def test_bands_give_the_whole_upright_pictures_rgb(width: int, height: int, fmt: str, turns: int) -> None:
     picture, reformatter = random_picture(width, height, fmt), VideoReformatter()
     whole = np.rot90(reformatter.reformat(picture, format="rgb24").to_ndarray(), turns)
     bands = RGBBands(picture, reformatter, turns)
-    got = np.concatenate([bands.band(top) for top in range(0, len(whole), BAND_ROWS)])
+    got = np.concatenate([bands.band(top) for top in range(0, len(whole), bands.band_rows)])
     assert bands.shape == whole.shape and np.array_equal(got, whole)
 
 
@@ -53,10 +59,18 @@ class RecordingReformatter:
 def test_no_band_converts_more_than_its_own_rows(turns: int) -> None:
     recording = RecordingReformatter()
     bands = RGBBands(random_picture(3840, 2160, "yuv420p"), recording, turns)  # type: ignore[arg-type]
-    for top in range(0, bands.shape[0], BAND_ROWS):
+    for top in range(0, bands.shape[0], bands.band_rows):
         bands.band(top)
-    assert len(recording.pixels) == -(-bands.shape[0] // BAND_ROWS)
-    assert max(recording.pixels) == BAND_ROWS * bands.shape[1]  # one band's pixels, never the whole picture's
+    assert bands.shape[0] % bands.band_rows == 0  # equal bands: one converter setting for all of them
+    assert len(recording.pixels) == bands.shape[0] // bands.band_rows
+    assert max(recording.pixels) == bands.band_rows * bands.shape[1]  # one band's pixels, never the whole picture's
+
+
+@pytest.mark.parametrize(
+    ("height", "rows"), [(2160, 144), (3840, 128), (4320, 144), (1600, 100), (1440, 144), (2162, 94), (2182, 144)]
+)
+def test_bands_cut_the_picture_into_equal_parts_where_they_can(height: int, rows: int) -> None:
+    assert band_rows_for(height) == rows
 
 
 @pytest.mark.parametrize(("width", "height"), [(3840, 2160), (333, 778)])
