@@ -17,7 +17,7 @@ from av.video.reformatter import VideoReformatter
 
 from llava.video.pyav_media import quarter_turns
 
-MAX_BAND_ROWS = 144  # upright rows converted at once, at most: 1.7 MB of RGB at 4K (even: whole chroma samples)
+MAX_BAND_ROWS = 72  # upright rows converted at once, at most: 0.8 MB of RGB at 4K (even: whole chroma samples)
 BANDED_FORMATS = ("yuv420p", "yuvj420p")  # 8-bit 4:2:0, which swscale converts to RGB sample by sample
 
 

@@ -34,7 +34,7 @@ def random_picture(width: int, height: int, fmt: str, seed: int = 1) -> av.Video
         (854, 480, "yuv420p"),
         (334, 778, "yuv420p"),
         (640, 2182, "yuv420p"),
-    ],  # 2182 = 2 x 1091: bands of 144 rows and a last one of 22
+    ],  # 2182 = 2 x 1091: bands of 72 rows and a last one of 22
 )
 def test_bands_give_the_whole_upright_pictures_rgb(width: int, height: int, fmt: str, turns: int) -> None:
     picture, reformatter = random_picture(width, height, fmt), VideoReformatter()
@@ -67,7 +67,7 @@ def test_no_band_converts_more_than_its_own_rows(turns: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("height", "rows"), [(2160, 144), (3840, 128), (4320, 144), (1600, 100), (1440, 144), (2162, 94), (2182, 144)]
+    ("height", "rows"), [(2160, 72), (3840, 64), (4320, 72), (1600, 64), (1440, 72), (2162, 46), (2182, 72)]
 )
 def test_bands_cut_the_picture_into_equal_parts_where_they_can(height: int, rows: int) -> None:
     assert band_rows_for(height) == rows
