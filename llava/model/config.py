@@ -22,6 +22,8 @@ from llava.video.transforms import VisualProcessor
 BRIDGE_VARIANTS = ("default", "mem")
 LLM_INPUTS = ("last_segment", "memories", "memory_and_last_segment")
 FRAME_POOLS = ("avg", "max")
+# what SceneTilling compares per frame: the CLS feature (as the release does), or the tokens the bridge reads
+SCENETILLING_FEATURES = ("cls", "tokens")
 
 
 class VisionTowerConfig(PreTrainedConfig):
@@ -82,6 +84,7 @@ class BridgeConfig(PreTrainedConfig):
     scenetilling_alpha: float = 0.5
     scenetilling_max_cuts: int = 15
     scenetilling_min_length: int = 1
+    scenetilling_feature: str = "cls"  # one of SCENETILLING_FEATURES, offline and in streams
     # "float64": depths from float64 similarities (this project's checkpoints); "feature_dtype": the release's
     # operations in the features' own dtype (the model's: float16 in the release's loader), so its cuts reproduce
     scenetilling_precision: str = "float64"
@@ -117,6 +120,10 @@ class BridgeConfig(PreTrainedConfig):
             raise ConfigError(
                 f"unknown scenetilling_precision {self.scenetilling_precision!r}; "
                 f"valid: {', '.join(SCENETILLING_PRECISIONS)}"
+            )
+        if self.scenetilling_feature not in SCENETILLING_FEATURES:
+            raise ConfigError(
+                f"unknown scenetilling_feature {self.scenetilling_feature!r}; valid: {', '.join(SCENETILLING_FEATURES)}"
             )
         if self.frame_pool not in FRAME_POOLS:
             raise ConfigError(f"unknown frame_pool {self.frame_pool!r}; valid: {', '.join(FRAME_POOLS)}")

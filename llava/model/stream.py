@@ -7,11 +7,11 @@
     stream.finish()
 
 Whole videos (`VideoLLaMBForCausalLM.encode_videos`) and streams (`VideoStream`) share every step they have in
-common: `pool_frames` (tower hidden states -> the CLS that SceneTilling reads and the pooled tokens the bridge
-reads), `segment_tokens` (a segment's frames -> at most frames_per_segment of them, spread evenly, in one row),
-`MemoryBridge.step` and `MemoryBridge.readout` (one segment through the bridge, and what the LLM reads after it),
-and `VideoLLaMBForCausalLM.project` (that readout -> the LLM's tokens). They differ only where a stream cannot
-see the future:
+common: `pool_frames` (tower hidden states -> the CLS and the pooled tokens the bridge reads; SceneTilling compares
+one or the other, `scenetilling_feature`), `segment_tokens` (a segment's frames -> at most frames_per_segment of
+them, spread evenly, in one row), `MemoryBridge.step` and `MemoryBridge.readout` (one segment through the bridge,
+and what the LLM reads after it), and `VideoLLaMBForCausalLM.project` (that readout -> the LLM's tokens). They
+differ only where a stream cannot see the future:
 - segmentation: offline SceneTilling ranks the depths of the whole video (`BridgeConfig.scenetilling_*`); a
   stream's `OnlineSceneTiller` decides each cut from the frames seen so far (`BridgeConfig.stream_scenetilling_*`);
 - the tower: a streamed frame attends only to the earlier frames of its temporal window (the same features for a
@@ -50,10 +50,15 @@ OPEN_SEGMENT_FACTOR = 2  # an open segment keeps at most this many times frames_
 
 @dataclass
 class FrameTokens:
-    """What the tower gives per frame: the CLS feature (for SceneTilling) and the pooled patch tokens."""
+    """What the tower gives per frame: the CLS feature and the pooled patch tokens."""
 
     cls: Tensor  # (T, D)
     patches: Tensor  # (T, tokens_per_frame, D): the pooled patches, after the CLS when the bridge reads it too
+
+    def scene_features(self, feature: str) -> Tensor:
+        """What SceneTilling compares (`BridgeConfig.scenetilling_feature`): "cls" (T, D), or "tokens", each
+        frame's bridge tokens as one vector (T, tokens_per_frame * D)."""
+        return self.cls if feature == "cls" else self.patches.flatten(1)
 
 
 def pool_frames(features: Tensor, config: BridgeConfig) -> FrameTokens:
@@ -77,10 +82,11 @@ def segment_tokens(frames: Tensor | Sequence[Tensor], start: int, end: int, max_
 
 
 def offline_boundaries(frames: FrameTokens, config: BridgeConfig) -> list[int]:
-    """A whole video's cuts: SceneTilling on its CLS features (`scenetilling_*`); the last frame of each segment."""
-    cls = frames.cls.detach()  # the release's precision computes in the model's dtype
+    """A whole video's cuts: SceneTilling on its frames' features (`scenetilling_*`); the last frame of each
+    segment."""
+    features = frames.scene_features(config.scenetilling_feature).detach()  # the release's precision: model dtype
     boundaries = segment(
-        cls if config.scenetilling_precision == "feature_dtype" else cls.float(),
+        features if config.scenetilling_precision == "feature_dtype" else features.float(),
         k=config.scenetilling_k,
         alpha=config.scenetilling_alpha,
         max_cuts=config.scenetilling_max_cuts,
@@ -188,12 +194,12 @@ class VideoStream:
         features, self.state.tower_cache = self.model.video_tower.encode_stream_frames(pixels, self.state.tower_cache)
         self._keep_window(pixels)
         tokens = pool_frames(features, self.model.config.bridge_config)
-        cls = tokens.cls.float().cpu().numpy()
+        compared = tokens.scene_features(self.model.config.bridge_config.scenetilling_feature).float().cpu().numpy()
         tiller = self.settings.tiller()
         tiller.load_state_dict(self.state.tiller)
         closed = []
         for index, time in enumerate(times):
-            if tiller.push(cls[index]) and self.state.open_seen:
+            if tiller.push(compared[index]) and self.state.open_seen:
                 closed.append(self._close_segment(index))
             self._keep_frame(tokens.patches[index], time)
             self.state.last_time = time

@@ -256,7 +256,7 @@ def test_cli_end_to_end(tiny_checkpoint, tmp_path, capsys):
     assert "NIAVH" in capsys.readouterr().out
 
 
-def test_a_retrained_checkpoint_never_reuses_the_old_cells(tiny_checkpoint, tmp_path):
+def test_a_retrained_or_reconfigured_checkpoint_never_reuses_the_old_cells(tiny_checkpoint, tmp_path):
     folder = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, folder)
     out = tmp_path / "niavh"
@@ -270,6 +270,11 @@ def test_a_retrained_checkpoint_never_reuses_the_old_cells(tiny_checkpoint, tmp_
     assert main(argv) == 0
     cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
     assert len(cells) == 2 and cells[0]["model_settings"]["weights"] != cells[1]["model_settings"]["weights"]
+    config = json.loads((folder / "config.json").read_text())
+    config["bridge_config"]["scenetilling_feature"] = "tokens"  # the same weights, segmented otherwise
+    (folder / "config.json").write_text(json.dumps(config))
+    assert main(argv) == 0
+    assert len(list((out / "cells").glob("*.json"))) == 3
 
 
 def test_control_separates_finding_the_needle_from_naming_it_anyway(tmp_path):

@@ -173,9 +173,11 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Haystack, Scorer, RunSettin
     return needles, haystack, scorer, settings
 
 
-def weights_digest(folder: Path) -> str:
-    """A fingerprint of a checkpoint's weight files, so a retrained model never reuses an older one's cells."""
-    return files_digest(sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin")))
+def checkpoint_digest(folder: Path) -> str:
+    """A fingerprint of a checkpoint's weight files and config, so a retrained model, or one whose config now
+    segments or samples otherwise, never reuses an older one's cells."""
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("pytorch_model*.bin"))
+    return files_digest([*weights, *folder.glob("config.json")])
 
 
 def _changed_defaults(args: argparse.Namespace) -> dict:
@@ -210,7 +212,7 @@ def _generator(args: argparse.Namespace) -> tuple[SessionGenerator, dict]:
         "max_new_tokens": args.max_new_tokens,
         **session.sampling.record(),
         **_changed_defaults(args),
-        "weights": weights_digest(Path(args.model_path) if args.model_path else DEMO_CHECKPOINT),
+        "weights": checkpoint_digest(Path(args.model_path) if args.model_path else DEMO_CHECKPOINT),
     }
     return generator, model
 
