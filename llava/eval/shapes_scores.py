@@ -11,6 +11,8 @@
   `llava.data.shapes_dataset` in the original's lettered prompt ("A. ... D. ... Answer with the option's letter
   from the given choices directly."), answered with the chat defaults; right only when the answer is the right
   letter alone (`llava.eval.answers.letter_alone`: naming the option's words is wrong). Chance is 0.25.
+- scene cuts: every video, sampled whole, is cut into segments as the model cuts it (SceneTilling); exact when the
+  segments change exactly where the sampled frames' scene changes.
 - streaming captions (at the model's rate, 1 fps for one that samples uniformly, or --video-fps; --stream-fps is
   its older name): each video is streamed through `StreamingSession`; a scene
   counts when a caption arrives within one second after it ends (at the first frame of the next scene, or at
@@ -25,12 +27,14 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 
 from llava.data import shapes_dataset
+from llava.data.shapes_world import VideoSpec
 from llava.errors import LlavaError, report_error
 from llava.eval.answers import letter_alone, letter_prompt
 from llava.eval.results import report_scores
@@ -51,11 +55,25 @@ def normalise(text: str) -> str:
 MIN_SCENES_ASKED = 6  # first-scene and lettered questions are asked of videos with at least this many scenes
 
 
-def score_video(
-    session: ChatSession, folder: Path, video: dict, lettered: list[tuple[dict, int]]
-) -> tuple[list[bool], bool | None, list[tuple[str, bool]]]:
-    """(caption correct per scene, first-scene answer correct or None when the video has < 6 scenes, (kind,
-    right letter) of each of its lettered questions `lettered` (test_q row, answer index) on a 6+ scene video)."""
+@dataclass
+class VideoScores:
+    captions: list[bool]  # caption correct, per scene
+    cuts_exact: bool  # the model's segments change exactly where the sampled frames' scene changes
+    first: bool | None  # first-scene answer correct (None: fewer than MIN_SCENES_ASKED scenes)
+    letters: list[tuple[str, bool]]  # (kind, right letter) of each lettered question (6+ scene videos)
+
+
+def cuts_are_scene_changes(spans: list[tuple[float, float]], times: np.ndarray, spec: VideoSpec) -> bool:
+    """Whether segments of these (start, end) seconds, over frames sampled at `times`, change exactly where the
+    frames' scene changes."""
+    scene_of = np.array([spec.scene_index_at(int(round(t * spec.fps))) for t in times])
+    segment_of = np.searchsorted([start for start, _ in spans], times, side="right") - 1
+    return bool(np.array_equal(np.diff(scene_of) != 0, np.diff(segment_of) != 0))
+
+
+def score_video(session: ChatSession, folder: Path, video: dict, lettered: list[tuple[dict, int]]) -> VideoScores:
+    """Captions of every scene, the scene cuts of the whole video and, on a 6+ scene video, its first scene and its
+    lettered questions `lettered` ((test_q row, answer index) each)."""
     with open_video(folder / video["video"]) as reader:
         count, times, rate = reader.num_frames, reader.times, reader.fps
         assert count is not None and times is not None  # a file's frames are counted when it is opened
@@ -66,16 +84,20 @@ def score_video(
         end = scene["end_frame"] + 1
         session.load_frames(frames[:end][session.sampling.indices(times[:end], rate)])
         captions.append(normalise(session.ask(CAPTION_QUESTION)) == normalise(scene["caption"]))
-    first, letters = None, []
+    picked = session.sampling.indices(times, rate)
+    session.load_frames(frames[picked], np.asarray(times)[picked])
+    spans = session.segments.spans if session.segments else [(0.0, float(times[-1]))]  # read as images: one segment
+    scores = VideoScores(
+        captions, cuts_are_scene_changes(spans, np.asarray(times)[picked], VideoSpec.from_truth(video)), None, []
+    )
     if len(scenes) >= MIN_SCENES_ASKED:
-        session.load_frames(frames[session.sampling.indices(times, rate)])
-        first = normalise(session.ask(FIRST_QUESTION)) == normalise(scenes[0]["caption"])
+        scores.first = normalise(session.ask(FIRST_QUESTION)) == normalise(scenes[0]["caption"])
         for row, answer in lettered:
             session.reset()
             options = list(row["option"].values())
             reply = session.ask(letter_prompt(row["question"], options))
-            letters.append((row["type"], letter_alone(reply, len(options)) == answer))
-    return captions, first, letters
+            scores.letters.append((row["type"], letter_alone(reply, len(options)) == answer))
+    return scores
 
 
 def score_stream(stream: StreamingSession, path: Path, video: dict, fps: float) -> list[bool]:
@@ -106,14 +128,14 @@ def evaluate(session: ChatSession, folder: Path, stream_fps: float) -> dict:
     truth = json.loads((folder / "truth.json").read_text())
     lettered = lettered_questions(folder)
     stream = StreamingSession(session.model, session.tokenizer, session.processor)
-    captions, firsts, streamed, letters = [], [], [], []
+    captions, cuts, firsts, streamed, letters = [], [], [], [], []
     for video in progress_bar(truth["videos"], desc="videos", unit="video"):
-        asked = lettered.get(Path(video["video"]).name, [])
-        per_scene, first, right = score_video(session, folder, video, asked)
-        captions += per_scene
-        letters += right
-        if first is not None:
-            firsts.append(first)
+        scores = score_video(session, folder, video, lettered.get(Path(video["video"]).name, []))
+        captions += scores.captions
+        cuts.append(scores.cuts_exact)
+        letters += scores.letters
+        if scores.first is not None:
+            firsts.append(scores.first)
         streamed += score_stream(stream, folder / video["video"], video, stream_fps)
     by_kind = {kind: [ok for k, ok in letters if k == kind] for kind in dict.fromkeys(k for k, _ in letters)}
     return {
@@ -121,6 +143,7 @@ def evaluate(session: ChatSession, folder: Path, stream_fps: float) -> dict:
         "stream_fps": stream_fps,
         "scene_caption_accuracy": float(np.mean(captions)) if captions else None,
         "scenes": len(captions),
+        "scene_cuts_exact": float(np.mean(cuts)),
         "first_scene_accuracy_6plus": float(np.mean(firsts)) if firsts else None,
         "videos_6plus": len(firsts),
         "lettered_accuracy_6plus": float(np.mean([ok for _, ok in letters])) if letters else None,
