@@ -42,7 +42,7 @@ Measured with `python -m llava.eval.shapes_scores --model-path {folder} --seed {
 Chance for the first-scene question is about 1/18 (6 colours x 3 shapes); for a lettered question 1/4 (right only
 when the answer is the right letter alone, asked in the original's prompt with the chat defaults). Scene captions
 are asked of the video cut at the end of each scene (what a live captioner says when a scene ends). Streaming
-captions at {stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.
+captions at {stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.{cuts}
 
 {verdict}
 """
@@ -77,6 +77,16 @@ def lettered_rows(scores: dict, ablated: dict) -> str:
     by_kind, by_kind_ablated = scores["lettered_accuracy_by_kind"], ablated["lettered_accuracy_by_kind"]
     rows += [f"| - {kind} | {value:.3f} | {by_kind_ablated[kind]:.3f} |" for kind, value in by_kind.items()]
     return "\n".join(rows) + "\n"
+
+
+def cuts_sentence(scores: dict) -> str:
+    """How often the model's segments are the scenes, where the scores have it."""
+    if scores.get("scene_cuts_exact") is None:
+        return ""
+    return (
+        "\nSceneTilling's segments of a whole video change exactly where its sampled frames' scene changes in "
+        f"{scores['scene_cuts_exact']:.3f} of the {scores['num_videos']} videos."
+    )
 
 
 def render(folder: Path) -> str:
@@ -119,6 +129,7 @@ def render(folder: Path) -> str:
         lettered=lettered_rows(scores, ablated),
         stream_fps=scores["stream_fps"],
         stream=scores["streaming_caption_accuracy"],
+        cuts=cuts_sentence(scores),
         verdict=MEMORY_WORKS
         if scores["first_scene_accuracy_6plus"] >= ablated["first_scene_accuracy_6plus"] + 0.2
         else MEMORY_FAILS,

@@ -95,3 +95,13 @@ def test_a_lettered_stage_is_listed_with_its_share_and_the_added_layers(tmp_path
     assert "| lettered | 6-8 | caption (50% lettered, options judged) | 15 | 6 | 0.125 |" in card
     assert "the LLM gained 2 decoder layers before the lettered stage" in card
     assert "| 1 | 2-4 | caption,first_scene | 10 | 5 | 0.250 |" in card  # other stages say nothing more
+
+
+def test_the_scene_cut_score_is_stated_where_the_scores_have_it(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    assert main([str(tmp_path)]) == 0
+    assert "SceneTilling's segments" not in (tmp_path / "README.md").read_text()  # scores from before it existed
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    (tmp_path / "scores.json").write_text(json.dumps(scores | {"scene_cuts_exact": 0.575}))
+    assert main([str(tmp_path)]) == 0
+    assert "scene changes in 0.575 of the 40 videos" in (tmp_path / "README.md").read_text()
