@@ -241,6 +241,13 @@ class VideoStream:
         expected = tuple(self.model.bridge.init_state(1).memory.shape)
         if tuple(state.bridge.memory.shape) != expected:
             raise StreamMismatch(f"memory {tuple(state.bridge.memory.shape)}, this model's {expected}")
+        compared, size = state.tiller.get("prev_feature"), self.scene_feature_size()
+        if compared is not None and len(compared) != size:
+            feature = self.model.config.bridge_config.scenetilling_feature
+            raise StreamMismatch(
+                f"SceneTilling compared {len(compared)} values a frame, this model {size} (scenetilling_feature "
+                f"{feature!r})"
+            )
         if state.window_pixels is not None:
             with torch.inference_mode():
                 try:
@@ -248,6 +255,14 @@ class VideoStream:
                 except ValueError as err:  # frames of another size: another model's tower
                     raise StreamMismatch(str(err)) from None
         self.state = state
+
+    def scene_feature_size(self) -> int:
+        """How many values of each frame SceneTilling compares (`FrameTokens.scene_features`)."""
+        config = self.model.config
+        bridge = config.bridge_config
+        return config.vision_config.hidden_size * (
+            bridge.tokens_per_frame if bridge.scenetilling_feature == "tokens" else 1
+        )
 
     def _keep_window(self, pixels: Tensor) -> None:
         """Keep the frames of the tower's current window (at most temporal_window), from which a restored state
