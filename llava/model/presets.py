@@ -83,7 +83,7 @@ def tiny_demo_config(vocab_size: int) -> VideoLLaMBConfig:
         scenetilling_k=None,
         scenetilling_alpha=0.0,
         # the frames' bridge tokens (CLS and pooled patches) tell the synthetic scenes apart better than the CLS
-        # alone: exact cuts in 34 of 40 held-out 6-8 scene videos of 24 frames against 26
+        # alone: `shapes_scores`' scene_cuts_exact 0.575 against 0.450 for the shipped weights
         scenetilling_feature="tokens",
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
