@@ -36,6 +36,9 @@ class ModelArguments:
     freeze_image_tower: bool = field(default=True)
     freeze_backbone: bool = field(default=False, metadata={"help": "freeze the language model"})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the bridge and projector"})
+    freeze_mm_mlp_adapter: bool = field(
+        default=False, metadata={"help": "freeze the bridge and projector (what the LLM reads stays as it was)"}
+    )
 
 
 @dataclass

@@ -65,13 +65,18 @@ def compose_from_parts(lm_path: Path, video_tower: str | None, image_tower: str 
 
 
 def set_trainable(model: VideoLLaMBForCausalLM, args: ModelArguments) -> None:
-    """Freeze what the arguments say; the bridge and projector always train."""
+    """Freeze what the arguments say; a ConfigError, one line, for --tune_mm_mlp_adapter (train only the bridge and
+    projector) with --freeze_mm_mlp_adapter (freeze them)."""
+    if args.tune_mm_mlp_adapter and args.freeze_mm_mlp_adapter:
+        raise ConfigError(
+            "--tune_mm_mlp_adapter trains only the bridge and projector, which --freeze_mm_mlp_adapter freezes"
+        )
     parts = {
         "video_tower": not args.freeze_video_tower and not args.tune_mm_mlp_adapter,
         "image_tower": not args.freeze_image_tower and not args.tune_mm_mlp_adapter,
         "language_model": not args.freeze_backbone and not args.tune_mm_mlp_adapter,
-        "bridge": True,
-        "mm_projector": True,
+        "bridge": not args.freeze_mm_mlp_adapter,
+        "mm_projector": not args.freeze_mm_mlp_adapter,
     }
     for name, trainable in parts.items():
         module = getattr(model, name)

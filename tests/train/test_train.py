@@ -80,6 +80,24 @@ def test_variants_complete_and_save_a_loadable_checkpoint(tmp_path, train_args, 
     assert torch.equal(trained[tower], initial[tower])  # frozen
 
 
+def test_freeze_mm_mlp_adapter_trains_the_llm_alone(tmp_path, train_args, model_config):
+    assert main(train_args(tmp_path, "--max_steps", "2", "--freeze_mm_mlp_adapter", "True")) == 0
+    set_seed(0)  # what train() does before building the fresh model: the same initial weights
+    initial = VideoLLaMBForCausalLM(VideoLLaMBConfig.from_json_file(str(model_config))).state_dict()
+    trained = load_pretrained_model(tmp_path, device="cpu")[1].state_dict()
+    frozen = [k for k in initial if k.startswith(("bridge.", "mm_projector."))]
+    assert frozen and all(torch.equal(trained[k], initial[k]) for k in frozen)
+    key = "language_model.model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(trained[key], initial[key])
+
+
+def test_tuning_and_freezing_the_adapter_together_is_one_error_line(tmp_path, train_args, capsys):
+    argv = train_args(tmp_path, "--max_steps", "1", "--freeze_mm_mlp_adapter", "True", "--tune_mm_mlp_adapter", "True")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--freeze_mm_mlp_adapter" in err and len(err.strip().splitlines()) == 1
+
+
 def test_sampling_at_a_frame_rate_trains_and_keeps_the_models_uniform_default(tmp_path, train_args, model_config):
     assert main(train_args(tmp_path, "--max_steps", "2", "--video_fps", "2", "--num_frames", "6")) == 0
     assert all(torch.isfinite(torch.tensor(v)) for v in losses(tmp_path).values())
