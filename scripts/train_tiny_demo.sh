@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the bundled demo model from scratch on a CPU (on a quiet 2-core machine: 55 minutes, timed before the
-# lettered stage was added, plus about 20 for that stage):
+# lettered stage was added, plus about 35 for that stage):
 #   bash scripts/train_tiny_demo.sh [WORK_DIR] [OUT_DIR]
 # Synthetic data, a sentencepiece tokenizer, tower pretraining, then llava.train.train on a scene-count curriculum,
 # long videos at 1 fps, and the lettered prompt.

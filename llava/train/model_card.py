@@ -65,6 +65,13 @@ def lettered_share(stage: dict) -> str:
     return f" ({stage['mc_ratio']:.0%} lettered, options judged)" if stage.get("mc_ratio") else ""
 
 
+def mixed_and_frozen(stage: dict) -> str:
+    """The long stage's rows a stage replayed and whether it froze the bridge, where it did either."""
+    parts = [f"+ the long stage's rows of {stage['replay_videos']} videos"] if stage.get("replay_videos") else []
+    parts += ["bridge and projector frozen"] if stage.get("freeze_adapter") else []
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def lettered_rows(scores: dict, ablated: dict) -> str:
     """The lettered multiple-choice rows (overall, then per question kind), where the scores have them."""
     if scores.get("lettered_accuracy_6plus") is None:
@@ -99,7 +106,7 @@ def render(folder: Path) -> str:
     named += [("lettered", summary["letter_stage"])] if "letter_stage" in summary else []
     stages = "\n".join(
         f"| {name} | {s['min_scenes']}-{s['max_scenes']}{sampling(s)} | "
-        f"{s.get('kinds', 'caption,first_scene,last_scene')}{lettered_share(s)} "
+        f"{s.get('kinds', 'caption,first_scene,last_scene')}{lettered_share(s)}{mixed_and_frozen(s)} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for (name, s), loss in zip(named, summary["stage_losses"], strict=True)
     )

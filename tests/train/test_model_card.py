@@ -95,6 +95,12 @@ def test_a_lettered_stage_is_listed_with_its_share_and_the_added_layers(tmp_path
     assert "| lettered | 6-8 | caption (50% lettered, options judged) | 15 | 6 | 0.125 |" in card
     assert "the LLM gained 2 decoder layers before the lettered stage" in card
     assert "| 1 | 2-4 | caption,first_scene | 10 | 5 | 0.250 |" in card  # other stages say nothing more
+    summary["letter_stage"] |= {"replay_videos": 1000, "freeze_adapter": True}
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert ("| caption (50% lettered, options judged) (+ the long stage's rows of 1000 videos; bridge and projector "
+            "frozen) | 15 |") in card
 
 
 def test_the_scene_cut_score_is_stated_where_the_scores_have_it(tmp_path):

@@ -42,7 +42,7 @@ def test_frame_labels_name_the_flashed_object_on_its_frames_only(tmp_path):
 def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     curriculum = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
     long_stage = Stage(3, 4, 4, 2, fps=1.0, sample_fps=1.0)
-    letter_stage = Stage(2, 3, 4, 2, mc_ratio=1.0)
+    letter_stage = Stage(2, 3, 4, 2, sample_fps=1.0, mc_ratio=1.0, replay_videos=2, freeze_adapter=True)
     out = tmp_path / "out"
     summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=curriculum,
                   needle_steps=2, long_stage=long_stage, letter_stage=letter_stage, letter_layers=1)
@@ -61,6 +61,21 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     assert model.config.text_config.num_hidden_layers == long_model.config.text_config.num_hidden_layers + 1
     letter_rows = json.loads((tmp_path / "work" / "data_letter" / "train.json").read_text())
     assert letter_rows and all("options" in row for row in letter_rows)  # every question lettered
+    # the lettered stage replays the long stage's rows of its first two videos, every video at 1 fps
+    long_rows = json.loads((tmp_path / "work" / "data_long" / "train.json").read_text())
+    first_two = sorted({row["video"] for row in long_rows})[:2]
+    mixed = json.loads((tmp_path / "work" / "train_letter.json").read_text())
+    assert sorted(row["video"] for row in mixed) == sorted(
+        [f"data_letter/{row['video']}" for row in letter_rows]
+        + [f"data_long/{row['video']}" for row in long_rows if row["video"] in first_two]
+    )
+    assert len({row["id"] for row in mixed}) == len(mixed)
+    letter_config = json.loads((tmp_path / "work" / "stage_letter" / "config.json").read_text())
+    assert letter_config["video_fps"] == 1.0
+    # the lettered stage trained the LLM alone: the bridge and projector are the long stage's
+    adapter = ("bridge.", "mm_projector.")
+    long_adapter = {k: v for k, v in long_model.state_dict().items() if k.startswith(adapter)}
+    assert long_adapter and all(torch.equal(model.state_dict()[k], v) for k, v in long_adapter.items())
     # the long stage trained at 1 fps (its checkpoint says so); the shipped demo samples the curriculum's frames
     long_config = json.loads((tmp_path / "work" / "stage_long" / "config.json").read_text())
     assert (long_config["video_fps"], long_config["max_frames"]) == (1.0, 512)
