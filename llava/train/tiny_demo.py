@@ -343,7 +343,7 @@ def run(
     letter_rows = replay_rows(work, letter_data, long_data, letter_stage.replay_videos, "train_letter.json")
     letter_out = work / "stage_letter"
     losses.append(train_stage(start, work, letter_out, letter_stage, model.config.num_frames, seed, letter_rows))
-    start = work / "stage_letter"
+    start = letter_out
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
