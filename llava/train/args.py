@@ -39,6 +39,13 @@ class ModelArguments:
     freeze_mm_mlp_adapter: bool = field(
         default=False, metadata={"help": "freeze the bridge and projector (what the LLM reads stays as it was)"}
     )
+    tune_top_layers: int = field(
+        default=0,
+        metadata={
+            "help": "train only the LLM's top N decoder layers, everything else frozen (LLaMA Pro's tuning of the "
+            "layers `llava.model.expand` adds; 0: off)"
+        },
+    )
 
 
 @dataclass

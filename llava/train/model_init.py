@@ -82,12 +82,27 @@ def set_trainable(model: VideoLLaMBForCausalLM, args: ModelArguments) -> None:
         module = getattr(model, name)
         if module is not None:
             module.requires_grad_(trainable)
+    if args.tune_top_layers:
+        tune_top_layers_only(model, args)
     counts = {
         name: sum(p.numel() for p in getattr(model, name).parameters() if p.requires_grad)
         for name in parts
         if getattr(model, name) is not None
     }
     logger.info("trainable parameters: %s", counts)
+
+
+def tune_top_layers_only(model: VideoLLaMBForCausalLM, args: ModelArguments) -> None:
+    """Freeze everything but the LLM's top `args.tune_top_layers` decoder layers; a ConfigError, one line, for a
+    count the LLM does not have or with --tune_mm_mlp_adapter (which trains the bridge and projector instead)."""
+    layers = model.language_model.model.layers
+    if args.tune_mm_mlp_adapter:
+        raise ConfigError("--tune_top_layers trains LLM layers only, --tune_mm_mlp_adapter the bridge and projector")
+    if not 0 < args.tune_top_layers <= len(layers):
+        raise ConfigError(f"--tune_top_layers {args.tune_top_layers}: the LLM has {len(layers)} decoder layers")
+    model.requires_grad_(False)
+    for layer in layers[len(layers) - args.tune_top_layers :]:
+        layer.requires_grad_(True)
 
 
 def cache_frozen_tower(model: VideoLLaMBForCausalLM, budget_mb: float) -> None:
