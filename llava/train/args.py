@@ -42,8 +42,8 @@ class ModelArguments:
     tune_top_layers: int = field(
         default=0,
         metadata={
-            "help": "train only the LLM's top N decoder layers, everything else frozen (LLaMA Pro's tuning of the "
-            "layers `llava.model.expand` adds; 0: off)"
+            "help": "train only the LLM's top N decoder layers, final norm and output head, everything else frozen "
+            "(LLaMA Pro's tuning of the layers `llava.model.expand` adds; 0: off)"
         },
     )
 

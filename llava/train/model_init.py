@@ -93,16 +93,19 @@ def set_trainable(model: VideoLLaMBForCausalLM, args: ModelArguments) -> None:
 
 
 def tune_top_layers_only(model: VideoLLaMBForCausalLM, args: ModelArguments) -> None:
-    """Freeze everything but the LLM's top `args.tune_top_layers` decoder layers; a ConfigError, one line, for a
-    count the LLM does not have or with --tune_mm_mlp_adapter (which trains the bridge and projector instead)."""
+    """Freeze everything but the LLM above its bottom layers: its top `args.tune_top_layers` decoder layers, final
+    norm and output head (the head's rows of tokens the model never wrote cannot win a softmax untrained; tied to
+    the input embeddings, those train too). A ConfigError, one line, for a count the LLM does not have or with
+    --tune_mm_mlp_adapter (which trains the bridge and projector instead)."""
     layers = model.language_model.model.layers
     if args.tune_mm_mlp_adapter:
         raise ConfigError("--tune_top_layers trains LLM layers only, --tune_mm_mlp_adapter the bridge and projector")
     if not 0 < args.tune_top_layers <= len(layers):
         raise ConfigError(f"--tune_top_layers {args.tune_top_layers}: the LLM has {len(layers)} decoder layers")
     model.requires_grad_(False)
-    for layer in layers[len(layers) - args.tune_top_layers :]:
-        layer.requires_grad_(True)
+    top = [*layers[len(layers) - args.tune_top_layers :], model.language_model.model.norm]
+    for module in (*top, model.language_model.get_output_embeddings()):
+        module.requires_grad_(True)
 
 
 def cache_frozen_tower(model: VideoLLaMBForCausalLM, budget_mb: float) -> None:

@@ -110,7 +110,7 @@ def test_tuning_and_freezing_the_adapter_together_is_one_error_line(tmp_path, tr
     assert err.startswith("error:") and "--freeze_mm_mlp_adapter" in err and len(err.strip().splitlines()) == 1
 
 
-def test_tune_top_layers_trains_those_layers_alone(tmp_path, train_args, model_config):
+def test_tune_top_layers_trains_those_layers_and_the_head_alone(tmp_path, train_args, model_config):
     assert main(train_args(tmp_path, "--max_steps", "2", "--tune_top_layers", "1")) == 0
     set_seed(0)
     config = VideoLLaMBConfig.from_json_file(str(model_config))
@@ -118,7 +118,8 @@ def test_tune_top_layers_trains_those_layers_alone(tmp_path, train_args, model_c
     trained = load_pretrained_model(tmp_path, device="cpu")[1].state_dict()
     top = f"language_model.model.layers.{config.text_config.num_hidden_layers - 1}."
     changed = {k for k in initial if not torch.equal(trained[k], initial[k])}
-    assert changed and all(k.startswith(top) for k in changed)
+    assert {"language_model.lm_head.weight", f"{top}mlp.down_proj.weight"} <= changed
+    assert all(k.startswith((top, "language_model.lm_head.", "language_model.model.norm.")) for k in changed)
 
 
 @pytest.mark.parametrize(
