@@ -40,14 +40,8 @@ def generate_answer(checkpoint, video_path, question="Describe the video in one 
     conversation.append_message(conversation.roles[0], f"<video>\n{question}")
     conversation.append_message(conversation.roles[1], None)
     input_ids = prompt_tensor(conversation.get_prompt(), tokenizer)
-    output = model.generate(
-        input_ids,
-        videos=[processor.video(frames)],
-        max_new_tokens=8,
-        min_new_tokens=2,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    output = model.generate(input_ids, videos=[processor.video(frames)], max_new_tokens=8, min_new_tokens=2,
+                            do_sample=False, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(output[0], skip_special_tokens=True).strip()
 
 
@@ -61,13 +55,10 @@ def test_training_lowers_the_loss_and_saves_a_checkpoint_that_generates(trained_
     assert isinstance(answer, str) and answer
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        pytest.param(["--loss_per_iteration", "True"], id="loss_per_iteration"),
-        pytest.param(["--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8"], id="lora"),
-    ],
-)
+@pytest.mark.parametrize("extra", [
+    pytest.param(["--loss_per_iteration", "True"], id="loss_per_iteration"),
+    pytest.param(["--lora_enable", "True", "--lora_r", "4", "--lora_alpha", "8"], id="lora"),
+])
 def test_variants_complete_and_save_a_loadable_checkpoint(tmp_path, train_args, model_config, trained_run, extra):
     assert main(train_args(tmp_path, "--max_steps", "3", *extra)) == 0
     logged = losses(tmp_path)
@@ -82,11 +73,8 @@ def test_variants_complete_and_save_a_loadable_checkpoint(tmp_path, train_args, 
     initial = VideoLLaMBForCausalLM(VideoLLaMBConfig.from_json_file(str(model_config))).state_dict()
     trained = model.state_dict()
     assert set(trained) == set(initial)
-    for key in (
-        "language_model.model.layers.0.self_attn.q_proj.weight",  # with LoRA: the adapters merged in
-        "bridge.layer.mlp.0.weight",
-        "mm_projector.0.weight",
-    ):
+    for key in ("language_model.model.layers.0.self_attn.q_proj.weight",  # with LoRA: the adapters merged in
+                "bridge.layer.mlp.0.weight", "mm_projector.0.weight"):
         assert not torch.equal(trained[key], initial[key]), key
     tower = "video_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight"
     assert torch.equal(trained[tower], initial[tower])  # frozen
@@ -166,11 +154,8 @@ def test_a_bad_row_is_reported_by_id_and_skipped(tmp_path, train_args, rows, cap
     data = write_rows(tmp_path / "rows.json", rows[:8] + [missing_video_row(rows, "broken_row")])
     out = tmp_path / "out"
     with caplog.at_level("WARNING"):  # 9 rows, 3 steps of 3: one epoch, every row visited once
-        code = main(
-            train_args(
-                out, "--max_steps", "3", "--per_device_train_batch_size", "3", "--log_row_ids", "True", data_path=data
-            )
-        )
+        code = main(train_args(out, "--max_steps", "3", "--per_device_train_batch_size", "3", "--log_row_ids", "True",
+                               data_path=data))
     assert code == 0
     assert any("broken_row" in r.getMessage() and "cannot load" in r.getMessage() for r in caplog.records)
     trained_ids = [i for line in row_ids(out, 0) for i in line["ids"]]
@@ -182,9 +167,8 @@ def test_a_bad_row_is_reported_by_id_and_skipped(tmp_path, train_args, rows, cap
 def test_too_many_bad_rows_stop_with_one_error_line(tmp_path, train_args, rows, capsys, workers):
     bad = [missing_video_row(rows, f"broken_{i}") for i in range(4)]
     data = write_rows(tmp_path / "rows.json", rows[:6] + bad)  # 10 rows, 1 may be unreadable
-    code = main(
-        train_args(tmp_path / "out", "--max_steps", "3", "--dataloader_num_workers", str(workers), data_path=data)
-    )
+    code = main(train_args(tmp_path / "out", "--max_steps", "3", "--dataloader_num_workers", str(workers),
+                           data_path=data))
     err = capsys.readouterr().err
     assert code == 1
     errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -196,19 +180,8 @@ def test_too_many_bad_rows_stop_with_one_error_line(tmp_path, train_args, rows, 
 
 def test_two_process_ddp_trains_each_rank_on_different_rows(tmp_path, train_args):
     out = tmp_path / "ddp"
-    argv = train_args(
-        out,
-        "--max_steps",
-        "3",
-        "--per_device_train_batch_size",
-        "2",
-        "--ddp_backend",
-        "gloo",
-        "--log_row_ids",
-        "True",
-        "--group_by_modality_length",
-        "True",
-    )
+    argv = train_args(out, "--max_steps", "3", "--per_device_train_batch_size", "2", "--ddp_backend", "gloo",
+                      "--log_row_ids", "True", "--group_by_modality_length", "True")
     command = [*torchrun(), "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "llava.train.train", *argv]
     done = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -238,10 +211,8 @@ def test_deepspeed_zero2_one_process_completes_and_saves(tmp_path, train_args):
 
 
 # --- the launch scripts ---------------------------------------------------------------------------------------
-SCRIPTS = {
-    "plain": REPO / "scripts" / "finetune_video_image.slurm",
-    "loss": REPO / "scripts" / "finetune_video_image_loss.slurm",
-}
+SCRIPTS = {"plain": REPO / "scripts" / "finetune_video_image.slurm",
+           "loss": REPO / "scripts" / "finetune_video_image_loss.slurm"}
 
 
 def script_env() -> dict[str, str]:
@@ -253,9 +224,8 @@ def script_env() -> dict[str, str]:
 def dry_run(script, **env) -> list[str]:
     """The command line a launch script would run (torchrun replaced by echo)."""
     full = {**script_env(), "TORCHRUN": "echo", **env}
-    done = subprocess.run(
-        ["bash", str(script), "--extra_flag", "x"], env=full, capture_output=True, text=True, timeout=30, cwd="/"
-    )
+    done = subprocess.run(["bash", str(script), "--extra_flag", "x"], env=full, capture_output=True, text=True,
+                          timeout=30, cwd="/")
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -271,24 +241,13 @@ def test_launch_scripts_carry_the_released_recipe(kind):
     assert "#SBATCH --nodes=1" in text and "#SBATCH --gres=gpu:4" in text
     gpu = dry_run(SCRIPTS[kind], NUM_GPUS="4")
     assert "--nproc_per_node=4" in gpu and gpu[gpu.index("-m") + 1] == "llava.train.train"
-    expected = {
-        "learning_rate": "2e-5",
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": "0.03",
-        "weight_decay": "0.",
-        "num_train_epochs": "1",
-        "bf16": "True",
-        "tf32": "True",
-        "activation_checkpointing": "True",
-        "model_max_length": "2048",
-        "num_frames": "16",
-        "group_by_modality_length": "True",
-        "deepspeed": "scripts/zero1.json",
-        "model_name_or_path": "checkpoints/llava-v1.5-7b",
-        "video_tower": "checkpoints/LanguageBind_Video_merge",
-        "image_tower": "checkpoints/LanguageBind_Image",
-        "per_device_train_batch_size": "4" if kind == "loss" else "8",
-    }
+    expected = {"learning_rate": "2e-5", "lr_scheduler_type": "cosine", "warmup_steps": "0.03",
+                "weight_decay": "0.", "num_train_epochs": "1", "bf16": "True", "tf32": "True",
+                "activation_checkpointing": "True", "model_max_length": "2048", "num_frames": "16",
+                "group_by_modality_length": "True", "deepspeed": "scripts/zero1.json",
+                "model_name_or_path": "checkpoints/llava-v1.5-7b",
+                "video_tower": "checkpoints/LanguageBind_Video_merge", "image_tower": "checkpoints/LanguageBind_Image",
+                "per_device_train_batch_size": "4" if kind == "loss" else "8"}
     assert {k: flag(gpu, k) for k in expected} == expected
     assert ("--loss_per_iteration" in gpu) == (kind == "loss")
     assert gpu[-2:] == ["--extra_flag", "x"]  # extra arguments come last, so they override
@@ -301,38 +260,12 @@ def test_launch_scripts_carry_the_released_recipe(kind):
 def test_launch_script_trains_on_cpu(tmp_path, trained_run, data_dir):
     """finetune_video_image.slurm run with `bash` as a user would, on the tiny model and data, without a GPU:
     one CPU process, with the default ZeRO-1 config (the _loss script only adds arguments, checked above)."""
-    env = {
-        **script_env(),
-        "NUM_GPUS": "0",
-        "MODEL_PATH": str(trained_run),
-        "VIDEO_TOWER": "",
-        "IMAGE_TOWER": "",
-        "DATA_PATH": str(data_dir / "train.json"),
-        "X_FOLDER": str(data_dir),
-        "OUTPUT_DIR": str(tmp_path / "out"),
-        "NUM_FRAMES": "4",
-        "NUM_WORKERS": "0",
-        "MASTER_PORT": str(free_port()),
-    }
-    done = subprocess.run(
-        [
-            "bash",
-            str(SCRIPTS["plain"]),
-            "--max_steps",
-            "2",
-            "--per_device_train_batch_size",
-            "2",
-            "--save_strategy",
-            "no",
-            "--disable_tqdm",
-            "True",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=500,
-        cwd=tmp_path,
-    )
+    env = {**script_env(), "NUM_GPUS": "0", "MODEL_PATH": str(trained_run), "VIDEO_TOWER": "", "IMAGE_TOWER": "",
+           "DATA_PATH": str(data_dir / "train.json"), "X_FOLDER": str(data_dir), "OUTPUT_DIR": str(tmp_path / "out"),
+           "NUM_FRAMES": "4", "NUM_WORKERS": "0", "MASTER_PORT": str(free_port())}
+    done = subprocess.run(["bash", str(SCRIPTS["plain"]), "--max_steps", "2", "--per_device_train_batch_size", "2",
+                           "--save_strategy", "no", "--disable_tqdm", "True"],
+                          env=env, capture_output=True, text=True, timeout=500, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 2
     load_pretrained_model(tmp_path / "out", device="cpu")
