@@ -91,7 +91,7 @@ class DataConfig:
     pad_images: bool = True
     max_bad_fraction: float = 0.01
     video_cache_mb: float = 0.0  # keep videos' pixels in memory up to this size, per process (`VideoCache`)
-    judge_options: bool = False  # also train each option of a lettered question (`llava.data.option_judgement`)
+    judge_options: bool = False  # also train each lettered option and each row's `judgements` (option_judgement)
 
     def __post_init__(self) -> None:
         self.sampling.describe()  # a bad num_frames, video_fps or max_frames is a ConfigError now, not at a video
@@ -249,15 +249,15 @@ def tokenize_row(
     """input_ids and labels (L,) of a valid row: only assistant replies supervised, cut to `max_length`.
 
     With `judge_options`, a lettered question answered by a letter also gets a target at the end of each option
-    line (`llava.data.option_judgement`). A cut never removes the media placeholder: a `max_length` too short to
-    keep it raises `DataError`.
+    line, and each text the row names in `judgements` one at its end (`llava.data.option_judgement`). A cut never
+    removes the media placeholder: a `max_length` too short to keep it raises `DataError`.
     """
     conversation = get_template(conv_template)
     messages = row_messages(row)
     for role, text in messages:
         conversation.append_message(conversation.roles[ROLES.index(role)], text)
     prompt, spans = conversation.render()
-    judged = judgement_labels(prompt, messages, tokenizer) if judge_options else None
+    judged = judgement_labels(prompt, messages, tokenizer, row.get("judgements", ())) if judge_options else None
     ids, labels = tokenize_prompt(prompt, tokenizer, spans, judged)
     assert labels is not None  # given spans, tokenize_prompt labels every token
     if len(ids) > max_length:

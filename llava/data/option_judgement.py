@@ -17,6 +17,13 @@ question names went from one constant letter to 0.97 right within 1000 steps; on
 come from the memory, the demo recipe's lettered stage reached 0.67-1.00 per trained kind over two seeds (README,
 Train). The labels sit on prompt tokens, which are otherwise never supervised, so nothing about inference changes.
 Off unless asked for (`DataConfig.judge_options`).
+
+A row may also name texts of its question to judge (`"judgements": [{"text": "a red circle", "right": true}]`):
+each gets the same two targets, at its last character and the one after it, " yes" when `right`. The synthetic
+`when` questions name their object so ("When was a red circle shown?": " yes" when it was shown): trained on the
+reply alone ("It was shown <when>." or "It was not shown."), the demo model's reply stayed a coin toss even with
+the object on screen; with the object judged, the judgement formed and an LLM with two more layers
+(`llava.model.expand`) replied by it (README, Evidence).
 """
 
 from __future__ import annotations
@@ -46,6 +53,18 @@ def option_line_ends(message: str, reply: str) -> list[tuple[int, bool]]:
     return [(line.end(), line.group(1) == answer) for line in lines]
 
 
+def named_text_ends(message: str, judgements: Sequence[dict]) -> list[tuple[int, bool]]:
+    """[(offset of the character right after each judged text's first occurrence in `message`, whether it is
+    right)] for the row's `judgements` that `message` holds with a character after them."""
+    ends = []
+    for judgement in judgements:
+        start = message.find(judgement["text"])
+        end = start + len(judgement["text"])
+        if start >= 0 and end < len(message):
+            ends.append((end, bool(judgement["right"])))
+    return ends
+
+
 def judgement_token_ids(tokenizer) -> tuple[int, int]:
     """The token ids trained at the end of an option line: (right, wrong), the last tokens of " yes" and " no"."""
     right, wrong = (tokenizer(word, add_special_tokens=False)["input_ids"][-1] for word in (YES, NO))
@@ -54,22 +73,26 @@ def judgement_token_ids(tokenizer) -> tuple[int, int]:
     return right, wrong
 
 
-def judgement_labels(prompt: str, messages: Sequence[tuple[str, str]], tokenizer) -> dict[int, int]:
+def judgement_labels(
+    prompt: str, messages: Sequence[tuple[str, str]], tokenizer, judgements: Sequence[dict] = ()
+) -> dict[int, int]:
     """{character offset in `prompt`: label} for the option lines of every human message answered by a letter:
-    each line's last character (so its last word's token) and the newline after it.
+    each line's last character (so its last word's token) and the newline after it; and for the row's named
+    `judgements` (`named_text_ends`), in the first human message answered by the assistant, the same two.
 
     `messages` are the rendered conversation's (from, text) turns in order; each text is found in `prompt` after
     the previous one, so a text repeated in the system prompt cannot be taken for it."""
-    judged: dict[int, bool] = {}  # prompt offset -> whether it ends the answer's line
-    cursor = 0
+    judged: dict[int, bool] = {}  # prompt offset -> whether it ends the answer's line (or a right named text)
+    cursor, named = 0, list(judgements)
     for (role, text), following in zip(messages, list(messages[1:]) + [("", "")], strict=True):
         start = prompt.find(text, cursor)
         if start < 0:
             raise ValueError(f"message not found in the rendered prompt: {text[:40]!r}")
         cursor = start + len(text)
         if role == "human" and following[0] == "gpt":
-            for offset, is_answer in option_line_ends(text, following[1]):
+            for offset, is_answer in option_line_ends(text, following[1]) + named_text_ends(text, named):
                 judged[start + offset - 1] = judged[start + offset] = is_answer
+            named = []  # named texts belong to the first question
     if not judged:
         return {}  # a row without lettered options: the tokenizer is not asked for the judgement tokens
     right, wrong = judgement_token_ids(tokenizer)

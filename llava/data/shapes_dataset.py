@@ -9,7 +9,8 @@ on request: the object flashed for a moment at the centre, like the needles of `
 seconds (the LLM never sees clock times; the truth is that scene's span in truth.json); and the same question about
 an object the video never shows (when_absent), answered "It was not shown.", so that writing the placeholder
 depends on the video. The two `when` kinds are never multiple choice (their options would be times): --format mc
-refuses them and --mc-ratio leaves them open.
+refuses them and --mc-ratio leaves them open. Their rows name the object asked about for judgement (`judgements`:
+right for `when`, wrong for `when_absent`; trained with --judge_options, `llava.data.option_judgement`).
 
 Run (writes data/shapes/videos/*.mp4, train.json and truth.json):
     python -m llava.data.shapes_dataset --out data/shapes --num-videos 200 --seed 0
@@ -95,6 +96,7 @@ class Question:
     answer: str
     hard_negatives: tuple[str, ...] = ()
     pool: tuple[str, ...] = ()
+    judged: tuple[tuple[str, bool], ...] = ()  # texts of the question to judge right or wrong in training
 
 
 def _about_scene(spec: VideoSpec, kind: str, index: int, text: str) -> Question:
@@ -149,7 +151,7 @@ def _when_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Ques
     if not candidates:
         return None
     caption = candidates[int(rng.integers(len(candidates)))]
-    return Question(kind, TEMPLATES[kind].format(caption=caption), answer)
+    return Question(kind, TEMPLATES[kind].format(caption=caption), answer, judged=((caption, kind == "when"),))
 
 
 def to_multiple_choice(
@@ -200,6 +202,7 @@ class QAItem:
     answer: str
     options: tuple[str, ...] = ()
     answer_index: int = -1
+    judged: tuple[tuple[str, bool], ...] = ()  # written as the row's "judgements" (`llava.data.option_judgement`)
 
     def train_row(self) -> dict[str, Any]:
         """The LLaVA conversation row; a multiple-choice item is answered with its letter."""
@@ -215,6 +218,8 @@ class QAItem:
         }
         if self.options:
             row.update(options=list(self.options), answer_text=self.answer)
+        if self.judged:
+            row["judgements"] = [{"text": text, "right": right} for text, right in self.judged]
         return row
 
     def test_rows(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -248,7 +253,7 @@ def video_items(
             options, index = to_multiple_choice(question, rng, near_miss=near_miss)
             items.append(QAItem(qid, spec.filename, kind, question.text, question.answer, tuple(options), index))
         else:
-            items.append(QAItem(qid, spec.filename, kind, question.text, question.answer))
+            items.append(QAItem(qid, spec.filename, kind, question.text, question.answer, judged=question.judged))
     return items
 
 

@@ -73,7 +73,8 @@ class DataArguments:
         default=False,
         metadata={
             "help": "rows asked with lettered options and answered by a letter also learn, at the end of each "
-            "option line, whether that option is the answer (how a small LLM learns the lettered prompt)"
+            "option line, whether that option is the answer (how a small LLM learns the lettered prompt); texts a "
+            "row names in its 'judgements' learn whether they are right, at their end"
         },
     )
 

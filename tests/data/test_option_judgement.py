@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 from llava.constants import IGNORE_INDEX
 from llava.conversation import DEFAULT_TEMPLATE, VICUNA_SYSTEM
 from llava.data.dataset import DataConfig, SupervisedDataset, tokenize_row
-from llava.data.option_judgement import judgement_token_ids, option_line_ends
+from llava.data.option_judgement import judgement_token_ids, named_text_ends, option_line_ends
 from llava.data.shapes_dataset import mc_prompt
 from llava.train.sentencepiece_tokenizer import train_tokenizer
 
@@ -118,3 +118,41 @@ def test_the_dataset_judges_options_only_when_configured(tokenizer, tmp_path):
     lettered_labels = judged[0]["labels"]
     assert lettered_labels[lettered_labels != plain[0]["labels"]].tolist() == [wrong] * 4 + [right] * 2 + [wrong] * 2
     assert torch.equal(judged[1]["labels"], plain[1]["labels"])  # answered in words: nothing judged
+
+
+def named_row(right: bool, text: str = "a blue circle") -> dict:
+    return {
+        "id": "when",
+        "conversations": [
+            {"from": "human", "value": "When was a blue circle shown?"},
+            {"from": "gpt", "value": "It was shown <when>." if right else "It was not shown."},
+            {"from": "human", "value": "When was a blue circle shown?"},
+            {"from": "gpt", "value": "It was not shown."},
+        ],
+        "judgements": [{"text": text, "right": right}],
+    }
+
+
+def test_named_text_ends_find_each_text_with_a_character_after_it():
+    message = "When was a blue circle shown?"
+    judgements = [{"text": "a blue circle", "right": True}, {"text": "shown?", "right": False}]
+    assert named_text_ends(message, judgements) == [(message.index(" shown"), True)]  # nothing follows "shown?"
+    assert named_text_ends(message, [{"text": "a red square", "right": True}]) == []
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_a_named_text_is_judged_at_its_last_word_and_the_token_after_it_in_the_first_question(tokenizer, right):
+    yes, no = judgement_token_ids(tokenizer)
+    row = named_row(right)
+    ids, labels = tokenize_row(row, tokenizer, DEFAULT_TEMPLATE, 2048, judge_options=True)
+    plain_ids, plain_labels = tokenize_row(row, tokenizer, DEFAULT_TEMPLATE, 2048)
+    assert torch.equal(ids, plain_ids)
+    changed = (labels != plain_labels).nonzero().flatten().tolist()
+    assert len(changed) == 2 and changed[1] == changed[0] + 1  # the first question's only: the second has none
+    assert all(plain_labels[i] == IGNORE_INDEX for i in changed)
+    assert labels[changed].tolist() == [yes if right else no] * 2
+    assert "circle".endswith(tokenizer.decode(ids[changed[0] : changed[0] + 1]).strip())
+    assert tokenizer.decode(ids[: changed[0] + 1]).endswith("a blue circle")
+    absent = named_row(right, text="a red square")  # a text the question does not hold: nothing judged
+    assert torch.equal(tokenize_row(absent, tokenizer, DEFAULT_TEMPLATE, 2048, judge_options=True)[1], plain_labels)
+    assert torch.equal(tokenize_row(row, tokenizer, DEFAULT_TEMPLATE, 2048)[1], plain_labels)  # off: nothing

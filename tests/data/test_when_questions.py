@@ -57,6 +57,15 @@ def test_when_absent_asks_about_an_object_never_shown(when_set):
         assert row["conversations"][1]["value"] == syn.NOT_SHOWN_ANSWER
 
 
+def test_when_rows_name_their_object_for_judgement_and_other_rows_name_nothing(when_set):
+    rows, _ = when_set
+    for row in rows:
+        if row["kind"] in syn.OPEN_ONLY:
+            assert row["judgements"] == [{"text": caption_asked(row), "right": row["kind"] == "when"}]
+        else:
+            assert "judgements" not in row
+
+
 def test_when_kinds_are_never_multiple_choice(when_set, tmp_path, capsys):
     rows, _ = when_set
     assert all("options" in row for row in rows if row["kind"] == "first_scene")  # --mc-ratio 1
