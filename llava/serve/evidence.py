@@ -13,7 +13,8 @@ the segments the answer depends on. It costs one bridge pass and one LLM pass ov
 methods (`SCORERS`): "gain" (the likelihood after each segment less that after the one before), "carried" (the
 likelihood after each segment), "alone" (given each segment alone, fresh memory) and "retrieval" (the last memory's
 retrieval attention over the segments' memory blocks, the same for every question). `llava.eval.grounding`
-measures them against the scenes of synthetic videos; "without" grounds best (the README's Evidence section).
+measures them against the scenes of synthetic videos; "without" grounds best (the README's Evidence section), and
+"alone" grounds the answers that state a time (`llava.serve.time_answers.TIME_EVIDENCE_METHOD`).
 The answer is scored as the reply to its question alone (a first turn, as `llava.serve.reply_likelihood` scores
 options), whatever turns came before. Segments passed through the bridge again keep the segment positions they first had
 (the "mem" variant's), so leaving one out does not renumber the others.
