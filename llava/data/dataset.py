@@ -200,7 +200,16 @@ def validate_row(row: Any) -> str | None:
     for key, tag in MEDIA_TAGS.items():
         if key != modality and any(tag in turn["value"] for turn in row["conversations"]):
             return f"a turn holds {tag} but the row has no '{key}'"
-    return None
+    return _judgements_problem(row.get("judgements", []))
+
+
+def _judgements_problem(judgements: Any) -> str | None:
+    """Why a row's 'judgements' (texts of its question to judge, `llava.data.option_judgement`) are malformed."""
+    valid = isinstance(judgements, list) and all(
+        isinstance(j, dict) and isinstance(j.get("text"), str) and j["text"] and isinstance(j.get("right"), bool)
+        for j in judgements
+    )
+    return None if valid else "'judgements' must be a list of objects with a non-empty 'text' and a boolean 'right'"
 
 
 def allowed_bad(total: int, fraction: float) -> int:

@@ -217,6 +217,11 @@ def test_validate_row_reasons():
     assert "id" in validate_row({"conversations": turns("q", "a")})
     assert "not an object" in validate_row(["id"])
     assert "last turn" in validate_row({"id": "a", "conversations": turns("q", "a", "q2")})
+    judged = {"id": "a", "conversations": turns("q", "a")}
+    assert validate_row({**judged, "judgements": [{"text": "q", "right": False}]}) is None
+    for bad in ({"text": "q"}, {"text": "", "right": True}, {"text": "q", "right": "yes"}, "q"):
+        assert "judgements" in validate_row({**judged, "judgements": [bad]})
+    assert "judgements" in validate_row({**judged, "judgements": {"text": "q", "right": True}})
 
 
 def test_too_many_malformed_rows_raise(world, tokenizer):
