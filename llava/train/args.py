@@ -39,6 +39,10 @@ class ModelArguments:
     freeze_mm_mlp_adapter: bool = field(
         default=False, metadata={"help": "freeze the bridge and projector (what the LLM reads stays as it was)"}
     )
+    freeze_bridge: bool = field(
+        default=False,
+        metadata={"help": "freeze the memory bridge (what its memory keeps stays as it was); the projector trains"},
+    )
     tune_top_layers: int = field(
         default=0,
         metadata={

@@ -75,7 +75,7 @@ def set_trainable(model: VideoLLaMBForCausalLM, args: ModelArguments) -> None:
         "video_tower": not args.freeze_video_tower and not args.tune_mm_mlp_adapter,
         "image_tower": not args.freeze_image_tower and not args.tune_mm_mlp_adapter,
         "language_model": not args.freeze_backbone and not args.tune_mm_mlp_adapter,
-        "bridge": not args.freeze_mm_mlp_adapter,
+        "bridge": not args.freeze_mm_mlp_adapter and not args.freeze_bridge,
         "mm_projector": not args.freeze_mm_mlp_adapter,
     }
     for name, trainable in parts.items():

@@ -91,6 +91,17 @@ def test_freeze_mm_mlp_adapter_trains_the_llm_alone(tmp_path, train_args, model_
     assert not torch.equal(trained[key], initial[key])
 
 
+def test_freeze_bridge_trains_the_projector_and_llm_on_a_fixed_memory(tmp_path, train_args, model_config):
+    assert main(train_args(tmp_path, "--max_steps", "2", "--freeze_bridge", "True")) == 0
+    set_seed(0)
+    initial = VideoLLaMBForCausalLM(VideoLLaMBConfig.from_json_file(str(model_config))).state_dict()
+    trained = load_pretrained_model(tmp_path, device="cpu")[1].state_dict()
+    bridge = [k for k in initial if k.startswith("bridge.")]
+    assert bridge and all(torch.equal(trained[k], initial[k]) for k in bridge)
+    for key in ("mm_projector.0.weight", "language_model.model.layers.0.self_attn.q_proj.weight"):
+        assert not torch.equal(trained[key], initial[key])
+
+
 def test_tuning_and_freezing_the_adapter_together_is_one_error_line(tmp_path, train_args, capsys):
     argv = train_args(tmp_path, "--max_steps", "1", "--freeze_mm_mlp_adapter", "True", "--tune_mm_mlp_adapter", "True")
     assert main(argv) == 1
