@@ -61,7 +61,11 @@ from llava.video.transforms import VisualProcessor
 
 logger = logging.getLogger(__name__)
 NEEDLE_KIND = "brief_object"  # the question about an object flashed for a moment (added to every video)
-KINDS = f"caption,first_scene,last_scene,{NEEDLE_KIND}"
+# n-th scene, count and order were not in the shipped model's curriculum and sit at chance. One stage of them with
+# the other kinds on the shipped model (2000 fresh videos of 2-8 scenes, 1500 steps) raised `llava.eval.videoqa
+# --protocol likelihood` on 100 held-out videos from 28% / 22% / 61% to 57% / 66% / 69%, captions, first and last
+# scenes staying at 100% (README, Train). Not yet run through the whole recipe.
+KINDS = f"caption,first_scene,last_scene,nth_scene,count,order,{NEEDLE_KIND}"
 ATTRIBUTES = {
     "colour": list(shapes_world.COLOURS),
     "shape": list(shapes_world.SHAPES),
