@@ -1,17 +1,18 @@
 """Pretrain the memory bridge to keep a record of every scene a video showed, before the LLM learns to read it.
 
-    python -m llava.data.shapes_dataset --out runs/memory-data --num-videos 800 --min-scenes 2 --max-scenes 8
+    python -m llava.data.shapes_dataset --out runs/memory-data --num-videos 2400 --min-scenes 2 --max-scenes 8
     python -m llava.train.memory_pretraining --model checkpoints/videollamb-tiny-shapes --data runs/memory-data \
-        --output runs/memory-pretrained
+        --output runs/memory-pretrained --held-out 200
 
 Trained only through the LLM's answers, the bridge's final memory keeps little of the scenes before the last one
-(README, Evidence): the loss of a question about an earlier scene reaches the memory through the LLM, whose reading
+(README, Evidence and Train): the loss of a question about an earlier scene reaches the memory through the LLM, whose reading
 of it forms as slowly as the memory itself. Here a small head reads the final memory directly and is trained, with
 the bridge, on the synthetic world's truth:
 - `objects`: which of the world's objects (a colour and a shape, `shapes_world.ALL_CAPTIONS`) any scene showed; a
   two-layer MLP on each memory token, the most confident token per object (max over tokens), binary cross-entropy;
 - `scenes`: the object of each of the first `positions` scenes in order, or none past the video's last scene; one
-  MLP on the memory tokens side by side, a cross-entropy per position (what n-th, count and order questions need).
+  learned query per position attends over the memory tokens, an MLP names the object, a cross-entropy per position
+  (what n-th, count and order questions need).
 The video tower is frozen (its frame tokens are computed once per video) and the projector and LLM are not in the
 graph, so only the bridge changes. The head is thrown away: the checkpoint written is the model with its new bridge,
 and `memory_pretraining.json` beside it scores the head on the data's last `--held-out` videos. With `--probe` the
