@@ -5,9 +5,9 @@
         --output runs/memory-pretrained --held-out 200
 
 Trained only through the LLM's answers, the bridge's final memory keeps little of the scenes before the last one
-(README, Evidence and Train): the loss of a question about an earlier scene reaches the memory through the LLM, whose reading
-of it forms as slowly as the memory itself. Here a small head reads the final memory directly and is trained, with
-the bridge, on the synthetic world's truth:
+(README, Evidence and Train): the loss of a question about an earlier scene reaches the memory through the LLM,
+whose reading of it forms as slowly as the memory itself. Here a small head reads the final memory directly and is
+trained, with the bridge, on the synthetic world's truth:
 - `objects`: which of the world's objects (a colour and a shape, `shapes_world.ALL_CAPTIONS`) any scene showed; a
   two-layer MLP on each memory token, the most confident token per object (max over tokens), binary cross-entropy;
 - `scenes`: the object of each of the first `positions` scenes in order, or none past the video's last scene; one
