@@ -22,9 +22,9 @@ synthetic scene videos (`llava.data.shapes_dataset`: coloured shapes moving over
 
 ## How it was trained
 - command: {command}{note}
-- time: {minutes:.1f} minutes on {machine}
+- time: {minutes:.1f} minutes on {machine}{stage_minutes}
 - data seeds: {seeds} (one per curriculum stage, then the {later} stage's; the needle stage uses the first
-  one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}{layers}
+  one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}{layers}{memory}
 - stages in order (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
 | stage | scenes | kinds | videos | steps | mean train loss |
@@ -72,6 +72,27 @@ def mixed_and_frozen(stage: dict) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def stage_minutes(summary: dict) -> str:
+    """The minutes of each part of the recipe, where the summary has them."""
+    minutes = summary.get("stage_minutes")
+    return f" ({', '.join(f'{name} {m:.1f}' for name, m in minutes.items())})" if minutes else ""
+
+
+def memory_record(summary: dict) -> str:
+    """What the memory pretraining's head read from the bridge's memory on held-out videos, where it ran."""
+    report = summary.get("memory_record")
+    if not report:
+        return ""
+    stage, scores = summary["memory_stage"], report["held_out"]
+    return (
+        f"\n- memory pretraining (`llava.train.memory_pretraining`, the bridge alone, after the tower): "
+        f"{stage['num_videos']} videos of {stage['min_scenes']}-{stage['max_scenes']} scenes, {report['steps']} "
+        f"steps; on its held-out videos the memory kept {scores['objects_shown']:.2f} of the objects shown "
+        f"({scores['objects_absent']:.2f} of the absent ones called absent), {scores['scene_objects']:.2f} of the "
+        f"scenes' objects in order and {scores['scene_counts']:.2f} of the scene counts"
+    )
+
+
 def lettered_rows(scores: dict, ablated: dict) -> str:
     """The lettered multiple-choice rows (overall, then per question kind), where the scores have them."""
     if scores.get("lettered_accuracy_6plus") is None:
@@ -113,6 +134,8 @@ def render(folder: Path) -> str:
     seeds = summary.get("seeds", list(range(summary["seed"], summary["seed"] + len(summary["curriculum"]))))
     return TEMPLATE.format(
         minutes=summary["minutes"],
+        stage_minutes=stage_minutes(summary),
+        memory=memory_record(summary),
         machine=summary["machine"],
         seeds=", ".join(map(str, seeds)),
         command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"),

@@ -111,3 +111,19 @@ def test_the_scene_cut_score_is_stated_where_the_scores_have_it(tmp_path):
     (tmp_path / "scores.json").write_text(json.dumps(scores | {"scene_cuts_exact": 0.575}))
     assert main([str(tmp_path)]) == 0
     assert "scene changes in 0.575 of the 40 videos" in (tmp_path / "README.md").read_text()
+
+
+def test_the_memory_pretraining_and_the_minutes_of_each_part_are_stated(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    summary["memory_stage"] = {"min_scenes": 2, "max_scenes": 8, "num_videos": 24, "steps": 15}
+    summary["memory_record"] = {"steps": 15, "held_out": {"objects_shown": 0.981, "objects_absent": 1.0,
+                                                          "scene_objects": 0.875, "scene_counts": 0.621}}
+    summary["stage_minutes"] = {"data": 1.24, "tower": 7.5}
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "29.3 minutes on x86_64 CPU, 2 cores (data 1.2, tower 7.5)" in card
+    assert "24 videos of 2-8 scenes, 15 steps" in card
+    assert "kept 0.98 of the objects shown (1.00 of the absent ones called absent), 0.88 of" in card
+    assert "0.62 of the scene counts" in card

@@ -4,11 +4,16 @@ two curriculum stages through `llava.train.train`, and a shipped folder that loa
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import torch
 
 from llava.model.builder import load_pretrained_model
-from llava.train.tiny_demo import ATTRIBUTES, FLASH_ATTRIBUTES, NO_FLASH, Stage, frame_labels, make_data, main, run
+from llava.model.presets import tiny_demo_config
+from llava.model.videollamb import VideoLLaMBForCausalLM
+from llava.train import tiny_demo
+from llava.train.cut_calibration import CANDIDATE_ALPHAS
+from llava.train.tiny_demo import ATTRIBUTES, FLASH_ATTRIBUTES, NO_FLASH, Stage, frame_labels, main, make_data, run
 from llava.video.decode import uniform_indices
 from llava.video.sampling import FrameSampling
 from llava.video.transforms import VisualProcessor
@@ -39,15 +44,20 @@ def test_frame_labels_name_the_flashed_object_on_its_frames_only(tmp_path):
             assert {name for name in shown if name != NO_FLASH} == {flash[attribute]}
 
 
+CURRICULUM = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
+LONG_STAGE = Stage(3, 4, 4, 2, fps=1.0, sample_fps=1.0)
+MEMORY_STAGE = replace(tiny_demo.MEMORY_STAGE, max_scenes=3, num_videos=8, steps=3)  # the recipe's, smaller
+
+
 def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
-    curriculum = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
-    long_stage = Stage(3, 4, 4, 2, fps=1.0, sample_fps=1.0)
     letter_stage = Stage(2, 3, 4, 2, sample_fps=1.0, mc_ratio=1.0, replay_videos=2, freeze_adapter=True)
     out = tmp_path / "out"
-    summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=curriculum,
-                  needle_steps=2, long_stage=long_stage, letter_stage=letter_stage, letter_layers=1)
+    summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=CURRICULUM, needle_steps=2,
+                  long_stage=LONG_STAGE, letter_stage=letter_stage, letter_layers=1, memory_stage=MEMORY_STAGE)
     assert len(summary["stage_losses"]) == 5 and all(loss > 0 for loss in summary["stage_losses"])
-    assert summary["seeds"] == [0, 1, 2, 3] and summary["long_stage"]["sample_fps"] == 1.0
+    assert summary["seeds"] == [0, 1, 2, 3, 4] and summary["long_stage"]["sample_fps"] == 1.0
+    parts = ["data", "tower", "memory", "needle", "curriculum", "long", "lettered"]
+    assert list(summary["stage_minutes"]) == parts and all(m >= 0 for m in summary["stage_minutes"].values())
     assert summary["letter_stage"]["mc_ratio"] == 1.0 and summary["letter_layers"] == 1
     long_videos = json.loads((tmp_path / "work" / "data_long" / "truth.json").read_text())["videos"]
     assert {video["fps"] for video in long_videos} == {1.0}
@@ -84,6 +94,36 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     pretrained = load_pretrained_model(tmp_path / "work" / "stage_tower", device="cpu")[1]
     for (name, a), b in zip(model.video_tower.state_dict().items(), pretrained.video_tower.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_the_memory_is_pretrained_alone_and_the_lettered_stage_runs_only_when_given(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    summary = run(work, out, seed=0, tower_steps=1, curriculum=CURRICULUM, needle_steps=1, long_stage=LONG_STAGE,
+                  memory_stage=MEMORY_STAGE)
+    record = summary["memory_record"]
+    assert record["steps"] == 3 and record["bridge_trained"]
+    assert all(0.0 <= score <= 1.0 for score in record["held_out"].values())
+    memory_videos = json.loads((work / "data_memory" / "truth.json").read_text())["videos"]
+    assert len(memory_videos) == 8 and not any(video.get("flash") for video in memory_videos)  # nothing flashed
+    # SceneTilling's threshold was chosen for the new tower before the memory learned from its cuts, and kept
+    calibration = summary["cut_calibration"]
+    assert set(map(float, calibration["exact_cuts_by_alpha"])) == set(CANDIDATE_ALPHAS)
+    for stage in (work / "stage_tower", out):
+        assert json.loads((stage / "config.json").read_text())["bridge_config"]["scenetilling_alpha"] == calibration[
+            "alpha"]
+    # memory pretraining changed the fresh bridge and nothing the LLM stages train (the tower changed before it)
+    pretrained = load_pretrained_model(work / "stage_tower", device="cpu")[1]
+    torch.manual_seed(0)  # the recipe's seed, as it builds the model
+    fresh = VideoLLaMBForCausalLM(tiny_demo_config(pretrained.config.text_config.vocab_size)).state_dict()
+    pretrained = pretrained.state_dict()
+    changed = {name.split(".")[0] for name, value in pretrained.items() if not torch.equal(value, fresh[name])}
+    assert changed == {"bridge", "video_tower"}
+    # no lettered stage: the long stage's model is shipped, with its layers
+    assert "letter_stage" not in summary and len(summary["stage_losses"]) == 4 and summary["seeds"] == [0, 1, 2, 4]
+    assert not (work / "stage_letter").exists()
+    shipped = load_pretrained_model(out, device="cpu")[1].state_dict()
+    long_model = load_pretrained_model(work / "stage_long", device="cpu")[1].state_dict()
+    assert all(torch.equal(value, long_model[name]) for name, value in shipped.items())
 
 
 def test_main_reports_bad_input_in_one_line(tmp_path, capsys):
