@@ -22,12 +22,18 @@ from llava.train.sentencepiece_tokenizer import train_tokenizer
 REPO = Path(__file__).resolve().parents[2]
 
 
+def synthetic_folder(tmp_path_factory, name: str, *args: str) -> Path:
+    """A fresh folder written by `llava.data.shapes_dataset` with these arguments (besides --out and --quiet)."""
+    out = tmp_path_factory.mktemp(name)
+    synthesize(["--out", str(out), *args, "--quiet"])
+    return out
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """6 synthetic videos (32 px, up to 3 scenes) and their 36 conversation rows in train.json."""
-    out = tmp_path_factory.mktemp("shapes")
-    synthesize(["--out", str(out), "--num-videos", "6", "--seed", "0", "--max-scenes", "3", "--size", "32", "--quiet"])
-    return out
+    return synthetic_folder(tmp_path_factory, "shapes", "--num-videos", "6", "--seed", "0", "--max-scenes", "3",
+                            "--size", "32")
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from llava.data.shapes_dataset import main as synthesize
 from llava.data.shapes_world import VideoSpec
 from llava.eval.shapes_scores import cuts_are_scene_changes
 from llava.serve.chat_session import ChatSession
 from llava.train.cut_calibration import calibrate_cut_threshold, cuts_match_scenes
 from llava.video.sampling import sample_video
+
+from .conftest import synthetic_folder
 
 
 def test_cuts_match_only_where_every_scene_change_is_cut_and_nothing_else():
@@ -27,10 +28,8 @@ def test_cuts_match_only_where_every_scene_change_is_cut_and_nothing_else():
 @pytest.fixture(scope="module")
 def plain_videos(tmp_path_factory):
     """12 videos of 2-6 scenes at the demo model's 48 px, no flashed object (captions only)."""
-    out = tmp_path_factory.mktemp("calibration")
-    synthesize(["--out", str(out), "--num-videos", "12", "--seed", "77", "--min-scenes", "2", "--max-scenes", "6",
-                "--kinds", "caption", "--quiet"])
-    return out
+    return synthetic_folder(tmp_path_factory, "calibration", "--num-videos", "12", "--seed", "77", "--min-scenes",
+                            "2", "--max-scenes", "6", "--kinds", "caption")
 
 
 def test_the_reported_share_is_what_the_served_segments_give_and_the_best_alpha_is_kept(plain_videos):

@@ -8,20 +8,19 @@ import json
 import pytest
 import torch
 
-from llava.data.shapes_dataset import main as synthesize
 from llava.data.shapes_world import ALL_CAPTIONS, VideoSpec
 from llava.model.builder import load_pretrained_model
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train.memory_pretraining import NONE, fit_record_head, main, memory_clips, truth_targets
 
+from .conftest import synthetic_folder
+
 
 @pytest.fixture(scope="module")
 def memory_data(tmp_path_factory):
     """8 videos of 1-4 scenes at the tiny model's 32 px."""
-    out = tmp_path_factory.mktemp("memory")
-    synthesize(["--out", str(out), "--num-videos", "8", "--seed", "7", "--min-scenes", "1", "--max-scenes", "4",
-                "--size", "32", "--quiet"])
-    return out
+    return synthetic_folder(tmp_path_factory, "memory", "--num-videos", "8", "--seed", "7", "--min-scenes", "1",
+                            "--max-scenes", "4", "--size", "32")
 
 
 def test_targets_name_every_scene_in_order_then_none(memory_data):
