@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Train the bundled demo model from scratch on a CPU (on a quiet 2-core machine: 55 minutes, timed before the
-# lettered stage was added, plus about 35 for that stage):
+# Train the bundled demo model from scratch on a CPU (about an hour on a quiet 2-core machine; the minutes of each
+# part land in OUT_DIR/training_summary.json):
 #   bash scripts/train_tiny_demo.sh [WORK_DIR] [OUT_DIR]
-# Synthetic data, a sentencepiece tokenizer, tower pretraining, then llava.train.train on a scene-count curriculum,
-# long videos at 1 fps, and the lettered prompt.
+# Synthetic data, a sentencepiece tokenizer, tower pretraining, SceneTilling's threshold for that tower, memory
+# pretraining, then llava.train.train on the needle question, a scene-count curriculum and long videos at 1 fps;
+# then the scores and the model card. The lettered stage: python -m llava.train.tiny_demo ... --lettered
 set -euo pipefail
 WORK_DIR=${1:-runs/tiny-demo}
 OUT_DIR=${2:-checkpoints/videollamb-tiny-shapes}
