@@ -47,17 +47,20 @@ def test_frame_labels_name_the_flashed_object_on_its_frames_only(tmp_path):
 CURRICULUM = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
 LONG_STAGE = Stage(3, 4, 4, 2, fps=1.0, sample_fps=1.0)
 MEMORY_STAGE = replace(tiny_demo.MEMORY_STAGE, max_scenes=3, num_videos=8, steps=3)  # the recipe's, smaller
+CALIBRATION_STAGE = replace(tiny_demo.CALIBRATION_STAGE, max_scenes=3, num_videos=4)
 
 
 def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     letter_stage = Stage(2, 3, 4, 2, sample_fps=1.0, mc_ratio=1.0, replay_videos=2, freeze_adapter=True)
     out = tmp_path / "out"
     summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=CURRICULUM, needle_steps=2,
-                  long_stage=LONG_STAGE, letter_stage=letter_stage, letter_layers=1, memory_stage=MEMORY_STAGE)
+                  long_stage=LONG_STAGE, letter_stage=letter_stage, letter_layers=1,
+                  calibration_stage=CALIBRATION_STAGE)
     assert len(summary["stage_losses"]) == 5 and all(loss > 0 for loss in summary["stage_losses"])
     assert summary["seeds"] == [0, 1, 2, 3, 4] and summary["long_stage"]["sample_fps"] == 1.0
-    parts = ["data", "tower", "memory", "needle", "curriculum", "long", "lettered"]
+    parts = ["data", "tower", "calibration", "needle", "curriculum", "long", "lettered"]
     assert list(summary["stage_minutes"]) == parts and all(m >= 0 for m in summary["stage_minutes"].values())
+    assert "memory_record" not in summary and not (tmp_path / "work" / "data_memory").exists()
     assert summary["letter_stage"]["mc_ratio"] == 1.0 and summary["letter_layers"] == 1
     long_videos = json.loads((tmp_path / "work" / "data_long" / "truth.json").read_text())["videos"]
     assert {video["fps"] for video in long_videos} == {1.0}
@@ -99,12 +102,14 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
 def test_the_memory_is_pretrained_alone_and_the_lettered_stage_runs_only_when_given(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     summary = run(work, out, seed=0, tower_steps=1, curriculum=CURRICULUM, needle_steps=1, long_stage=LONG_STAGE,
-                  memory_stage=MEMORY_STAGE)
+                  memory_stage=MEMORY_STAGE, calibration_stage=CALIBRATION_STAGE)
     record = summary["memory_record"]
     assert record["steps"] == 3 and record["bridge_trained"]
     assert all(0.0 <= score <= 1.0 for score in record["held_out"].values())
     memory_videos = json.loads((work / "data_memory" / "truth.json").read_text())["videos"]
-    assert len(memory_videos) == 8 and not any(video.get("flash") for video in memory_videos)  # nothing flashed
+    calibration_videos = json.loads((work / "data_calibration" / "truth.json").read_text())["videos"]
+    assert len(memory_videos) == 8 and len(calibration_videos) == 4
+    assert not any(video.get("flash") for video in memory_videos + calibration_videos)  # nothing flashed
     # SceneTilling's threshold was chosen for the new tower before the memory learned from its cuts, and kept
     calibration = summary["cut_calibration"]
     assert set(map(float, calibration["exact_cuts_by_alpha"])) == set(CANDIDATE_ALPHAS)
@@ -119,7 +124,8 @@ def test_the_memory_is_pretrained_alone_and_the_lettered_stage_runs_only_when_gi
     changed = {name.split(".")[0] for name, value in pretrained.items() if not torch.equal(value, fresh[name])}
     assert changed == {"bridge", "video_tower"}
     # no lettered stage: the long stage's model is shipped, with its layers
-    assert "letter_stage" not in summary and len(summary["stage_losses"]) == 4 and summary["seeds"] == [0, 1, 2, 4]
+    assert "letter_stage" not in summary and len(summary["stage_losses"]) == 4 and summary["seeds"] == [0, 1, 2, 4, 5]
+    assert list(summary["stage_minutes"]) == ["data", "tower", "calibration", "memory", "needle", "curriculum", "long"]
     assert not (work / "stage_letter").exists()
     shipped = load_pretrained_model(out, device="cpu")[1].state_dict()
     long_model = load_pretrained_model(work / "stage_long", device="cpu")[1].state_dict()
