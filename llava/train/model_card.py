@@ -23,7 +23,7 @@ synthetic scene videos (`llava.data.shapes_dataset`: coloured shapes moving over
 ## How it was trained
 - command: {command}{note}
 - time: {minutes:.1f} minutes on {machine}{stage_minutes}
-- data seeds: {seeds} (one per curriculum stage, then the {later} stage's; the needle stage uses the first
+- data seeds: {seeds} (one per curriculum stage{later}; the needle stage uses the first
   one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}{layers}{memory}
 - stages in order (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
@@ -70,6 +70,23 @@ def mixed_and_frozen(stage: dict) -> str:
     parts = [f"+ the long stage's rows of {stage['replay_videos']} videos"] if stage.get("replay_videos") else []
     parts += ["bridge and projector frozen"] if stage.get("freeze_adapter") else []
     return f" ({'; '.join(parts)})" if parts else ""
+
+
+def later_seeds(summary: dict) -> str:
+    """What the seeds after the curriculum's are for, in the recipe's order (`llava.train.tiny_demo.run`)."""
+    parts = [
+        name
+        for key, name in (
+            ("long_stage", "the long stage's"),
+            ("letter_stage", "the lettered stage's"),
+            ("cut_calibration", "the cut calibration's"),
+            ("memory_stage", "the memory pretraining's"),
+        )
+        if key in summary
+    ]
+    if not parts:
+        return ""
+    return ", then " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
 
 
 def stage_minutes(summary: dict) -> str:
@@ -141,7 +158,7 @@ def render(folder: Path) -> str:
         command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"),
         tower=summary["tower_attribute_accuracy"],
         note=f" ({summary['note']})" if summary.get("note") else "",
-        later="long and lettered" if "letter_stage" in summary else "long",
+        later=later_seeds(summary),
         layers=f"; the LLM gained {summary['letter_layers']} decoder layers before the lettered stage "
         "(`llava.model.expand`, identities until trained)"
         if summary.get("letter_layers")

@@ -127,3 +127,18 @@ def test_the_memory_pretraining_and_the_minutes_of_each_part_are_stated(tmp_path
     assert "24 videos of 2-8 scenes, 15 steps" in card
     assert "kept 0.98 of the objects shown (1.00 of the absent ones called absent), 0.88 of" in card
     assert "0.62 of the scene counts" in card
+
+
+def test_the_seeds_after_the_curriculum_are_named_in_the_recipe_order(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary | {"seeds": [0, 1, 2, 3]}))
+    assert main([str(tmp_path)]) == 0
+    assert "data seeds: 0, 1, 2, 3 (one per curriculum stage; the needle" in (tmp_path / "README.md").read_text()
+    long_stage = {"min_scenes": 10, "max_scenes": 80, "num_videos": 12, "steps": 4, "kinds": "caption"}
+    summary |= {"long_stage": long_stage, "cut_calibration": {"alpha": 0.5}, "stage_losses": [0.5, 0.25, 0.375],
+                "seeds": [0, 1, 2, 4]}
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "(one per curriculum stage, then the long stage's and the cut calibration's; the needle" in card
