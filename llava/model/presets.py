@@ -101,6 +101,14 @@ def tiny_demo_config(vocab_size: int) -> VideoLLaMBConfig:
         max_position_embeddings=1024,
         pad_token_id=0,
     )
+    # Its tower is pretrained from scratch on 48-px frames: trained on frames shrunk with an antialiased resize it
+    # separated the scenes worse (on 200 flash-free videos of 2-8 scenes, exact cuts 0.30-0.45 by alpha against
+    # 0.48-0.62 without antialiasing, about the shipped tower's), so the recipe trains and serves without.
     return VideoLLaMBConfig(
-        text_config=text, vision_config=vision, bridge_config=bridge, num_frames=24, use_image_tower=False
+        text_config=text,
+        vision_config=vision,
+        bridge_config=bridge,
+        num_frames=24,
+        use_image_tower=False,
+        resize_antialias=False,
     )

@@ -70,6 +70,7 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     tokenizer, model, processor, _ = load_pretrained_model(out, device="cpu")
     bridge = model.config.bridge_config
     assert bridge.llm_input == "memory_and_last_segment" and bridge.memory_init_std > 0
+    assert model.config.resize_antialias is False  # trained and served without antialiasing (presets' comment)
     long_model = load_pretrained_model(tmp_path / "work" / "stage_long", device="cpu")[1]
     assert model.config.text_config.num_hidden_layers == long_model.config.text_config.num_hidden_layers + 1
     letter_rows = json.loads((tmp_path / "work" / "data_letter" / "train.json").read_text())
