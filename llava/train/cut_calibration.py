@@ -1,14 +1,15 @@
-"""Choose SceneTilling's offline threshold for a freshly pretrained tower, on the tower's own training videos.
+"""Choose SceneTilling's offline threshold for a freshly pretrained tower, on synthetic videos of known scenes.
 
-    calibrate_cut_threshold(model, Path("runs/tiny-demo/data_stage3"))  # sets bridge_config.scenetilling_alpha
+    calibrate_cut_threshold(model, Path("runs/tiny-demo/data_calibration"))  # sets bridge_config.scenetilling_alpha
 
 Offline SceneTilling cuts where a frame's depth exceeds mean + alpha * std of the video's depths
 (`BridgeConfig.scenetilling_alpha`). Where a tower's features vary within a scene (a moving object changes its
 tokens), a low alpha cuts inside scenes; where they barely do, a high alpha misses cuts between similar scenes.
 The tower decides which, so a recipe that pretrains its own tower picks alpha after it: among a few candidates,
-the one whose cuts fall exactly where the sampled frames' scene changes in the most of the training videos
-(`llava.data.shapes_dataset` folders, whose truth says each frame's scene). Only offline cuts are calibrated; a
-stream decides each cut from the frames seen so far with its own setting (`stream_scenetilling_alpha`).
+the one whose cuts fall exactly where the sampled frames' scene changes in the most of the folder's videos
+(a `llava.data.shapes_dataset` folder, whose truth says each frame's scene; videos that flash no object, since a
+flash is cut like a scene of its own). Only offline cuts are calibrated; a stream decides each cut from the frames
+seen so far with its own setting (`stream_scenetilling_alpha`).
 """
 
 from __future__ import annotations
