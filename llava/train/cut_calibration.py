@@ -14,18 +14,14 @@ seen so far with its own setting (`stream_scenetilling_alpha`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
 
 import torch
-from torch import Tensor
 
-from llava.data.shapes_world import VideoSpec
 from llava.model.stream import offline_boundaries
 from llava.model.videollamb import VideoLLaMBForCausalLM
-from llava.video.sampling import sample_video
+from llava.train.shapes_frames import encoded_videos
 
 CANDIDATE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -44,18 +40,15 @@ def calibrate_cut_threshold(
     """Share of the folder's first `videos` videos, sampled as the model samples them, whose offline cuts match
     their scenes exactly, for each alpha; sets the model's `scenetilling_alpha` to the best (the first of equals)."""
     config = model.config.bridge_config
-    processor, sampling = model.config.visual_processor, model.config.frame_sampling
     exact = dict.fromkeys(alphas, 0)
-    truth = json.loads((folder / "truth.json").read_text())["videos"][:videos]
-    for video in truth:
-        pixels, times = sample_video(folder / video["video"], sampling, transform=processor.video)
-        frames = model.encode_video_frames([cast(Tensor, pixels)])[0]
-        spec = VideoSpec.from_truth(video)
+    count = 0
+    for frames, times, spec in encoded_videos(model, folder, videos):
         scene_of = [spec.scene_index_at(int(round(t * spec.fps))) for t in times]
         for alpha in alphas:
             exact[alpha] += cuts_match_scenes(
                 offline_boundaries(frames, replace(config, scenetilling_alpha=alpha)), scene_of
             )
-    shares = {alpha: count / len(truth) for alpha, count in exact.items()}
+        count += 1
+    shares = {alpha: matched / count for alpha, matched in exact.items()}
     config.scenetilling_alpha = max(alphas, key=lambda alpha: shares[alpha])
     return shares

@@ -27,7 +27,6 @@ import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +36,7 @@ from llava.data.shapes_world import ALL_CAPTIONS, VideoSpec
 from llava.errors import LlavaError, report_error
 from llava.model.builder import load_model_weights, load_tokenizer
 from llava.model.videollamb import VideoLLaMBForCausalLM
-from llava.video.sampling import sample_video
+from llava.train.shapes_frames import encoded_videos
 
 logger = logging.getLogger(__name__)
 NONE = len(ALL_CAPTIONS)  # the `scenes` record's class for a position past the video's last scene
@@ -94,13 +93,9 @@ def truth_targets(spec: VideoSpec, positions: int) -> tuple[Tensor, Tensor]:
 def memory_clips(model: VideoLLaMBForCausalLM, folder: Path, positions: int) -> list[MemoryClip]:
     """Every video of a `llava.data.shapes_dataset` folder at the model's frame sampling, through its frozen tower
     and SceneTilling (the segments the bridge reads in training and in use)."""
-    processor = model.config.visual_processor
-    sampling = model.config.frame_sampling
     clips = []
-    for video in json.loads((folder / "truth.json").read_text())["videos"]:
-        pixels, _ = sample_video(folder / video["video"], sampling, transform=processor.video)
-        frames = model.encode_video_frames([cast(Tensor, pixels)])[0]  # a transform given: a tensor
-        objects, scenes = truth_targets(VideoSpec.from_truth(video), positions)
+    for frames, _, spec in encoded_videos(model, folder):
+        objects, scenes = truth_targets(spec, positions)
         clips.append(MemoryClip(model.split_segments(frames), objects, scenes))
     return clips
 
