@@ -24,7 +24,7 @@ synthetic scene videos (`llava.data.shapes_dataset`: coloured shapes moving over
 - command: {command}{note}
 - time: {minutes:.1f} minutes on {machine}{stage_minutes}
 - data seeds: {seeds} (one per curriculum stage{later}; the needle stage uses the first
-  one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}{layers}{memory}
+  one's videos); tower attribute accuracy at the end of pretraining: {tower:.3f}{layers}{memory}{cut_line}
 - stages in order (scene counts, question kinds, videos, steps) and mean training loss per stage:
 
 | stage | scenes | kinds | videos | steps | mean train loss |
@@ -110,6 +110,24 @@ def memory_record(summary: dict) -> str:
     )
 
 
+CUT_FEATURES = {"cls": "CLS feature", "tokens": "bridge tokens"}  # bridge_config.scenetilling_feature, in words
+
+
+def cut_line(summary: dict) -> str:
+    """How the training stages cut their videos and how the shipped config cuts them, where the summary says."""
+    cuts = summary.get("cut_calibration", {})
+    if "training_cuts" not in cuts:
+        return ""
+    trained = cuts["training_cuts"]
+    shares = ", ".join(f"{float(alpha):g}: {share:.3f}" for alpha, share in cuts["exact_cuts_by_alpha"].items())
+    return (
+        f"\n- scene cuts: every stage cut its videos by the frames' {CUT_FEATURES[trained['scenetilling_feature']]} "
+        f"at alpha {trained['scenetilling_alpha']:g}; served by the frames' {CUT_FEATURES[cuts['feature']]} at alpha "
+        f"{cuts['alpha']:g}, "
+        f"the alpha that cut the most of the calibration videos exactly (by alpha: {shares})"
+    )
+
+
 def lettered_rows(scores: dict, ablated: dict) -> str:
     """The lettered multiple-choice rows (overall, then per question kind), where the scores have them."""
     if scores.get("lettered_accuracy_6plus") is None:
@@ -153,6 +171,7 @@ def render(folder: Path) -> str:
         minutes=summary["minutes"],
         stage_minutes=stage_minutes(summary),
         memory=memory_record(summary),
+        cut_line=cut_line(summary),
         machine=summary["machine"],
         seeds=", ".join(map(str, seeds)),
         command=summary.get("command", "`bash scripts/train_tiny_demo.sh`"),

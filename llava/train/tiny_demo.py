@@ -10,7 +10,8 @@ Stages (see shared/reference/tiny-demo-notes.md for why):
    bridge): the memory slots attend to those tokens, so each must carry colour and shape linearly. The CLS
    also names the flashed object: a centred object falls on the corners of all four pooled tokens, so no one
    of them can tell its shape, and the bridge reads the CLS as a fifth token of each frame (`frame_cls_token`);
-3. SceneTilling's offline threshold chosen for that tower on videos of their own (`llava.train.cut_calibration`);
+3. SceneTilling's offline threshold chosen for that tower on videos of their own (`llava.train.cut_calibration`),
+   for the shipped config: the training stages cut by the frames' CLS at alpha 0 (`TRAINING_CUTS`);
    only with `--memory-pretraining`, the fresh bridge alone then pretrained to keep a record of every scene in its
    memory (`llava.train.memory_pretraining`), the tower frozen: trained only through the LLM's answers, the memory
    keeps little of the scenes before the last;
@@ -26,7 +27,7 @@ Stages (see shared/reference/tiny-demo-notes.md for why):
    videos with half of the questions lettered, each option judged (`--judge_options`), mixed with the long
    stage's rows of 1000 of its videos, all at 1 fps, so the long-video skill is mostly kept.
 
-The shipped model samples the curriculum's 24 frames uniformly (`serve_uniformly`): its chat, caption and
+The shipped model samples the curriculum's 24 frames uniformly (`serve`): its chat, caption and
 first-scene scores are measured that way; the needle benchmark asks for the long stage's rate (--video-fps 1).
 Its `frames_per_segment` (96) is larger than those 24 frames on purpose: it caps the frames one segment passes to
 the bridge, sized for the 1-fps haystacks (300 frames over at most 16 segments), and never binds at 24 frames.
@@ -130,6 +131,13 @@ LETTER_STAGE = Stage(6, 8, 1500, 3000, sample_fps=1.0, mc_ratio=0.5, replay_vide
 # alike). On 200 such videos the tower of the recipe's 2026-12-07 run cut exactly 0.30 of them at the preset's
 # alpha 0 and 0.45 at 0.5; on held-out videos (`shapes_scores --seed 1001`) 0.15 and 0.275.
 CALIBRATION_STAGE = Stage(2, 8, 200, 0, kinds="caption")
+# Every training stage then cuts its videos by the frames' CLS at alpha 0 (TRAINING_CUTS), as the shipped model's
+# stages did; only the shipped config cuts by the preset's feature (the bridge tokens) at the calibrated alpha, which
+# segments the scenes better. From the same needle stage, data and seeds, the curriculum trained on the tokens' cuts
+# (alpha 0.5, as calibrated; 2026-12-07) answered the first scene of 20 held-out 6-8 scene videos for 0.30 after
+# its last stage (the colour always right, the shape always "triangle"), trained on the CLS cuts for 1.00 (0.95
+# served with the tokens' cuts); an earlier run trained on the tokens at alpha 0 answered 0.05. Why is not known.
+TRAINING_CUTS = {"scenetilling_feature": "cls", "scenetilling_alpha": 0.0}
 # Only with --memory-pretraining, after the calibration: the fresh bridge alone learns to keep a record of every
 # scene (`llava.train.memory_pretraining`: which objects the video showed, and each of the first MEMORY_POSITIONS
 # scenes' object in order) on videos of its own, the last MEMORY_HELD_OUT of them scored. On the bundled tower a
@@ -311,11 +319,18 @@ def replay_rows(work: Path, own: Path, replayed: Path, videos: int, name: str) -
     return write_json_atomic(rows, work / name).name
 
 
-def serve_uniformly(folder: Path, num_frames: int) -> None:
-    """Record uniform sampling of `num_frames` in the checkpoint's config: the long stage recorded its 1 fps, but the
-    demo is served (and scored in its model card) with the curriculum's uniform frames."""
+def set_cuts(config: VideoLLaMBConfig, cuts: dict) -> None:
+    """Set SceneTilling's offline feature and alpha (`cuts`: TRAINING_CUTS' keys) in a model's config."""
+    for name, value in cuts.items():
+        setattr(config.bridge_config, name, value)
+
+
+def serve(folder: Path, num_frames: int, cuts: dict) -> None:
+    """Record how the demo is served (and scored in its model card) in the checkpoint's config: uniform sampling
+    of `num_frames`, the curriculum's (the long stage recorded its 1 fps), and the offline `cuts`."""
     config = VideoLLaMBConfig.from_pretrained(folder)
     config.num_frames, config.video_fps = num_frames, None
+    set_cuts(config, cuts)
     config.save_pretrained(folder)
 
 
@@ -369,9 +384,11 @@ def run(
     model.eval()
     calibration_data = make_data(work / "data_calibration", calibration_stage, calibration_seed)
     cut_shares = calibrate_cut_threshold(model, calibration_data, videos=calibration_stage.num_videos)
+    served_cuts = {name: getattr(model.config.bridge_config, name) for name in TRAINING_CUTS}
     logger.info(
-        "SceneTilling alpha %g (exact cuts by alpha: %s)", model.config.bridge_config.scenetilling_alpha, cut_shares
+        "SceneTilling served with %s (exact cuts by alpha: %s), trained with %s", served_cuts, cut_shares, TRAINING_CUTS
     )
+    set_cuts(model.config, TRAINING_CUTS)
     clock.lap("calibration")
     memory = {}
     if memory_stage is not None:
@@ -431,12 +448,17 @@ def run(
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(start, out, ignore=shutil.ignore_patterns("training_args.bin"))  # a pickle: never shipped
-    serve_uniformly(out, model.config.num_frames)
+    serve(out, model.config.num_frames, served_cuts)
     lettered = {"letter_stage": vars(letter_stage), "letter_layers": letter_layers} if letter_stage else {}
     return {
         "seed": seed,
         "tower_attribute_accuracy": tower_accuracy,
-        "cut_calibration": {"exact_cuts_by_alpha": cut_shares, "alpha": model.config.bridge_config.scenetilling_alpha},
+        "cut_calibration": {
+            "exact_cuts_by_alpha": cut_shares,
+            "alpha": served_cuts["scenetilling_alpha"],
+            "feature": served_cuts["scenetilling_feature"],
+            "training_cuts": TRAINING_CUTS,
+        },
         **memory,
         "minutes": (time.time() - started) / 60,
         "stage_minutes": clock.minutes,

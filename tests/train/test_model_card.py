@@ -142,3 +142,19 @@ def test_the_seeds_after_the_curriculum_are_named_in_the_recipe_order(tmp_path):
     assert main([str(tmp_path)]) == 0
     card = (tmp_path / "README.md").read_text()
     assert "(one per curriculum stage, then the long stage's and the cut calibration's; the needle" in card
+
+
+def test_the_training_cuts_and_the_served_cuts_are_stated(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    assert main([str(tmp_path)]) == 0
+    assert "scene cuts:" not in (tmp_path / "README.md").read_text()  # a summary from before they were recorded
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    summary["cut_calibration"] = {"exact_cuts_by_alpha": {"0.0": 0.495, "0.5": 0.655}, "alpha": 0.5,
+                                  "feature": "tokens",
+                                  "training_cuts": {"scenetilling_feature": "cls", "scenetilling_alpha": 0.0}}
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "every stage cut its videos by the frames' CLS feature at alpha 0; served by the frames' bridge" in card
+    assert "at alpha 0.5, the alpha that cut the most" in card
+    assert "(by alpha: 0: 0.495, 0.5: 0.655)" in card

@@ -111,12 +111,17 @@ def test_the_memory_is_pretrained_alone_and_the_lettered_stage_runs_only_when_gi
     calibration_videos = json.loads((work / "data_calibration" / "truth.json").read_text())["videos"]
     assert len(memory_videos) == 8 and len(calibration_videos) == 4
     assert not any(video.get("flash") for video in memory_videos + calibration_videos)  # nothing flashed
-    # SceneTilling's threshold was chosen for the new tower before the memory learned from its cuts, and kept
+    # SceneTilling's threshold was chosen for the new tower and is the shipped config's, with the preset's feature;
+    # every stage, the memory pretraining's included, trained on the CLS cuts at alpha 0
     calibration = summary["cut_calibration"]
     assert set(map(float, calibration["exact_cuts_by_alpha"])) == set(CANDIDATE_ALPHAS)
-    for stage in (work / "stage_tower", out):
-        assert json.loads((stage / "config.json").read_text())["bridge_config"]["scenetilling_alpha"] == calibration[
-            "alpha"]
+    assert calibration["alpha"] == max(CANDIDATE_ALPHAS, key=lambda a: calibration["exact_cuts_by_alpha"][a])
+    shipped_cuts = json.loads((out / "config.json").read_text())["bridge_config"]
+    assert shipped_cuts["scenetilling_alpha"] == calibration["alpha"]
+    assert shipped_cuts["scenetilling_feature"] == calibration["feature"] == "tokens"
+    for stage in ("stage_tower", "stage_needle", "stage0", "stage1", "stage_long"):
+        trained_cuts = json.loads((work / stage / "config.json").read_text())["bridge_config"]
+        assert (trained_cuts["scenetilling_feature"], trained_cuts["scenetilling_alpha"]) == ("cls", 0.0), stage
     # memory pretraining changed the fresh bridge and nothing the LLM stages train (the tower changed before it)
     pretrained = load_pretrained_model(work / "stage_tower", device="cpu")[1]
     torch.manual_seed(0)  # the recipe's seed, as it builds the model
