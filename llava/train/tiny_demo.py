@@ -128,9 +128,13 @@ LETTER_LAYERS = 2
 LETTER_STAGE = Stage(6, 8, 1500, 3000, sample_fps=1.0, mc_ratio=0.5, replay_videos=1000, freeze_adapter=True)
 # Right after the tower: SceneTilling's offline threshold is chosen for it (`llava.train.cut_calibration`) on videos
 # of their own that flash nothing (a flash is cut as a scene of its own, which would count against every threshold
-# alike). On 200 such videos the tower of the recipe's 2026-12-07 run cut exactly 0.30 of them at the preset's
-# alpha 0 and 0.45 at 0.5; on held-out videos (`shapes_scores --seed 1001`) 0.15 and 0.275.
-CALIBRATION_STAGE = Stage(2, 8, 200, 0, kinds="caption")
+# alike), of 6-16 scenes: the long videos the model is for. The best alpha falls as scenes grow (the more cuts, the
+# wider the spread of the frames' depths). For the tower of the recipe's second 2026-12-07 run, 200 videos of 2-8
+# scenes chose 0.5 (exact cuts 0.655, alpha 0: 0.495), 200 of 6-16 scenes 0 (0.34, alpha 0.5: 0.155); served with
+# 0.5 its model cut held-out 6-8 scene videos exactly for 0.40 (`shapes_scores --seed 1002`; alpha 0: 0.80), 10-12
+# scenes for 0.05 (0.225), and its best evidence span could reach the asked scene for 0.72 of `llava.eval.grounding`'s
+# questions on 6-16 scenes (0.91), while on 2-8 scenes (`--seed 1001`) 0.5 was ahead by 0.55 to 0.50.
+CALIBRATION_STAGE = Stage(6, 16, 200, 0, kinds="caption")
 # Every training stage then cuts its videos by the frames' CLS at alpha 0 (TRAINING_CUTS), as the shipped model's
 # stages did; only the shipped config cuts by the preset's feature (the bridge tokens) at the calibrated alpha, which
 # segments the scenes better. From the same needle stage, data and seeds, the curriculum trained on the tokens' cuts

@@ -47,7 +47,7 @@ def test_frame_labels_name_the_flashed_object_on_its_frames_only(tmp_path):
 CURRICULUM = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
 LONG_STAGE = Stage(3, 4, 4, 2, fps=1.0, sample_fps=1.0)
 MEMORY_STAGE = replace(tiny_demo.MEMORY_STAGE, max_scenes=3, num_videos=8, steps=3)  # the recipe's, smaller
-CALIBRATION_STAGE = replace(tiny_demo.CALIBRATION_STAGE, max_scenes=3, num_videos=4)
+CALIBRATION_STAGE = replace(tiny_demo.CALIBRATION_STAGE, min_scenes=2, max_scenes=3, num_videos=4)
 
 
 def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
