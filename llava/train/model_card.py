@@ -123,8 +123,7 @@ def cut_line(summary: dict) -> str:
     return (
         f"\n- scene cuts: every stage cut its videos by the frames' {CUT_FEATURES[trained['scenetilling_feature']]} "
         f"at alpha {trained['scenetilling_alpha']:g}; served by the frames' {CUT_FEATURES[cuts['feature']]} at alpha "
-        f"{cuts['alpha']:g}, "
-        f"the alpha that cut the most of the calibration videos exactly (by alpha: {shares})"
+        f"{cuts['alpha']:g}, the alpha that cut the most of the calibration videos exactly (by alpha: {shares})"
     )
 
 
