@@ -132,6 +132,16 @@ class BridgeStep:
     hidden: Tensor  # (B, N, d) H~_s, the bridged segment tokens
 
 
+class SegmentPositionEmbedding(nn.Embedding):
+    """The learned position of each video segment, added to its tokens; zero at first (the release's `abs_vid_pe`
+    is zero-initialised), so a model given it reads videos as before until it is trained, also when a checkpoint
+    without it is loaded with it switched on (`VideoLLaMBPreTrainedModel._init_weights` keeps it zero)."""
+
+    def __init__(self, num_positions: int, hidden_size: int) -> None:
+        super().__init__(num_positions, hidden_size)
+        nn.init.zeros_(self.weight)
+
+
 class MemoryBridge(nn.Module):
     """Bridge layer + retriever with an explicit, batched recurrent state.
 
@@ -150,8 +160,7 @@ class MemoryBridge(nn.Module):
         self.retriever = Retriever(config)
         self.segment_position_emb = None
         if config.has_segment_positions:
-            self.segment_position_emb = nn.Embedding(config.max_segment_positions, config.hidden_size)
-            nn.init.zeros_(self.segment_position_emb.weight)
+            self.segment_position_emb = SegmentPositionEmbedding(config.max_segment_positions, config.hidden_size)
 
     def init_state(self, batch_size: int) -> BridgeState:
         memory = self.read_memory_emb[None].expand(batch_size, -1, -1)

@@ -25,7 +25,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from llava.constants import IMAGE_TOKEN_INDEX, VIDEO_TOKEN_INDEX
 from llava.errors import ConfigError
 from llava.model.activations import Activation
-from llava.model.bridge import BridgeStep, MemoryBridge
+from llava.model.bridge import BridgeStep, MemoryBridge, SegmentPositionEmbedding
 from llava.model.config import VideoLLaMBConfig
 from llava.model.frame_cache import FrameTokenCache
 from llava.model.languagebind import LanguageBindTower, TowerEmbeddings, TowerEncoderLayer
@@ -77,6 +77,8 @@ class VideoLLaMBPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, SegmentPositionEmbedding):
+            init.zeros_(module.weight)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, nn.LayerNorm):
@@ -87,8 +89,6 @@ class VideoLLaMBPreTrainedModel(PreTrainedModel):
                 init.normal_(module.read_memory_emb, mean=0.0, std=module.config.memory_init_std)
             else:
                 init.zeros_(module.read_memory_emb)
-            if module.segment_position_emb is not None:
-                init.zeros_(module.segment_position_emb.weight)
         elif isinstance(module, TowerEmbeddings):
             init.normal_(module.class_embedding, mean=0.0, std=std)
         elif isinstance(module, TowerEncoderLayer) and module.temporal:

@@ -286,3 +286,20 @@ def test_trace_video_follows_the_path_encode_videos_takes(tiny_model):
     assert trace.boundaries[-1] == 9 and len(trace.steps) == len(trace.projected) == len(trace.boundaries)
     assert [frames[-1] for frames in trace.segment_frames] == trace.boundaries
     assert trace.tower_hidden.shape[0] == 10
+
+
+def test_segment_positions_added_to_a_checkpoint_without_them_start_at_zero(tokenizer, tmp_path):
+    """A checkpoint saved without segment positions, loaded with them switched on in its config (to fine-tune
+    them): the new table starts at zero, as a fresh model's does, so the model reads a video as before."""
+    torch.manual_seed(0)
+    model = VideoLLaMBForCausalLM(tiny_config(vocab_size=len(tokenizer))).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["bridge_config"]["segment_position_embeddings"] = True
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    extended = VideoLLaMBForCausalLM.from_pretrained(tmp_path).eval()
+    assert int(torch.count_nonzero(extended.bridge.segment_position_emb.weight)) == 0
+    video = random_video(10, seed=3)
+    with torch.no_grad():
+        (before,), (after,) = model.encode_videos([video]), extended.encode_videos([video])
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
