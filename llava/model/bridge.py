@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from llava.model.activations import Activation
 from llava.model.config import BridgeConfig
 
+KEPT_MEMORIES = ("memories", "memories_and_last_segment")  # readouts that keep every segment's memory
+
 
 class ResidualNorm(nn.Module):
     """Post-LN output block: LN(residual + Dropout(Dense(x)))."""
@@ -237,7 +239,7 @@ class MemoryBridge(nn.Module):
             cache, cache_masks = cache[-cap:], cache_masks[-cap:]
         memory = torch.where(active[:, None, None], retrieved, state.memory)
         memories, memory_masks = state.memories, state.memory_masks
-        if self.config.readout_mode == "memories":
+        if self.config.readout_mode in KEPT_MEMORIES:
             memories, memory_masks = [*memories, retrieved], [*memory_masks, active]
         return BridgeState(
             memory=memory,
@@ -283,6 +285,8 @@ class MemoryBridge(nn.Module):
             return _stream_memories(state, index)
         if mode == "memory_and_last_segment":
             return torch.cat([state.memory[index], hidden[index, :length]])
+        if mode == "memories_and_last_segment":
+            return torch.cat([_stream_memories(state, index), hidden[index, :length]])
         return hidden[index, :length]
 
 

@@ -20,7 +20,7 @@ from llava.video.scenetilling import ONLINE_ALPHA, ONLINE_MIN_DEPTH, SCENETILLIN
 from llava.video.transforms import VisualProcessor
 
 BRIDGE_VARIANTS = ("default", "mem")
-LLM_INPUTS = ("last_segment", "memories", "memory_and_last_segment")
+LLM_INPUTS = ("last_segment", "memories", "memory_and_last_segment", "memories_and_last_segment")
 FRAME_POOLS = ("avg", "max")
 # what SceneTilling compares per frame: the CLS feature (as the release does), or the tokens the bridge reads
 SCENETILLING_FEATURES = ("cls", "tokens")
@@ -136,7 +136,8 @@ class BridgeConfig(PreTrainedConfig):
     @property
     def readout_mode(self) -> str:
         """What the LLM reads: "last_segment" (default variant: H~ of the last segment), "memories" (mem
-        variant: [M_1; ...; M_S]) or "memory_and_last_segment" ([M_S; H~_S]: the final memory and the last segment)."""
+        variant: [M_1; ...; M_S]), "memory_and_last_segment" ([M_S; H~_S]: the final memory and the last segment)
+        or "memories_and_last_segment" ([M_1; ...; M_S; H~_S]: every segment's memory and the last segment)."""
         if self.llm_input is not None:
             return self.llm_input
         return "memories" if self.variant == "mem" else "last_segment"

@@ -62,9 +62,12 @@ def direct_video(bridge: MemoryBridge, segments: list[torch.Tensor], positions: 
         cache.append(hidden if mem_variant else memory_tilde)
         memory = direct_attention(bridge.retriever.crossattention, memory_tilde, torch.cat(cache))
         memories.append(memory)
-    if bridge.config.readout_mode == "memory_and_last_segment":
+    mode = bridge.config.readout_mode
+    if mode == "memory_and_last_segment":
         return torch.cat([memory, hidden])
-    return torch.cat(memories) if mem_variant else hidden
+    if mode == "memories_and_last_segment":
+        return torch.cat([*memories, hidden])
+    return torch.cat(memories) if mode == "memories" else hidden
 
 
 def random_video(num_segments: int, seed: int) -> list[torch.Tensor]:
@@ -186,3 +189,14 @@ def test_memory_and_last_segment_readout_matches_direct_equations_and_ablation_r
     _, (a,) = bridge.run_segments([video])
     _, (b,) = bridge.run_segments([other_start])
     torch.testing.assert_close(a, b)
+
+
+def test_memories_and_last_segment_readout_matches_direct_equations_in_a_batch():
+    """[M_1; ...; M_S; H~_S]: every segment's memory (counted and ordered by the LLM) and the last segment's tokens
+    (what it shows now), for videos of different segment counts batched together."""
+    bridge = make_bridge("default", segment_position_embeddings=True, llm_input="memories_and_last_segment")
+    videos = [random_video(n, seed=30 + n) for n in (3, 1, 4)]
+    _, batched = bridge.run_segments(videos)
+    for video, out in zip(videos, batched, strict=True):
+        assert out.shape[0] == MEM * len(video) + video[-1].shape[0]
+        torch.testing.assert_close(out, direct_video(bridge, video), atol=1e-5, rtol=1e-5)

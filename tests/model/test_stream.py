@@ -53,8 +53,9 @@ def video_prompt(tokenizer) -> torch.Tensor:
     return torch.tensor([ids[:1] + [VIDEO_TOKEN_INDEX] + ids[1:]])
 
 
-@pytest.mark.parametrize("bridge", [{}, {"variant": "mem"}, {"llm_input": "memory_and_last_segment"}],
-                         ids=["last_segment", "memories", "memory_and_last_segment"])
+@pytest.mark.parametrize("bridge", [{}, {"variant": "mem"}, {"llm_input": "memory_and_last_segment"},
+                                    {"llm_input": "memories_and_last_segment"}],
+                         ids=["last_segment", "memories", "memory_and_last_segment", "memories_and_last_segment"])
 @pytest.mark.parametrize("push_size", [1, 5, 28], ids=["one-frame", "five-frames", "whole-video"])
 def test_a_video_fed_as_a_stream_gives_the_offline_memory_tokens_and_answer(tokenizer, bridge, push_size):
     model, video = causal_model(tokenizer, **bridge), scene_video()
