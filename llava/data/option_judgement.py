@@ -14,16 +14,16 @@ letter (matching the answer's content against the options' words and copying the
 circuit that the letter's loss alone gives no gradient towards). With these targets the judging is learned on
 every option and the letter follows: the demo-size LLM (2 layers, width 128) on text questions whose answer the
 question names went from one constant letter to 0.97 right within 1000 steps; on video, where the answer must
-come from the memory, the demo recipe's lettered stage reached 0.67-1.00 per trained kind over two seeds (README,
-Train). The labels sit on prompt tokens, which are otherwise never supervised, so nothing about inference changes.
-Off unless asked for (`DataConfig.judge_options`).
+come from the memory, the demo recipe's lettered stage reached 0.67-1.00 per trained kind over two seeds
+(docs/demo-model-research.md). The labels sit on prompt tokens, which are otherwise never supervised, so nothing
+about inference changes. Off unless asked for (`DataConfig.judge_options`).
 
 A row may also name texts of its question to judge (`"judgements": [{"text": "a red circle", "right": true}]`):
 each gets the same two targets, at its last character and the one after it, " yes" when `right`. The synthetic
 `when` questions name their object so ("When was a red circle shown?": " yes" when it was shown): trained on the
 reply alone ("It was shown <when>." or "It was not shown."), the demo model's reply stayed a coin toss even with
 the object on screen; with the object judged, the judgement formed and an LLM with two more layers
-(`llava.model.expand`) replied by it (README, Evidence).
+(`llava.model.expand`) replied by it (docs/demo-model-research.md).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from llava.serve.evidence import DEFAULT_SCORER, Evidence
 # The evidence method whose best span fills the placeholder: each segment alone (fresh memory). A time answer says
 # where its object is, and a model that judges objects in view finds it likeliest given the segment that shows it:
 # for a demo-size model trained on `when` questions, the true answers' best `alone` span held the scene for 17 of 20
-# held-out questions (6-16 scenes), the best `without` span for 2 (README, Evidence).
+# held-out questions (6-16 scenes), the best `without` span for 2 (docs/demo-model-research.md).
 TIME_EVIDENCE_METHOD = "alone"
 UNKNOWN_TIME = "at a time I cannot tell"
 _NUMBER = r"(\d+(?:\.\d+)?)"

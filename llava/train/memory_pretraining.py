@@ -5,7 +5,7 @@
         --output runs/memory-pretrained --held-out 200
 
 Trained only through the LLM's answers, the bridge's final memory keeps little of the scenes before the last one
-(README, Evidence and Train): the loss of a question about an earlier scene reaches the memory through the LLM,
+(docs/demo-model-research.md): the loss of a question about an earlier scene reaches the memory through the LLM,
 whose reading of it forms as slowly as the memory itself. Here a small head reads the final memory directly and is
 trained, with the bridge, on the synthetic world's truth:
 - `objects`: which of the world's objects (a colour and a shape, `shapes_world.ALL_CAPTIONS`) any scene showed; a

@@ -117,9 +117,9 @@ LONG_STAGE = Stage(10, 80, 2000, 1200, kinds=f"caption,first_scene,{NEEDLE_KIND}
 # gains LETTER_LAYERS decoder layers (`llava.model.expand`, identities until trained): with its own two, trained on
 # the frozen bridge's memory, the judgements formed but the letter stayed one constant (not tried end to end).
 # The long stage's rows of 1000 videos are mixed in, every video sampled at 1 fps (a 6-8 scene video gives 12-32
-# frames), and the bridge and projector are frozen. Measured on the shipped model (README, Demo scores): on the 6-8
-# scene videos alone at 24 frames the needle benchmark's 120 cells fell from 0.942 to 0.675 (lettered 0.571); mixed,
-# 0.900 (lettered 0.468); mixed with the bridge and projector frozen, 0.917 (lettered 0.563).
+# frames), and the bridge and projector are frozen. Measured on the shipped model (docs/demo-model-research.md): on
+# the 6-8 scene videos alone at 24 frames the needle benchmark's 120 cells fell from 0.942 to 0.675 (lettered
+# 0.571); mixed, 0.900 (lettered 0.468); mixed with the bridge and projector frozen, 0.917 (lettered 0.563).
 # Training the added layers, norm and head alone (--tune_top_layers) kept every open answer but left the letters at
 # chance (0.294 at lr 1e-3, 0.230 at 3e-3); so did the LLM at half the learning rate (0.222).
 # It takes about 35 minutes on 2 cores and is left out unless asked for (`--lettered`): the recipe takes about an hour
