@@ -20,6 +20,14 @@ def letter_prompt(question: str, options: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def rotations(options: Sequence[str], answer_index: int) -> list[tuple[tuple[str, ...], int]]:
+    """Every rotation of the options with the answer's index in it: shift k starts at option k (circular
+    evaluation asks them all and counts a question right only when every rotation is)."""
+    options = tuple(options)
+    n = len(options)
+    return [(options[k:] + options[:k], (answer_index - k) % n) for k in range(n)]
+
+
 def _normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 

@@ -13,7 +13,9 @@ about it. generate_until: the context is the user's question after the video and
 stop strings. loglikelihood: the continuation is scored as the assistant's reply (`llava.serve.reply_likelihood`); as
 lmms-eval's LLaVA models do, the value returned is the continuation's mean token cross-entropy (lower = likelier),
 which lmms-eval's multiple_choice scoring ranks by its lowest: the choice of `llava.eval.videoqa --protocol
-likelihood`. A document's visual is one video path, one image, or none.
+likelihood`. generate_until_multi_round: round by round, each a new conversation, as lmms-eval's task asks (its
+doc_to_text gives each later round's visuals and context, and says when the rounds are done); the answer is the
+list of the rounds' answers. A document's visual is one video path, one image, or none.
 """
 
 from __future__ import annotations
@@ -63,12 +65,15 @@ class VideoLLaMB(lmms):
         self.loaded: str | None = None  # the video whose tokens the session holds
 
     # --- the document's visual -------------------------------------------------------------------------------
-    def _load_visual(self, doc_to_visual, doc_id: int, task: str, split: str) -> None:
-        """Encode the document's video or image into the session (a video already loaded is reused); no visual:
+    def _doc(self, doc_id: int, task: str, split: str) -> dict:
+        return self.task_dict[task][split][doc_id]
+
+    def _load_visual(self, visuals: list | None, where: str) -> None:
+        """Encode a document's video or image into the session (a video already loaded is reused); no visual:
         text alone. The session starts a new conversation either way."""
-        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
+        visuals = visuals or []
         if len(visuals) > 1:
-            raise ConfigError(f"{task} document {doc_id}: {len(visuals)} visuals; VideoLLaMB takes one video or image")
+            raise ConfigError(f"{where}: {len(visuals)} visuals; VideoLLaMB takes one video or image")
         visual = visuals[0] if visuals else None
         if isinstance(visual, str | Path):
             if str(visual) != self.loaded:
@@ -87,18 +92,40 @@ class VideoLLaMB(lmms):
         answers = []
         for request in progress_bar(requests, desc="videollamb generate", unit="request"):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
-            self._load_visual(doc_to_visual, doc_id, task, split)
-            answer = self.session.ask(context, self._settings(gen_kwargs))
-            answers.append(cut_at_stops(answer, gen_kwargs.get("until")))
+            self._load_visual(doc_to_visual(self._doc(doc_id, task, split)), f"{task} document {doc_id}")
+            answers.append(self._answer(context, gen_kwargs))
         return answers
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
+        answers = []
+        for request in progress_bar(requests, desc="videollamb generate rounds", unit="request"):
+            context, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = request.args
+            doc, where = self._doc(doc_id, task, split), f"{task} document {doc_id}"
+            self._load_visual(doc_to_visual(doc), where)
+            rounds, info = [], None
+            while True:
+                rounds.append(self._answer(context, gen_kwargs))
+                visuals, context, done, kept, info = doc_to_text(
+                    doc, previous_output=rounds, round_idx=len(rounds), previous_round_info=info
+                )
+                rounds = list(kept)  # a task may rewrite the answers so far
+                if done:
+                    break
+                self._load_visual(visuals, f"{where}, round {len(rounds)}")
+            answers.append(rounds)
+        return answers
+
+    def _answer(self, context: str, gen_kwargs: dict) -> str:
+        """The session's answer to `context` under the task's generation_kwargs, cut at its stop strings."""
+        return cut_at_stops(self.session.ask(context, self._settings(gen_kwargs)), gen_kwargs.get("until"))
 
     def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:
         results = []
         for request in progress_bar(requests, desc="videollamb loglikelihood", unit="request"):
             context, continuation, doc_to_visual, doc_id, task, split = request.args
             if callable(continuation):  # a loglikelihood task hands over its doc_to_target
-                continuation = continuation(self.task_dict[task][split][doc_id])
-            self._load_visual(doc_to_visual, doc_id, task, split)
+                continuation = continuation(self._doc(doc_id, task, split))
+            self._load_visual(doc_to_visual(self._doc(doc_id, task, split)), f"{task} document {doc_id}")
             if self.session.media is None:
                 raise ConfigError(f"{task} document {doc_id}: loglikelihood needs a video or an image")
             (score,) = option_scores(self.session, context, [str(continuation)])
@@ -107,9 +134,6 @@ class VideoLLaMB(lmms):
             # (value, is_greedy) pairs; a GenerationResult's payload goes through unchanged.
             results.append(GenerationResult(text=(score.loss, score.greedy)))
         return results
-
-    def generate_until_multi_round(self, requests) -> list[str]:
-        raise NotImplementedError("videollamb answers single-round tasks (generate_until, loglikelihood)")
 
     def _settings(self, gen_kwargs: dict) -> GenerationSettings:
         """lmms-eval's generation_kwargs as the session's settings; greedy unless the task samples."""

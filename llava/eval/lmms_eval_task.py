@@ -1,16 +1,20 @@
 """lmms-eval tasks for a multiple-choice benchmark in the original format (test_q.json, test_a.json, videos/): the
-same questions `llava.eval.videoqa` answers, scored the same way, from local files (no download).
+same questions `llava.eval.videoqa` answers, scored the same way, from local files (no download), and the same
+questions asked in every rotation of their options (circular evaluation).
 
     python -m llava.data.shapes_dataset --out runs/shapes_mc --num-videos 4 --seed 1 --format mc --quiet
     python -m llava.eval.lmms_eval_task --question-file runs/shapes_mc/test_q.json \\
         --answer-file runs/shapes_mc/test_a.json --video-dir runs/shapes_mc/videos --output runs/lmms_tasks
     python -m lmms_eval --model videollamb --model_args pretrained=checkpoints/videollamb-tiny-shapes,device=cpu \\
-        --tasks synthetic_letter,synthetic_likelihood --include_path runs/lmms_tasks --output_path runs/lmms_out
+        --tasks synthetic_letter,synthetic_likelihood,synthetic_circular --include_path runs/lmms_tasks \
+        --output_path runs/lmms_out
 
 OUT/data.jsonl holds one row per question (question_id, video: an absolute path, question, options, answer, type),
-which lmms-eval reads with the `json` dataset builder. Two tasks are written, one per `videoqa --protocol`:
+which lmms-eval reads with the `json` dataset builder. Three tasks are written: one per `videoqa --protocol`,
 NAME_letter (generate_until: the question and lettered options, the answer read by `extract_choice`, metric acc)
-and NAME_likelihood (multiple_choice: the question alone, the option the model scores likeliest, metric acc). The
+and NAME_likelihood (multiple_choice: the question alone, the option the model scores likeliest, metric acc); and
+NAME_circular (generate_until_multi_round: round k asks the lettered prompt with the options rotated by k, as
+`llava.eval.niavh` scores its needles; acc: every rotation right, rotation_acc: the share of rotations right). The
 hooks the task files name are this module's functions.
 """
 
@@ -22,7 +26,7 @@ import sys
 from pathlib import Path
 
 from llava.errors import LlavaError, report_error
-from llava.eval.answers import extract_choice, letter_prompt
+from llava.eval.answers import extract_choice, letter_prompt, rotations
 from llava.eval.question_files import find_video, load_questions
 from llava.serve.chat_session import SHORT_MAX_NEW_TOKENS
 
@@ -48,6 +52,35 @@ def letter_results(doc: dict, results: list[str]) -> dict[str, float]:
     return {"acc": float(extract_choice(results[0], doc["options"]) == doc["answer"])}
 
 
+def doc_to_rotated_prompt(
+    doc: dict,
+    lmms_eval_specific_kwargs: dict | None = None,
+    previous_output: list[str] | None = None,
+    round_idx: int | None = None,
+    previous_round_info: dict | None = None,
+):
+    """generate_until_multi_round: without round_idx, the first round's prompt (the options as given); with it,
+    lmms-eval's round tuple (visuals, prompt, done, previous_output, round_info): the options rotated by
+    round_idx, done once every rotation was asked."""
+    turns = rotations(doc["options"], doc["answer"])
+    if round_idx is None:
+        return letter_prompt(doc["question"], turns[0][0])
+    if round_idx >= len(turns):
+        return None, None, True, previous_output, previous_round_info
+    prompt = letter_prompt(doc["question"], turns[round_idx][0])
+    return doc_to_visual(doc), prompt, False, previous_output, previous_round_info
+
+
+def circular_results(doc: dict, results: list) -> dict[str, float]:
+    """generate_until_multi_round: each round's answer read as `letter_results` reads one, against its rotation."""
+    answers = results[0] if results and isinstance(results[0], list) else results
+    turns = rotations(doc["options"], doc["answer"])
+    if len(answers) != len(turns):
+        raise ValueError(f"question {doc['question_id']}: {len(answers)} answers for {len(turns)} rotations")
+    right = [extract_choice(answer, options) == gold for answer, (options, gold) in zip(answers, turns)]
+    return {"acc": float(all(right)), "rotation_acc": sum(right) / len(right)}
+
+
 # --- writing a task folder -----------------------------------------------------------------------------------
 def _task_yaml(task: str, output_type: str, lines: list[str]) -> str:
     common = [
@@ -63,19 +96,22 @@ def _task_yaml(task: str, output_type: str, lines: list[str]) -> str:
 
 
 def task_files(name: str) -> dict[str, str]:
-    """The two task files, by file name."""
+    """The three task files, by file name."""
     acc = ["metric_list:", "  - metric: acc", "    aggregation: mean", "    higher_is_better: true"]
+    generation = [
+        "generation_kwargs:",
+        f"  max_new_tokens: {SHORT_MAX_NEW_TOKENS}",
+        "  do_sample: false",
+        "  temperature: 0",
+        "  until: []",
+    ]
     letter = _task_yaml(
         f"{name}_letter",
         "generate_until",
         [
             f"doc_to_text: !function {HOOKS}.doc_to_letter_prompt",
             "doc_to_target: answer",
-            "generation_kwargs:",
-            f"  max_new_tokens: {SHORT_MAX_NEW_TOKENS}",
-            "  do_sample: false",
-            "  temperature: 0",
-            "  until: []",
+            *generation,
             f"process_results: !function {HOOKS}.letter_results",
             *acc,
         ],
@@ -91,11 +127,29 @@ def task_files(name: str) -> dict[str, str]:
             *acc,
         ],
     )
-    return {f"{name}_letter.yaml": letter, f"{name}_likelihood.yaml": likelihood}
+    circular = _task_yaml(
+        f"{name}_circular",
+        "generate_until_multi_round",
+        [
+            f"doc_to_text: !function {HOOKS}.doc_to_rotated_prompt",
+            "doc_to_target: answer",
+            *generation,
+            f"process_results: !function {HOOKS}.circular_results",
+            *acc,
+            "  - metric: rotation_acc",
+            "    aggregation: mean",
+            "    higher_is_better: true",
+        ],
+    )
+    return {
+        f"{name}_letter.yaml": letter,
+        f"{name}_likelihood.yaml": likelihood,
+        f"{name}_circular.yaml": circular,
+    }
 
 
 def write_tasks(question_file: Path, answer_file: Path, video_dir: Path, output: Path, name: str) -> list[Path]:
-    """Write OUT/data.jsonl and the two task files; every question's video must be found."""
+    """Write OUT/data.jsonl and the task files; every question's video must be found."""
     questions = load_questions(question_file, answer_file)
     rows = [
         {
@@ -137,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except LlavaError as err:
         return report_error(err)
     print(f"wrote {', '.join(str(path) for path in written)}")
-    print(f"tasks: {args.name}_letter, {args.name}_likelihood (lmms-eval: --include_path {args.output})")
+    tasks = ", ".join(f"{args.name}_{kind}" for kind in ("letter", "likelihood", "circular"))
+    print(f"tasks: {tasks} (lmms-eval: --include_path {args.output})")
     return 0
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llava.errors import ConfigError, LlavaError
-from llava.eval.answers import extract_choice, letter_prompt
+from llava.eval.answers import extract_choice, letter_prompt, rotations
 from llava.eval.niavh.needles import Probe
 
 Ask = Callable[[str], str]
@@ -36,12 +36,6 @@ class Scorer(ABC):
     def score(self, probe: Probe, ask: Ask) -> dict[str, Any]:
         """Ask the model about the needle; returns at least score, correct (None for the judge) and
         model_response."""
-
-
-def rotations(options: tuple[str, ...], answer_index: int) -> list[tuple[tuple[str, ...], int]]:
-    """Every rotation of the options with the answer's index in it: shift k starts at option k."""
-    n = len(options)
-    return [(options[k:] + options[:k], (answer_index - k) % n) for k in range(n)]
 
 
 class MultipleChoiceScorer(Scorer):
