@@ -65,6 +65,9 @@ KINDS: tuple[str, ...] = tuple(k for k in TEMPLATES if k not in ("brief_object",
 ALL_KINDS: tuple[str, ...] = tuple(TEMPLATES)
 VIDEO_TOKEN = "<video>"
 LETTERS = "ABCD"
+# What a multiple-choice training row is answered with: its letter (what the original prompt asks for), or the
+# option's own words (which every scorer of `llava.eval` reads as that option: `llava.eval.answers.extract_choice`).
+MC_REPLIES: tuple[str, ...] = ("letter", "option")
 MC_PROMPT = (
     "{question}\nA. {0}\nB. {1}\nC. {2}\nD. {3}\nAnswer with the option's letter from the given choices directly."
 )
@@ -203,11 +206,14 @@ class QAItem:
     options: tuple[str, ...] = ()
     answer_index: int = -1
     judged: tuple[tuple[str, bool], ...] = ()  # written as the row's "judgements" (`llava.data.option_judgement`)
+    mc_reply: str = "letter"  # a multiple-choice item's answer in training: its letter or its option's words
 
     def train_row(self) -> dict[str, Any]:
-        """The LLaVA conversation row; a multiple-choice item is answered with its letter."""
+        """The LLaVA conversation row; a multiple-choice item is answered with its letter, or with the right
+        option's words where `mc_reply` is "option"."""
         if self.options:
-            prompt, reply = mc_prompt(self.question, self.options), LETTERS[self.answer_index]
+            reply = LETTERS[self.answer_index] if self.mc_reply == "letter" else self.options[self.answer_index]
+            prompt = mc_prompt(self.question, self.options)
         else:
             prompt, reply = self.question, self.answer
         row: dict[str, Any] = {
@@ -236,11 +242,18 @@ class QAItem:
 
 
 def video_items(
-    spec: VideoSpec, seed: int, video_index: int, kinds: Sequence[str], mc_ratio: float, near_miss: bool = False
+    spec: VideoSpec,
+    seed: int,
+    video_index: int,
+    kinds: Sequence[str],
+    mc_ratio: float,
+    near_miss: bool = False,
+    mc_reply: str = "letter",
 ) -> list[QAItem]:
     """The questions about one video: one per kind, each kind drawn from its own seeded stream so that a
     question does not change with the other kinds chosen or with mc_ratio (OPEN_ONLY kinds are never multiple
-    choice); `near_miss`: options in near pairs (`near_pairs`)."""
+    choice); `near_miss`: options in near pairs (`near_pairs`); `mc_reply`: what a multiple-choice row is
+    answered with in training (MC_REPLIES)."""
     items = []
     for kind in kinds:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(video_index, 1, ALL_KINDS.index(kind))))
@@ -251,7 +264,9 @@ def video_items(
         qid = f"{spec.name}_{kind}"
         if as_mc:
             options, index = to_multiple_choice(question, rng, near_miss=near_miss)
-            items.append(QAItem(qid, spec.filename, kind, question.text, question.answer, tuple(options), index))
+            items.append(
+                QAItem(qid, spec.filename, kind, question.text, question.answer, tuple(options), index, (), mc_reply)
+            )
         else:
             items.append(QAItem(qid, spec.filename, kind, question.text, question.answer, judged=question.judged))
     return items
@@ -278,6 +293,7 @@ def generate(
     max_scene_seconds: float = 4.0,
     distractors: int = 0,
     near_miss: bool = False,
+    mc_reply: str = "letter",
     progress: bool = True,
 ) -> dict[str, Path]:
     """Write OUT/videos/*.mp4, OUT/truth.json and either OUT/train.json (fmt "train") or OUT/test_q.json and
@@ -285,6 +301,8 @@ def generate(
     by name."""
     if fmt == "mc" and set(kinds) & set(OPEN_ONLY):
         raise ValueError(f"{', '.join(OPEN_ONLY)} questions are never multiple choice: leave them out of format mc")
+    if mc_reply not in MC_REPLIES:
+        raise ValueError(f"unknown mc_reply {mc_reply!r}; valid: {', '.join(MC_REPLIES)}")
     from llava.progress import progress_bar
     from llava.video.write import write_mp4
 
@@ -305,7 +323,7 @@ def generate(
             spec = add_flash(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 2))), spec)
         write_mp4(render_frames(spec), out / "videos" / spec.filename, spec.fps, threads=1)
         truth_videos.append(spec.to_truth())
-        items += video_items(spec, seed, index, kinds, 1.0 if fmt == "mc" else mc_ratio, near_miss)
+        items += video_items(spec, seed, index, kinds, 1.0 if fmt == "mc" else mc_ratio, near_miss, mc_reply)
     written = {}
     if fmt == "mc":
         pairs = [item.test_rows() for item in items]
@@ -319,6 +337,7 @@ def generate(
         "kinds": list(kinds),
         "mc_ratio": mc_ratio if fmt == "train" else 1.0,
         "near_miss": near_miss,
+        "mc_reply": mc_reply,
         "settings": settings,
         "templates": TEMPLATES,
         "world": {"colours": list(COLOURS), "shapes": list(SHAPES), "backgrounds": list(BACKGROUNDS)},
@@ -362,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="multiple-choice options in two pairs one attribute apart (the answer, a caption of its colour or "
         "shape, another option and one of its neighbours), for training a model to read colour and shape both",
+    )
+    parser.add_argument(
+        "--mc-reply",
+        choices=MC_REPLIES,
+        default="letter",
+        help="what a multiple-choice training row is answered with: its letter (default, as the original prompt "
+        "asks) or the right option's own words",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -426,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_scene_seconds=args.max_scene_seconds,
             distractors=args.distractors,
             near_miss=args.near_miss,
+            mc_reply=args.mc_reply,
             progress=not args.quiet,
         )
     except OSError as exc:

@@ -171,6 +171,23 @@ def test_determinism(tmp_path, train_set):
     assert (tmp_path / "other" / "truth.json").read_bytes() != (train_set / "truth.json").read_bytes()
 
 
+def test_option_reply_answers_the_same_lettered_rows_with_the_options_words(tmp_path, train_set):
+    args = ["--num-videos", "6", "--seed", "7", "--max-scenes", "5", "--mc-ratio", "0.5", "--quiet"]
+    syn.main(["--out", str(tmp_path / "words"), *args, "--mc-reply", "option"])
+    lettered, worded = load(train_set / "train.json"), load(tmp_path / "words" / "train.json")
+    assert [r["conversations"][0] for r in worded] == [r["conversations"][0] for r in lettered]
+    mc_rows = 0
+    for letter_row, word_row in zip(lettered, worded):
+        reply, words = letter_row["conversations"][1]["value"], word_row["conversations"][1]["value"]
+        if "options" in letter_row:
+            mc_rows += 1
+            assert words == letter_row["options"][syn.LETTERS.index(reply)] == letter_row["answer_text"]
+        else:
+            assert words == reply
+    assert mc_rows > 0
+    assert load(tmp_path / "words" / "truth.json")["mc_reply"] == "option"
+
+
 def test_video_i_independent_of_count():
     one = shapes_world.sample_video_spec(shapes_world.video_rng(5, 3), "v")
     assert one == shapes_world.sample_video_spec(shapes_world.video_rng(5, 3), "v")
