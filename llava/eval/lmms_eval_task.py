@@ -77,7 +77,7 @@ def circular_results(doc: dict, results: list) -> dict[str, float]:
     turns = rotations(doc["options"], doc["answer"])
     if len(answers) != len(turns):
         raise ValueError(f"question {doc['question_id']}: {len(answers)} answers for {len(turns)} rotations")
-    right = [extract_choice(answer, options) == gold for answer, (options, gold) in zip(answers, turns)]
+    right = [extract_choice(answer, options) == gold for answer, (options, gold) in zip(answers, turns, strict=True)]
     return {"acc": float(all(right)), "rotation_acc": sum(right) / len(right)}
 
 
