@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Train the bundled demo model from scratch on a CPU (about an hour on a quiet 2-core machine; the minutes of each
-# part land in OUT_DIR/training_summary.json):
+# Train the bundled demo model from scratch on a CPU (about 75 minutes on a quiet 2-core machine, by its parts'
+# times; the minutes of each part land in OUT_DIR/training_summary.json):
 #   bash scripts/train_tiny_demo.sh [WORK_DIR] [OUT_DIR]
-# Synthetic data, a sentencepiece tokenizer, tower pretraining, SceneTilling's threshold for that tower, memory
-# pretraining, then llava.train.train on the needle question, a scene-count curriculum and long videos at 1 fps;
+# Synthetic data, a sentencepiece tokenizer, tower pretraining, SceneTilling's threshold for that tower, then
+# llava.train.train on the needle question, a scene-count curriculum, long videos at 1 fps, the counting stage
+# (the LLM reads every segment's memory) and the formats stage (lettered prompts answered in the option's words);
 # then the scores and the model card. The lettered stage: python -m llava.train.tiny_demo ... --lettered
 set -euo pipefail
 WORK_DIR=${1:-runs/tiny-demo}

@@ -61,8 +61,17 @@ def sampling(stage: dict) -> str:
 
 
 def lettered_share(stage: dict) -> str:
-    """The share of a stage's questions asked in the lettered prompt, where there are any."""
-    return f" ({stage['mc_ratio']:.0%} lettered, options judged)" if stage.get("mc_ratio") else ""
+    """The share of a stage's questions asked in the lettered prompt and how they were answered, where there are
+    any."""
+    if not stage.get("mc_ratio"):
+        return ""
+    answered = "answered in the option's words" if stage.get("mc_reply") == "option" else "options judged"
+    return f" ({stage['mc_ratio']:.0%} lettered, {answered})"
+
+
+def readout(stage: dict) -> str:
+    """What the LLM reads of the bridge from this stage on, where the stage switched it."""
+    return f" (the LLM reads `{stage['llm_input']}` from here on)" if stage.get("llm_input") else ""
 
 
 def mixed_and_frozen(stage: dict) -> str:
@@ -81,6 +90,8 @@ def later_seeds(summary: dict) -> str:
             ("letter_stage", "the lettered stage's"),
             ("cut_calibration", "the cut calibration's"),
             ("memory_stage", "the memory pretraining's"),
+            ("counting_stage", "the counting stage's"),
+            ("formats_stage", "the formats stage's"),
         )
         if key in summary
     ]
@@ -157,11 +168,11 @@ def render(folder: Path) -> str:
     ablated = json.loads((folder / "scores_ablated.json").read_text())
     named = [("needle", summary["needle_stage"])] if "needle_stage" in summary else []
     named += [(str(i), stage) for i, stage in enumerate(summary["curriculum"])]
-    named += [("long", summary["long_stage"])] if "long_stage" in summary else []
-    named += [("lettered", summary["letter_stage"])] if "letter_stage" in summary else []
+    later = (("long", "long_stage"), ("counting", "counting_stage"), ("formats", "formats_stage"))
+    named += [(name, summary[key]) for name, key in (*later, ("lettered", "letter_stage")) if key in summary]
     stages = "\n".join(
         f"| {name} | {s['min_scenes']}-{s['max_scenes']}{sampling(s)} | "
-        f"{s.get('kinds', 'caption,first_scene,last_scene')}{lettered_share(s)}{mixed_and_frozen(s)} "
+        f"{s.get('kinds', 'caption,first_scene,last_scene')}{lettered_share(s)}{mixed_and_frozen(s)}{readout(s)} "
         f"| {s['num_videos']} | {s['steps']} | {loss:.3f} |"
         for (name, s), loss in zip(named, summary["stage_losses"], strict=True)
     )

@@ -158,3 +158,32 @@ def test_the_training_cuts_and_the_served_cuts_are_stated(tmp_path):
     assert "every stage cut its videos by the frames' CLS feature at alpha 0; served by the frames' bridge" in card
     assert "at alpha 0.5, the alpha that cut the most" in card
     assert "(by alpha: 0: 0.495, 0.5: 0.655)" in card
+
+
+def test_the_counting_and_formats_stages_are_listed_after_the_long_stage_with_what_they_changed(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    kinds = "caption,count"
+    summary |= {
+        "long_stage": {"min_scenes": 10, "max_scenes": 80, "num_videos": 12, "steps": 4, "kinds": "caption"},
+        "counting_stage": {"min_scenes": 3, "max_scenes": 8, "num_videos": 15, "steps": 6, "kinds": kinds,
+                           "sample_fps": 1.0, "llm_input": "memories_and_last_segment"},
+        "formats_stage": {"min_scenes": 3, "max_scenes": 8, "num_videos": 16, "steps": 7, "kinds": kinds,
+                          "sample_fps": 1.0, "mc_ratio": 0.5, "mc_reply": "option", "replay_videos": 10},
+        "cut_calibration": {"alpha": 0.0},
+        "stage_losses": [0.5, 0.25, 0.375, 0.125, 0.0625],
+        "seeds": [0, 1, 2, 4, 6, 7],
+    }
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    rows = [line for line in card.splitlines() if line.startswith("| long") or line.startswith("| counting")
+            or line.startswith("| formats")]
+    assert rows == [
+        "| long | 10-80 | caption | 12 | 4 | 0.375 |",
+        "| counting | 3-8 (every frame at 1 fps) | caption,count (the LLM reads `memories_and_last_segment` from here "
+        "on) | 15 | 6 | 0.125 |",
+        "| formats | 3-8 (every frame at 1 fps) | caption,count (50% lettered, answered in the option's words) "
+        "(+ the long stage's rows of 10 videos) | 16 | 7 | 0.062 |",
+    ]
+    assert ("then the long stage's, the cut calibration's, the counting stage's and the formats stage's" in card)

@@ -13,7 +13,17 @@ from llava.model.presets import tiny_demo_config
 from llava.model.videollamb import VideoLLaMBForCausalLM
 from llava.train import tiny_demo
 from llava.train.cut_calibration import CANDIDATE_ALPHAS
-from llava.train.tiny_demo import ATTRIBUTES, FLASH_ATTRIBUTES, NO_FLASH, Stage, frame_labels, main, make_data, run
+from llava.train.tiny_demo import (
+    ATTRIBUTES,
+    FLASH_ATTRIBUTES,
+    NO_FLASH,
+    SEVEN_KINDS,
+    Stage,
+    frame_labels,
+    main,
+    make_data,
+    run,
+)
 from llava.video.decode import uniform_indices
 from llava.video.sampling import FrameSampling
 from llava.video.transforms import VisualProcessor
@@ -48,17 +58,22 @@ CURRICULUM = [Stage(1, 2, 6, 2), Stage(2, 3, 6, 2)]
 LONG_STAGE = Stage(3, 4, 4, 2, fps=1.0, sample_fps=1.0)
 MEMORY_STAGE = replace(tiny_demo.MEMORY_STAGE, max_scenes=3, num_videos=8, steps=3)  # the recipe's, smaller
 CALIBRATION_STAGE = replace(tiny_demo.CALIBRATION_STAGE, min_scenes=2, max_scenes=3, num_videos=4)
+COUNTING_STAGE = replace(tiny_demo.COUNTING_STAGE, min_scenes=2, max_scenes=3, num_videos=4, steps=2)
+FORMATS_STAGE = replace(tiny_demo.FORMATS_STAGE, min_scenes=2, max_scenes=3, num_videos=4, steps=2, mc_ratio=1.0,
+                        replay_videos=2)
 
 
 def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     letter_stage = Stage(2, 3, 4, 2, sample_fps=1.0, mc_ratio=1.0, replay_videos=2, freeze_adapter=True)
     out = tmp_path / "out"
     summary = run(tmp_path / "work", out, seed=0, tower_steps=2, curriculum=CURRICULUM, needle_steps=2,
-                  long_stage=LONG_STAGE, letter_stage=letter_stage, letter_layers=1,
-                  calibration_stage=CALIBRATION_STAGE)
-    assert len(summary["stage_losses"]) == 5 and all(loss > 0 for loss in summary["stage_losses"])
-    assert summary["seeds"] == [0, 1, 2, 3, 4] and summary["long_stage"]["sample_fps"] == 1.0
-    parts = ["data", "tower", "calibration", "needle", "curriculum", "long", "lettered"]
+                  long_stage=LONG_STAGE, counting_stage=COUNTING_STAGE, formats_stage=FORMATS_STAGE,
+                  letter_stage=letter_stage, letter_layers=1, calibration_stage=CALIBRATION_STAGE)
+    assert len(summary["stage_losses"]) == 7 and all(loss > 0 for loss in summary["stage_losses"])
+    assert summary["seeds"] == [0, 1, 2, 3, 4, 6, 7] and summary["long_stage"]["sample_fps"] == 1.0
+    assert summary["counting_stage"]["llm_input"] == "memories_and_last_segment"
+    assert summary["formats_stage"]["mc_reply"] == "option"
+    parts = ["data", "tower", "calibration", "needle", "curriculum", "long", "counting", "formats", "lettered"]
     assert list(summary["stage_minutes"]) == parts and all(m >= 0 for m in summary["stage_minutes"].values())
     assert "memory_record" not in summary and not (tmp_path / "work" / "data_memory").exists()
     assert summary["letter_stage"]["mc_ratio"] == 1.0 and summary["letter_layers"] == 1
@@ -69,7 +84,29 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     assert not (out / "training_args.bin").exists()  # a pickle is never shipped
     tokenizer, model, processor, _ = load_pretrained_model(out, device="cpu")
     bridge = model.config.bridge_config
-    assert bridge.llm_input == "memory_and_last_segment" and bridge.memory_init_std > 0
+    assert bridge.llm_input == "memories_and_last_segment" and bridge.memory_init_std > 0
+    assert bridge.segment_position_embeddings
+    # the counting stage started from the long stage's weights, reading every memory, its positions at zero
+    reread = load_pretrained_model(tmp_path / "work" / "stage_reread", device="cpu")[1]
+    long_weights = load_pretrained_model(tmp_path / "work" / "stage_long", device="cpu")[1].state_dict()
+    positions = {k: v for k, v in reread.state_dict().items() if k not in long_weights}
+    assert positions and all(not v.any() for v in positions.values())
+    assert all(torch.equal(v, reread.state_dict()[k]) for k, v in long_weights.items())
+    # from the counting stage on, the stages cut as the shipped config does (the earlier ones by the CLS at alpha 0)
+    for stage in ("stage_reread", "stage_counting", "stage_formats"):
+        cuts = json.loads((tmp_path / "work" / stage / "config.json").read_text())["bridge_config"]
+        served = (summary["cut_calibration"]["feature"], summary["cut_calibration"]["alpha"])
+        assert (cuts["scenetilling_feature"], cuts["scenetilling_alpha"]) == served == ("tokens", served[1]), stage
+    counting_rows = json.loads((tmp_path / "work" / "data_counting" / "train.json").read_text())
+    assert {row["kind"] for row in counting_rows} >= {"nth_scene", "count", "order"}
+    # the formats stage: every question lettered (this toy's share), answered with the right option's words, on its
+    # own videos and on the long stage's first two, asked alike
+    formats_rows = json.loads((tmp_path / "work" / "train_formats.json").read_text())
+    assert {row["video"].split("/")[0] for row in formats_rows} == {"data_formats", "data_long_formats"}
+    assert all(row["conversations"][1]["value"] == row["answer_text"] in row["options"] for row in formats_rows)
+    long_truth = json.loads((tmp_path / "work" / "data_long" / "truth.json").read_text())["videos"]
+    alike = json.loads((tmp_path / "work" / "data_long_formats" / "truth.json").read_text())["videos"]
+    assert alike == long_truth[:2]
     assert model.config.resize_antialias is False  # trained and served without antialiasing (presets' comment)
     long_model = load_pretrained_model(tmp_path / "work" / "stage_long", device="cpu")[1]
     assert model.config.text_config.num_hidden_layers == long_model.config.text_config.num_hidden_layers + 1
@@ -86,14 +123,16 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     assert len({row["id"] for row in mixed}) == len(mixed)
     letter_config = json.loads((tmp_path / "work" / "stage_letter" / "config.json").read_text())
     assert letter_config["video_fps"] == 1.0
-    # the lettered stage trained the LLM alone: the bridge and projector are the long stage's
+    # the lettered stage trained the LLM alone: the bridge and projector are the formats stage's
     adapter = ("bridge.", "mm_projector.")
-    long_adapter = {k: v for k, v in long_model.state_dict().items() if k.startswith(adapter)}
-    assert long_adapter and all(torch.equal(model.state_dict()[k], v) for k, v in long_adapter.items())
-    # the long stage trained at 1 fps (its checkpoint says so); the shipped demo samples the curriculum's frames
+    formats_model = load_pretrained_model(tmp_path / "work" / "stage_formats", device="cpu")[1]
+    formats_adapter = {k: v for k, v in formats_model.state_dict().items() if k.startswith(adapter)}
+    assert formats_adapter and all(torch.equal(model.state_dict()[k], v) for k, v in formats_adapter.items())
+    # the long stage trained at 1 fps (its checkpoint says so), and so did the stages after it on short videos:
+    # the shipped demo samples at their rate
     long_config = json.loads((tmp_path / "work" / "stage_long" / "config.json").read_text())
     assert (long_config["video_fps"], long_config["max_frames"]) == (1.0, 512)
-    assert model.config.frame_sampling == FrameSampling(num_frames=24)
+    assert model.config.frame_sampling == FrameSampling(num_frames=24, fps=1.0)
     # the tower was frozen after pretraining: the stages left it as pretraining left it
     pretrained = load_pretrained_model(tmp_path / "work" / "stage_tower", device="cpu")[1]
     for (name, a), b in zip(model.video_tower.state_dict().items(), pretrained.video_tower.state_dict().values()):
@@ -103,7 +142,8 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
 def test_the_memory_is_pretrained_alone_and_the_lettered_stage_runs_only_when_given(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     summary = run(work, out, seed=0, tower_steps=1, curriculum=CURRICULUM, needle_steps=1, long_stage=LONG_STAGE,
-                  memory_stage=MEMORY_STAGE, calibration_stage=CALIBRATION_STAGE)
+                  counting_stage=None, formats_stage=None, memory_stage=MEMORY_STAGE,
+                  calibration_stage=CALIBRATION_STAGE)
     record = summary["memory_record"]
     assert record["steps"] == 3 and record["bridge_trained"]
     assert all(0.0 <= score <= 1.0 for score in record["held_out"].values())
@@ -129,7 +169,9 @@ def test_the_memory_is_pretrained_alone_and_the_lettered_stage_runs_only_when_gi
     pretrained = pretrained.state_dict()
     changed = {name.split(".")[0] for name, value in pretrained.items() if not torch.equal(value, fresh[name])}
     assert changed == {"bridge", "video_tower"}
-    # no lettered stage: the long stage's model is shipped, with its layers
+    # no lettered, counting or formats stage: the long stage's model is shipped, with its layers, sampling the
+    # curriculum's 24 frames uniformly
+    assert load_pretrained_model(out, device="cpu")[1].config.frame_sampling == FrameSampling(num_frames=24)
     assert "letter_stage" not in summary and len(summary["stage_losses"]) == 4 and summary["seeds"] == [0, 1, 2, 4, 5]
     assert list(summary["stage_minutes"]) == ["data", "tower", "calibration", "memory", "needle", "curriculum", "long"]
     assert not (work / "stage_letter").exists()
