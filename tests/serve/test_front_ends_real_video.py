@@ -32,24 +32,27 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
+from llava.model.config import VideoLLaMBConfig
 from llava.serve import api, cli, cli_streaming, chat_session, gradio_demo, options
 from llava.serve.chat_session import ChatSession
 from tests.media_corpus import CORPUS_NAMES, reference_times
 
-HD = "h264_720p_bframes"
-OTHERS = [name for name in CORPUS_NAMES if name != HD]  # the 720p file has its own test per front end
+HD = "h264_720p_22s"  # long enough for the demo model's 1 frame per second; the 2 s 720p file is among the others
+OTHERS = [name for name in CORPUS_NAMES if name != HD]  # the long 720p file has its own test per front end
 FILES_ONLY = [name for name in OTHERS if name != "frame_folder_png"]  # what can be uploaded or sent as a URL
 QUESTION = "What is in the video?"
-DEMO_NUM_FRAMES = json.loads((chat_session.DEMO_CHECKPOINT / "config.json").read_text())["num_frames"]
+DEMO_SAMPLING = VideoLLaMBConfig.from_pretrained(chat_session.DEMO_CHECKPOINT).frame_sampling
+CRASH_FRAMES = 19  # the 720p crash needed this many frames or more at once
 CAPTION_LINE = re.compile(r"^\(Video Time = ([0-9.e+-]+)s\) Assistant: (.+)$")
 TIME_TOL = 1e-3  # seconds: frames of the corpus are at least 1/30 s apart
 PROGRESS = re.compile(r"^Processing… video time ([0-9.e+-]+)s$")
 PRINTED_TOL = 1e-4  # the caption lines print times with 6 significant digits
 
 
-def test_the_demo_model_samples_enough_frames_to_meet_the_720p_crash():
-    """The 720p crash needed 19 or more frames at once; the defaults tested here must sample that many."""
-    assert DEMO_NUM_FRAMES >= 19, DEMO_NUM_FRAMES
+def test_the_demo_model_samples_enough_frames_to_meet_the_720p_crash(corpus):
+    """The 720p crash needed 19 or more frames at once; the defaults tested here must sample that many of the file."""
+    taken = DEMO_SAMPLING.indices(np.asarray(corpus[HD].intended_times), 10.0)
+    assert len(taken) >= CRASH_FRAMES, len(taken)
 
 
 @pytest.fixture(autouse=True)
@@ -119,12 +122,12 @@ def cli_answer(path: Path, capsys) -> str:
 
 
 def test_cli_answers_about_720p_at_defaults(corpus, capsys, monkeypatch):
-    """`python -m llava.serve.cli --video-file 720p.mp4 --query ...`: the demo model, its 24 frames."""
+    """`python -m llava.serve.cli --video-file 720p.mp4 --query ...`: the demo model, its own sampling."""
     monkeypatch.setattr(CountingSession, "created", [])
     monkeypatch.setattr(options, "ChatSession", CountingSession)
     cli_answer(corpus[HD].path, capsys)
     (session,) = CountingSession.created
-    assert session.num_frames == DEMO_NUM_FRAMES and session.media is not None
+    assert session.sampling == DEMO_SAMPLING and session.media is not None
 
 
 @pytest.mark.parametrize("name", OTHERS)
@@ -158,9 +161,9 @@ def stream_history(path: Path, out: Path, capsys) -> tuple[dict, float]:
 
 def test_streaming_cli_captions_720p_at_defaults(corpus, tmp_path, capsys):
     """`python -m llava.serve.cli_streaming --video-file 720p.mp4`: the demo model, 1 frame per second, so the
-    frames at 0 s and 1 s (the file is 2 s long); the last caption is said at the last frame streamed."""
+    frames at 0 s, 1 s, ..., 21 s (the file is 22 s long); the last caption is said at the last frame streamed."""
     record, last_time = stream_history(corpus[HD].path, tmp_path, capsys)
-    assert last_time == pytest.approx(1.0, abs=TIME_TOL)
+    assert last_time == pytest.approx(21.0, abs=TIME_TOL)
     assert record["history"][-1]["time"] == pytest.approx(last_time, abs=TIME_TOL)
 
 
@@ -196,8 +199,8 @@ def api_answer(client: TestClient, path: Path) -> dict:
 
 def test_api_answers_about_720p_at_defaults(api_client, corpus):
     """POST /v1/chat/completions with a file:// video_url, on the server `main` builds with no options but
-    --allowed-dir: the demo model and its 24 frames, the default max_tokens (256)."""
-    assert api_client.app.state.server.session.num_frames == DEMO_NUM_FRAMES
+    --allowed-dir: the demo model and its own sampling, the default max_tokens (256)."""
+    assert api_client.app.state.server.session.sampling == DEMO_SAMPLING
     misses = api_client.get("/v1/stats").json()["media_cache"]["misses"]
     answer = api_answer(api_client, corpus[HD].path)
     assert answer["choices"][0]["finish_reason"] == "stop" and answer["usage"]["completion_tokens"] >= 1
@@ -253,19 +256,20 @@ def gradio_stream(handlers: dict, path: Path) -> tuple[list[float], float]:
 
 
 def test_gradio_chat_tab_answers_about_720p_at_defaults(demo, corpus):
-    """The Chat tab of the app `main` builds with no options: the demo model, its 24 frames."""
+    """The Chat tab of the app `main` builds with no options: the demo model, its own sampling."""
     handlers, _, settings = demo
     user, _ = gradio_chat(handlers, corpus[HD].path)
-    assert user.session.num_frames == DEMO_NUM_FRAMES and user.session.media is not None
+    assert user.session.sampling == DEMO_SAMPLING and user.session.media is not None
     assert settings.generation.max_new_tokens == 256  # the demo's default answer length
 
 
 def test_gradio_streaming_tab_captions_720p_at_defaults(demo, corpus):
-    """The Streaming tab of the app `main` builds with no options: 1 frame per second, frames at 0 s and 1 s."""
+    """The Streaming tab of the app `main` builds with no options: 1 frame per second, frames at 0 s, 1 s, ...,
+    21 s; the last caption is said at the last one."""
     handlers, _, settings = demo
     assert settings.stream_fps == 1.0
     times, last_time = gradio_stream(handlers, corpus[HD].path)
-    assert times[-1] == pytest.approx(1.0, abs=PRINTED_TOL) and last_time == pytest.approx(1.0, abs=PRINTED_TOL)
+    assert times[-1] == pytest.approx(21.0, abs=PRINTED_TOL) and last_time == pytest.approx(21.0, abs=PRINTED_TOL)
 
 
 def test_gradio_720p_upload_over_http_is_answered_in_both_tabs(demo, corpus):
