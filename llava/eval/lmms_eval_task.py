@@ -6,7 +6,7 @@ questions asked in every rotation of their options (circular evaluation).
     python -m llava.eval.lmms_eval_task --question-file runs/shapes_mc/test_q.json \\
         --answer-file runs/shapes_mc/test_a.json --video-dir runs/shapes_mc/videos --output runs/lmms_tasks
     python -m lmms_eval --model videollamb --model_args pretrained=checkpoints/videollamb-tiny-shapes,device=cpu \\
-        --tasks synthetic_letter,synthetic_likelihood,synthetic_circular --include_path runs/lmms_tasks \
+        --tasks synthetic_letter,synthetic_likelihood,synthetic_circular --include_path runs/lmms_tasks \\
         --output_path runs/lmms_out
 
 OUT/data.jsonl holds one row per question (question_id, video: an absolute path, question, options, answer, type),
