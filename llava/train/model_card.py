@@ -42,7 +42,7 @@ Measured with `python -m llava.eval.shapes_scores --model-path {folder} --seed {
 Chance for the first-scene question is about 1/18 (6 colours x 3 shapes); for a lettered question 1/4 (right only
 when the answer is the right letter alone, asked in the original's prompt with the chat defaults). Scene captions
 are asked of the video cut at the end of each scene (what a live captioner says when a scene ends). Streaming
-captions at {stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.{cuts}
+captions at {stream_fps:g} fps (within one second after each scene ends, naming that scene): {stream:.3f}.{cuts}{words}
 
 {verdict}
 """
@@ -152,6 +152,18 @@ def lettered_rows(scores: dict, ablated: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def words_sentence(summary: dict) -> str:
+    """How the model answers the lettered prompt, where a stage taught it to answer with the option's words."""
+    stages = [summary.get("formats_stage", {}), summary.get("letter_stage", {})]
+    if not any(stage.get("mc_reply") == "option" for stage in stages):
+        return ""
+    return (
+        "\nIts formats stage taught it to answer the lettered prompt with the right option's words, which every "
+        "scorer of `llava.eval` reads as that option (`videoqa`'s letter protocol, the needle benchmark's circular "
+        "multiple choice); the lettered rows above count a letter alone."
+    )
+
+
 def cuts_sentence(scores: dict) -> str:
     """How often the model's segments are the scenes, where the scores have it."""
     if scores.get("scene_cuts_exact") is None:
@@ -206,6 +218,7 @@ def render(folder: Path) -> str:
         stream_fps=scores["stream_fps"],
         stream=scores["streaming_caption_accuracy"],
         cuts=cuts_sentence(scores),
+        words=words_sentence(summary),
         verdict=MEMORY_WORKS
         if scores["first_scene_accuracy_6plus"] >= ablated["first_scene_accuracy_6plus"] + 0.2
         else MEMORY_FAILS,

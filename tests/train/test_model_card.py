@@ -187,3 +187,16 @@ def test_the_counting_and_formats_stages_are_listed_after_the_long_stage_with_wh
         "(+ the long stage's rows of 10 videos) | 16 | 7 | 0.062 |",
     ]
     assert ("then the long stage's, the cut calibration's, the counting stage's and the formats stage's" in card)
+
+
+def test_a_model_taught_to_answer_lettered_prompts_in_words_says_so(tmp_path):
+    write_inputs(tmp_path, first=0.93, first_ablated=0.04)
+    assert main([str(tmp_path)]) == 0
+    assert "option's words" not in (tmp_path / "README.md").read_text()
+    summary = json.loads((tmp_path / "training_summary.json").read_text())
+    summary["formats_stage"] = {"min_scenes": 3, "max_scenes": 8, "num_videos": 16, "steps": 7, "kinds": "caption",
+                                "mc_ratio": 0.5, "mc_reply": "option"}
+    summary["stage_losses"] = [0.5, 0.25, 0.125]
+    (tmp_path / "training_summary.json").write_text(json.dumps(summary))
+    assert main([str(tmp_path)]) == 0
+    assert "answer the lettered prompt with the right option's words" in (tmp_path / "README.md").read_text()
