@@ -265,7 +265,9 @@ def video_items(
         if as_mc:
             options, index = to_multiple_choice(question, rng, near_miss=near_miss)
             items.append(
-                QAItem(qid, spec.filename, kind, question.text, question.answer, tuple(options), index, (), mc_reply)
+                QAItem(
+                    qid, spec.filename, kind, question.text, question.answer, tuple(options), index, mc_reply=mc_reply
+                )
             )
         else:
             items.append(QAItem(qid, spec.filename, kind, question.text, question.answer, judged=question.judged))

@@ -123,9 +123,10 @@ class VideoLLaMB(lmms):
         results = []
         for request in progress_bar(requests, desc="videollamb loglikelihood", unit="request"):
             context, continuation, doc_to_visual, doc_id, task, split = request.args
+            doc = self._doc(doc_id, task, split)
             if callable(continuation):  # a loglikelihood task hands over its doc_to_target
-                continuation = continuation(self._doc(doc_id, task, split))
-            self._load_visual(doc_to_visual(self._doc(doc_id, task, split)), f"{task} document {doc_id}")
+                continuation = continuation(doc)
+            self._load_visual(doc_to_visual(doc), f"{task} document {doc_id}")
             if self.session.media is None:
                 raise ConfigError(f"{task} document {doc_id}: loglikelihood needs a video or an image")
             (score,) = option_scores(self.session, context, [str(continuation)])

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     except LlavaError as err:
         return report_error(err)
     print(f"wrote {', '.join(str(path) for path in written)}")
-    tasks = ", ".join(f"{args.name}_{kind}" for kind in ("letter", "likelihood", "circular"))
+    tasks = ", ".join(file_name.removesuffix(".yaml") for file_name in task_files(args.name))
     print(f"tasks: {tasks} (lmms-eval: --include_path {args.output})")
     return 0
 

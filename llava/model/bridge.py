@@ -256,7 +256,7 @@ class MemoryBridge(nn.Module):
         """Run whole videos: segments[i] is video i's list of (N_ij, d) segment tokens.
 
         Right-aligned batching: video i joins at step S_max - S_i. Returns the final state and, per video,
-        the tokens the language model reads: H~ of its last segment ("default"), or [M_1; ...; M_S] ("mem").
+        the tokens the language model reads after its last segment (`readout`).
         With `every_segment`, returns per video the list of what the LLM would read after each of its
         segments (for the loss at every recurrent iteration). `segment_positions` False: images (see `advance`).
         """

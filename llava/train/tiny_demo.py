@@ -516,7 +516,7 @@ def run(
         letter_data = make_data(work / "data_letter", letter_stage, letter_seed)
         letter_rows = replay_rows(work, letter_data, long_data, letter_stage.replay_videos, "train_letter.json")
         start = work / "stage_letter"
-        losses.append(train_stage(expanded, work, start, letter_stage, model.config.num_frames, seed, letter_rows))
+        losses.append(train_stage(expanded, work, start, letter_stage, num_frames, seed, letter_rows))
         clock.lap("lettered")
     if out.exists():
         shutil.rmtree(out)
