@@ -108,8 +108,9 @@ def _about_scene(spec: VideoSpec, kind: str, index: int, text: str) -> Question:
     return Question(kind, text, answer, others, tuple(c for c in ALL_CAPTIONS if c != answer))
 
 
-def make_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Question | None:
-    """One question of `kind` about `spec` (None where the kind does not apply, e.g. order with one caption)."""
+def make_question(spec: VideoSpec, kind: str, rng: np.random.Generator, near_miss: bool = False) -> Question | None:
+    """One question of `kind` about `spec` (None where the kind does not apply, e.g. order with one caption);
+    `near_miss`: a `when_absent` object one attribute from a shown one (`_when_question`)."""
     n = len(spec.scenes)
     if kind in ("caption", "last_scene"):
         return _about_scene(spec, kind, n - 1, TEMPLATES[kind])
@@ -138,19 +139,22 @@ def make_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Quest
         scenes = tuple(dict.fromkeys(s.caption for s in spec.scenes))
         return Question(kind, TEMPLATES[kind], answer, scenes, tuple(c for c in ALL_CAPTIONS if c != answer))
     if kind in OPEN_ONLY:
-        return _when_question(spec, kind, rng)
+        return _when_question(spec, kind, rng, near_miss)
     raise ValueError(f"unknown question kind {kind!r}; valid kinds: {', '.join(ALL_KINDS)}")
 
 
-def _when_question(spec: VideoSpec, kind: str, rng: np.random.Generator) -> Question | None:
+def _when_question(spec: VideoSpec, kind: str, rng: np.random.Generator, near_miss: bool = False) -> Question | None:
     """When an object shown in exactly one scene was shown ("when"), or one the video never shows, not even as its
-    flash ("when_absent"); None where there is none."""
+    flash ("when_absent"); None where there is none. With `near_miss` the absent object is one attribute from a
+    scene's object where one such is not shown (a hard negative: the same colour and another shape, or the reverse)."""
     captions = [scene.caption for scene in spec.scenes]
     if kind == "when":
         candidates, answer = [c for c in dict.fromkeys(captions) if captions.count(c) == 1], WHEN_ANSWER
     else:
         shown = {*captions, *([spec.flash.caption] if spec.flash else [])}
         candidates, answer = [c for c in ALL_CAPTIONS if c not in shown], NOT_SHOWN_ANSWER
+        near = [c for c in candidates if any(c in near_captions(s) for s in dict.fromkeys(captions))]
+        candidates = near if near_miss and near else candidates
     if not candidates:
         return None
     caption = candidates[int(rng.integers(len(candidates)))]
@@ -258,7 +262,7 @@ def video_items(
     for kind in kinds:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(video_index, 1, ALL_KINDS.index(kind))))
         as_mc = rng.random() < mc_ratio and kind not in OPEN_ONLY
-        question = make_question(spec, kind, rng)
+        question = make_question(spec, kind, rng, near_miss)
         if question is None:
             continue
         qid = f"{spec.name}_{kind}"
@@ -382,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--near-miss",
         action="store_true",
         help="multiple-choice options in two pairs one attribute apart (the answer, a caption of its colour or "
-        "shape, another option and one of its neighbours), for training a model to read colour and shape both",
+        "shape, another option and one of its neighbours), and when_absent objects one attribute from a shown one, "
+        "for training a model to read colour and shape both",
     )
     parser.add_argument(
         "--mc-reply",

@@ -106,3 +106,21 @@ def test_no_when_question_where_none_applies():
     assert syn.make_question(shows_all, "when_absent", rng) is None
     question = syn.make_question(shows_all, "when", rng)
     assert question is not None and question.answer == syn.WHEN_ANSWER
+
+
+def test_near_miss_absent_objects_are_one_attribute_from_a_shown_one(when_set, tmp_path):
+    rows, truth = generate(tmp_path / "near", "when,when_absent,first_scene,brief_object", "--mc-ratio", "1",
+                           "--near-miss")
+    absent = [row for row in rows if row["kind"] == "when_absent"]
+    assert len(absent) == 8
+    for row in absent:
+        video = truth[row["video"]]
+        shown = {s["caption"] for s in video["scenes"]}
+        assert caption_asked(row) not in shown | {video["flash"]["caption"]}  # still never shown
+        assert any(caption_asked(row) in shapes_world.near_captions(caption) for caption in shown)
+    # without --near-miss the absent objects are drawn from every object not shown
+    plain = [row for row in when_set[0] if row["kind"] == "when_absent"]
+    assert [caption_asked(row) for row in plain] != [caption_asked(row) for row in absent]
+    # the other questions and the videos are those of the same data set without --near-miss
+    assert [row for row in rows if row["kind"] == "when"] == [row for row in when_set[0] if row["kind"] == "when"]
+    assert truth == when_set[1]
