@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the bundled demo model from scratch on a CPU (about 71 minutes on a quiet 2-core machine, by its parts'
+# Train the bundled demo model from scratch on a CPU (about 70 minutes on a quiet 2-core machine, by its parts'
 # times; the minutes of each part land in OUT_DIR/training_summary.json):
 #   bash scripts/train_tiny_demo.sh [WORK_DIR] [OUT_DIR]
 # Synthetic data, a sentencepiece tokenizer, tower pretraining, SceneTilling's threshold for that tower, then

@@ -21,6 +21,7 @@ Multiple-choice evaluation files (test_q.json, test_a.json):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -351,6 +352,27 @@ def generate(
     }
     written["truth"] = write_json_atomic(truth, out / "truth.json")
     return written
+
+
+def asked_again(
+    folder: str | os.PathLike,
+    videos: int | None = None,
+    *,
+    kinds: Sequence[str] = KINDS,
+    mc_ratio: float = 0.0,
+    mc_reply: str = "letter",
+    near_miss: bool = False,
+) -> list[dict]:
+    """Training rows about the first `videos` videos of a data set written by `generate` (all by default), asked as
+    `generate` would ask them with these settings and the set's seed: the rows its train.json would hold, written
+    without rendering the videos again (the questions depend on the seed and the video's index, not on the other
+    settings)."""
+    truth = json.loads((Path(folder) / "truth.json").read_text())
+    rows = []
+    for index, video in enumerate(truth["videos"][:videos]):  # written in index order
+        items = video_items(VideoSpec.from_truth(video), truth["seed"], index, kinds, mc_ratio, near_miss, mc_reply)
+        rows += [item.train_row() for item in items]
+    return rows
 
 
 # --- command line ----------------------------------------------------------------------------------------

@@ -336,18 +336,19 @@ def train_stage(
     return [entry["train_loss"] for entry in history if "train_loss" in entry][-1]
 
 
+def in_work_folder(folder: Path, rows: list[dict]) -> list[dict]:
+    """Rows about the videos of the data folder `folder` with their video paths and ids prefixed with its name, so
+    that a stage reads rows of several folders with the recipe's work folder as its root."""
+    return [{**row, "id": f"{folder.name}_{row['id']}", "video": f"{folder.name}/{row['video']}"} for row in rows]
+
+
 def replay_rows(work: Path, own: Path, replayed: Path, videos: int, name: str) -> str:
-    """Write work/name: the rows of `own` and those of the first `videos` videos of `replayed` (folders in `work`),
-    their video paths and ids prefixed with their folder's name, so the stage reads both with `work` as its root."""
+    """Write work/name: the rows of `own` and those of the first `videos` videos of `replayed` (folders in `work`)."""
     rows = []
     for folder, keep in ((own, None), (replayed, videos)):
         folder_rows = json.loads((folder / "train.json").read_text())
         kept = set(sorted({row["video"] for row in folder_rows})[:keep])
-        rows += [
-            {**row, "id": f"{folder.name}_{row['id']}", "video": f"{folder.name}/{row['video']}"}
-            for row in folder_rows
-            if row["video"] in kept
-        ]
+        rows += in_work_folder(folder, [row for row in folder_rows if row["video"] in kept])
     return write_json_atomic(rows, work / name).name
 
 
@@ -496,14 +497,16 @@ def run(
     if formats_stage is not None:
         logger.info("formats stage: %d steps", formats_stage.steps)
         formats_data = make_data(work / "data_formats", formats_stage, formats_seed)
-        asked_alike = replace(
-            long_stage,
-            num_videos=formats_stage.replay_videos,
+        asked_alike = shapes_dataset.asked_again(
+            long_data,
+            formats_stage.replay_videos,
+            kinds=long_stage.kinds.split(","),
             mc_ratio=formats_stage.mc_ratio,
             mc_reply=formats_stage.mc_reply,
-        )  # the long stage's first videos (they do not depend on the questions), asked as this stage asks
-        replayed = make_data(work / "data_long_formats", asked_alike, long_seed)
-        rows = replay_rows(work, formats_data, replayed, formats_stage.replay_videos, "train_formats.json")
+        )  # the long stage's first videos, asked as this stage asks
+        own = json.loads((formats_data / "train.json").read_text())
+        mixed = in_work_folder(formats_data, own) + in_work_folder(long_data, asked_alike)
+        rows = write_json_atomic(mixed, work / "train_formats.json").name
         losses.append(train_stage(start, work, work / "stage_formats", formats_stage, num_frames, seed, rows))
         start = work / "stage_formats"
         clock.lap("formats")

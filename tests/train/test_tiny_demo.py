@@ -100,13 +100,15 @@ def test_the_recipe_writes_a_loadable_demo_model(tmp_path):
     counting_rows = json.loads((tmp_path / "work" / "data_counting" / "train.json").read_text())
     assert {row["kind"] for row in counting_rows} >= {"nth_scene", "count", "order"}
     # the formats stage: every question lettered (this toy's share), answered with the right option's words, on its
-    # own videos and on the long stage's first two, asked alike
+    # own videos and on the long stage's first two, asked alike (not rendered again)
     formats_rows = json.loads((tmp_path / "work" / "train_formats.json").read_text())
-    assert {row["video"].split("/")[0] for row in formats_rows} == {"data_formats", "data_long_formats"}
+    assert {row["video"].split("/")[0] for row in formats_rows} == {"data_formats", "data_long"}
     assert all(row["conversations"][1]["value"] == row["answer_text"] in row["options"] for row in formats_rows)
     long_truth = json.loads((tmp_path / "work" / "data_long" / "truth.json").read_text())["videos"]
-    alike = json.loads((tmp_path / "work" / "data_long_formats" / "truth.json").read_text())["videos"]
-    assert alike == long_truth[:2]
+    replayed = {row["video"] for row in formats_rows if row["video"].startswith("data_long/")}
+    assert replayed == {f"data_long/{video['video']}" for video in long_truth[:2]}
+    assert {row["kind"] for row in formats_rows if row["video"] in replayed} == set(LONG_STAGE.kinds.split(","))
+    assert not (tmp_path / "work" / "data_long_formats").exists()
     assert model.config.resize_antialias is False  # trained and served without antialiasing (presets' comment)
     long_model = load_pretrained_model(tmp_path / "work" / "stage_long", device="cpu")[1]
     assert model.config.text_config.num_hidden_layers == long_model.config.text_config.num_hidden_layers + 1
