@@ -188,20 +188,23 @@ def test_option_reply_answers_the_same_lettered_rows_with_the_options_words(tmp_
     assert load(tmp_path / "words" / "truth.json")["mc_reply"] == "option"
 
 
-def test_asked_again_writes_the_rows_generate_writes_for_those_settings_without_rendering(tmp_path, train_set):
-    # the train set (seed 7, default kinds, half lettered) asked again with the brief object, all lettered, in words
+def test_asked_again_writes_the_rows_generate_writes_for_those_settings_without_rendering(tmp_path):
+    # one set written open-ended, another of the same seed all lettered in words: asking the first set's videos
+    # again with the second's settings gives the second's rows (the brief object included: its flash round-trips)
+    common = ["--num-videos", "4", "--seed", "7", "--max-scenes", "5", "--quiet"]
     kinds = [*syn.KINDS, "brief_object"]
-    syn.main(["--out", str(tmp_path / "direct"), "--num-videos", "4", "--seed", "7", "--max-scenes", "5",
-              "--mc-ratio", "1", "--mc-reply", "option", "--kinds", ",".join(kinds), "--quiet"])
-    direct = load(tmp_path / "direct" / "truth.json")
+    syn.main(["--out", str(tmp_path / "open"), *common, "--kinds", ",".join(kinds)])
+    syn.main(["--out", str(tmp_path / "words"), *common, "--kinds", ",".join(kinds), "--mc-ratio", "1",
+              "--mc-reply", "option"])
     files = sorted(tmp_path.rglob("*"))
-    rows = syn.asked_again(tmp_path / "direct", 3, kinds=kinds, mc_ratio=1.0, mc_reply="option")
+    rows = syn.asked_again(tmp_path / "open", 3, kinds=kinds, mc_ratio=1.0, mc_reply="option")
     assert sorted(tmp_path.rglob("*")) == files  # nothing rendered or written
-    assert rows == load(tmp_path / "direct" / "train.json")[: len(rows)]
-    assert {row["video"] for row in rows} == {video["video"] for video in direct["videos"][:3]}
+    words = load(tmp_path / "words" / "train.json")
+    assert rows == words[: len(rows)] and len(rows) < len(words)
+    first_three = load(tmp_path / "open" / "truth.json")["videos"][:3]
+    assert {row["video"] for row in rows} == {video["video"] for video in first_three}
     assert all(row["conversations"][1]["value"] in row["options"] for row in rows)
-    # the set's own settings give back its own rows
-    assert syn.asked_again(train_set, kinds=syn.KINDS, mc_ratio=0.5) == load(train_set / "train.json")
+    assert rows != load(tmp_path / "open" / "train.json")[: len(rows)]  # the open set's own rows differ
 
 
 def test_video_i_independent_of_count():
