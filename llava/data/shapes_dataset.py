@@ -154,8 +154,9 @@ def _when_question(spec: VideoSpec, kind: str, rng: np.random.Generator, near_mi
     else:
         shown = {*captions, *([spec.flash.caption] if spec.flash else [])}
         candidates, answer = [c for c in ALL_CAPTIONS if c not in shown], NOT_SHOWN_ANSWER
-        near = [c for c in candidates if any(c in near_captions(s) for s in dict.fromkeys(captions))]
-        candidates = near if near_miss and near else candidates
+        if near_miss:
+            near = [c for c in candidates if any(c in near_captions(s) for s in dict.fromkeys(captions))]
+            candidates = near or candidates
     if not candidates:
         return None
     caption = candidates[int(rng.integers(len(candidates)))]
